@@ -1,0 +1,30 @@
+"""Exploration types, shared with tensordict's interaction type.
+
+``ExplorationType`` *is* :class:`tensordict.nn.InteractionType`, and the
+context manager and getter are tensordict's, so ``set_exploration_type`` and
+``tensordict.nn.set_interaction_type`` flip one and the same switch.
+
+Examples:
+    >>> from tdrl.envs.utils import ExplorationType, exploration_type, set_exploration_type
+    >>> from tensordict.nn import interaction_type, set_interaction_type
+    >>> print(exploration_type())
+    None
+    >>> with set_exploration_type(ExplorationType.RANDOM):
+    ...     print(exploration_type() is ExplorationType.RANDOM, interaction_type())
+    True random
+    >>> with set_interaction_type("mode"):
+    ...     print(exploration_type() is ExplorationType.MODE)
+    True
+    >>> @set_exploration_type(ExplorationType.DETERMINISTIC)
+    ... def act():
+    ...     return exploration_type()
+    >>> act() is ExplorationType.DETERMINISTIC
+    True
+"""
+from __future__ import annotations
+
+from tensordict.nn import InteractionType as ExplorationType
+from tensordict.nn import interaction_type as exploration_type
+from tensordict.nn import set_interaction_type as set_exploration_type
+
+__all__ = ["ExplorationType", "exploration_type", "set_exploration_type"]
