@@ -1,0 +1,50 @@
+"""tdrl's modules: distributions, networks, actors, value operators and operators."""
+from tdrl.modules.distributions import (
+    Delta,
+    IndependentNormal,
+    MaskedCategorical,
+    MaskedOneHotCategorical,
+    NormalParamExtractor,
+    OneHotCategorical,
+    TanhDelta,
+    TanhNormal,
+    TruncatedNormal,
+)
+from tdrl.modules.models import MLP
+from tdrl.modules.tensordict_module import (
+    Actor,
+    ActorCriticOperator,
+    ActorCriticWrapper,
+    ActorValueOperator,
+    ProbabilisticActor,
+    SafeModule,
+    SafeProbabilisticModule,
+    SafeProbabilisticTensorDictSequential,
+    SafeSequential,
+    TDRLModuleBase,
+    ValueOperator,
+)
+
+__all__ = [
+    "MLP",
+    "Actor",
+    "ActorCriticOperator",
+    "ActorCriticWrapper",
+    "ActorValueOperator",
+    "Delta",
+    "IndependentNormal",
+    "MaskedCategorical",
+    "MaskedOneHotCategorical",
+    "NormalParamExtractor",
+    "OneHotCategorical",
+    "ProbabilisticActor",
+    "SafeModule",
+    "SafeProbabilisticModule",
+    "SafeProbabilisticTensorDictSequential",
+    "SafeSequential",
+    "TDRLModuleBase",
+    "TanhDelta",
+    "TanhNormal",
+    "TruncatedNormal",
+    "ValueOperator",
+]

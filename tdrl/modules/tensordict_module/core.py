@@ -1,0 +1,301 @@
+"""The dispatch core shared by every tdrl module.
+
+Every tdrl module is a :class:`tensordict.nn.TensorDictModuleBase` whose work is
+done by ``_run(td) -> td``. ``forward`` only adds the public conveniences
+(``tensordict_out``, building a TensorDict from keyword tensors), so
+containers can chain the ``_run`` of their children directly and skip
+``nn.Module.__call__`` and tensordict's generic dispatch on the hot path.
+
+A child is turned into a *step* (a plain ``td -> td`` callable) once, by
+:func:`as_step`:
+
+- a tdrl module runs through its ``_run`` (or its full ``__call__`` when it
+  carries hooks),
+- a user-built :class:`tensordict.nn.TensorDictModule` with no hooks runs
+  through a lean reader/writer that reads its ``in_keys``, calls its wrapped
+  callable and writes its ``out_keys`` (the same semantics, minus the
+  overhead),
+- anything else is called as it is.
+
+Examples:
+    >>> import torch
+    >>> from tensordict import TensorDict
+    >>> from tensordict.nn import TensorDictModule
+    >>> from tdrl.modules.tensordict_module.core import as_step
+    >>> step = as_step(TensorDictModule(torch.nn.Linear(3, 2), ["x"], ["y"]))
+    >>> step(TensorDict(x=torch.zeros(4, 3), batch_size=[4]))["y"].shape
+    torch.Size([4, 2])
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import torch
+from tensordict import TensorDict, TensorDictBase
+from tensordict.nn import TensorDictModule, TensorDictModuleBase
+from tensordict.utils import NestedKey, unravel_key, unravel_key_list
+from torch import nn
+from torch.nn.modules import module as _nn_module
+
+__all__ = [
+    "TDRLModuleBase",
+    "as_step",
+    "normalize_keys",
+    "read_key",
+    "write_outputs",
+    "missing_key_error",
+]
+
+Step = Callable[[TensorDictBase], TensorDictBase]
+
+
+def normalize_keys(keys: NestedKey | Iterable[NestedKey] | None, name: str) -> list[NestedKey]:
+    """Turns a key or a list of keys into a flat list of unravelled keys.
+
+    Raises ``TypeError`` naming the argument when the value is not a key or keys.
+
+    Examples:
+        >>> normalize_keys("a", "in_keys")
+        ['a']
+        >>> normalize_keys([("a", ("b", "c")), ("d",)], "out_keys")
+        [('a', 'b', 'c'), 'd']
+    """
+    if keys is None:
+        return []
+    if isinstance(keys, (str, tuple)):
+        keys = [keys]
+    try:
+        return unravel_key_list(list(keys))
+    except Exception as err:  # tensordict raises various types here
+        raise TypeError(
+            f"{name} must be a key (str or tuple of str) or a list of keys, got {keys!r}"
+        ) from err
+
+
+def _present_keys(td: TensorDictBase) -> list[str]:
+    return sorted(str(k) for k in td.keys(include_nested=True, leaves_only=True))
+
+
+def missing_key_error(owner: Any, key: NestedKey, td: TensorDictBase) -> KeyError:
+    """Builds the ``KeyError`` raised when ``owner`` cannot find ``key`` in ``td``.
+
+    Examples:
+        >>> import torch
+        >>> from tensordict import TensorDict
+        >>> err = missing_key_error("MyModule", "obs", TensorDict(a=torch.zeros(1)))
+        >>> print(err.args[0])
+        MyModule expected the key 'obs' in its input TensorDict, but it is missing; keys present: ['a']
+    """
+    name = owner if isinstance(owner, str) else type(owner).__name__
+    return KeyError(
+        f"{name} expected the key {key!r} in its input TensorDict, but it is missing; "
+        f"keys present: {_present_keys(td)}"
+    )
+
+
+def read_key(td: TensorDictBase, key: NestedKey, owner: Any) -> torch.Tensor:
+    """Reads ``key`` from ``td``; a missing key raises a ``KeyError`` naming it.
+
+    Examples:
+        >>> import torch
+        >>> from tensordict import TensorDict
+        >>> read_key(TensorDict(a=torch.ones(2)), "a", "M")
+        tensor([1., 1.])
+    """
+    value = td.get(key, None)
+    if value is None:
+        raise missing_key_error(owner, key, td)
+    return value
+
+
+def write_outputs(
+    td: TensorDictBase, out_keys: Sequence[NestedKey], out: Any, owner: Any
+) -> TensorDictBase:
+    """Writes a callable's result (a tensor or a tuple of them) under ``out_keys``.
+
+    The count is checked before anything is written; the key ``"_"`` drops an output.
+
+    Examples:
+        >>> import torch
+        >>> from tensordict import TensorDict
+        >>> td = write_outputs(TensorDict(), ["a", "b"], (torch.zeros(1), torch.ones(1)), "M")
+        >>> sorted(td.keys())
+        ['a', 'b']
+    """
+    if isinstance(out, torch.Tensor):
+        if len(out_keys) != 1:
+            raise ValueError(
+                f"{_owner_name(owner)} returned 1 tensor but has {len(out_keys)} out_keys "
+                f"{list(out_keys)}"
+            )
+        td.set(out_keys[0], out)
+        return td
+    if isinstance(out, (tuple, list)):
+        if len(out) != len(out_keys):
+            raise ValueError(
+                f"{_owner_name(owner)} returned {len(out)} outputs but has {len(out_keys)} "
+                f"out_keys {list(out_keys)}"
+            )
+        for key, value in zip(out_keys, out):
+            if key != "_":
+                td.set(key, value)
+        return td
+    if isinstance(out, (TensorDictBase, dict)) and len(out_keys) == 1:
+        td.set(out_keys[0], out if isinstance(out, TensorDictBase) else TensorDict(out))
+        return td
+    raise TypeError(
+        f"{_owner_name(owner)} must return a tensor or a tuple of tensors, got {type(out).__name__}"
+    )
+
+
+def _owner_name(owner: Any) -> str:
+    return owner if isinstance(owner, str) else type(owner).__name__
+
+
+def _has_hooks(m: nn.Module) -> bool:
+    return bool(
+        m._forward_hooks
+        or m._forward_pre_hooks
+        or m._backward_hooks
+        or m._backward_pre_hooks
+        or _nn_module._global_forward_hooks
+        or _nn_module._global_forward_pre_hooks
+        or _nn_module._global_backward_hooks
+        or _nn_module._global_backward_pre_hooks
+    )
+
+
+class TDRLModuleBase(TensorDictModuleBase):
+    """Base of all tdrl modules: a ``TensorDictModuleBase`` whose work is ``_run(td)``.
+
+    Subclasses set ``in_keys`` / ``out_keys`` and implement ``_run``, which
+    reads from and writes into the tensordict it is given and returns it.
+
+    ``forward(td)`` runs the module in place and returns ``td``. With
+    ``tensordict_out=...`` the outputs are copied into that tensordict
+    instead. Called with keyword tensors named after its ``in_keys`` (string
+    keys only), the module returns its outputs as a tensor or a tuple.
+
+    Examples:
+        >>> import torch
+        >>> from tensordict import TensorDict
+        >>> class AddOne(TDRLModuleBase):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.in_keys, self.out_keys = ["x"], ["y"]
+        ...     def _run(self, td):
+        ...         return td.set("y", read_key(td, "x", self) + 1)
+        >>> AddOne()(TensorDict(x=torch.zeros(2), batch_size=[2]))["y"]
+        tensor([1., 1.])
+        >>> AddOne()(x=torch.zeros(2))
+        tensor([1., 1.])
+    """
+
+    def _run(self, td: TensorDictBase) -> TensorDictBase:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _step(self, td: TensorDictBase) -> TensorDictBase:
+        """Runs the module as a child of a container: hooks are honoured if present."""
+        if _has_hooks(self):
+            return self(td)
+        return self._run(td)
+
+    def forward(
+        self,
+        tensordict: TensorDictBase | None = None,
+        *,
+        tensordict_out: TensorDictBase | None = None,
+        **kwargs: torch.Tensor,
+    ) -> Any:
+        if tensordict is None:
+            return self._call_with_tensors(kwargs)
+        if kwargs:
+            raise TypeError(
+                f"{type(self).__name__} got unexpected keyword arguments {sorted(kwargs)}"
+            )
+        if not isinstance(tensordict, TensorDictBase):
+            raise TypeError(
+                f"{type(self).__name__} expects a TensorDict, got {type(tensordict).__name__}"
+            )
+        if tensordict_out is None:
+            return self._run(tensordict)
+        out = self._run(tensordict.copy())
+        for key in self.out_keys:
+            value = out.get(key, None)
+            if value is not None:
+                tensordict_out.set(key, value)
+        return tensordict_out
+
+    def _call_with_tensors(self, kwargs: dict[str, torch.Tensor]) -> Any:
+        wanted = [k for k in self.in_keys if isinstance(k, str)]
+        unknown = sorted(set(kwargs) - set(wanted))
+        if unknown:
+            raise TypeError(
+                f"{type(self).__name__} got keyword arguments {unknown} that are not among "
+                f"its in_keys {list(self.in_keys)}"
+            )
+        first = next(iter(kwargs.values()), None)
+        batch = first.shape[:-1] if first is not None and first.dim() else ()
+        td = TensorDict(dict(kwargs), batch_size=batch)
+        td = self._run(td)
+        outs = tuple(td.get(k) for k in self.out_keys)
+        return outs[0] if len(outs) == 1 else outs
+
+
+class _LeanTensorDictModule:
+    """A step that runs a hook-free ``TensorDictModule`` without its generic dispatch."""
+
+    __slots__ = ("tdm", "fn", "in_keys", "out_keys", "kw_names")
+
+    def __init__(self, tdm: TensorDictModule) -> None:
+        self.tdm = tdm
+        self.fn = tdm.module
+        self.in_keys = list(tdm.in_keys)
+        self.out_keys = list(tdm.out_keys)
+        self.kw_names = getattr(tdm, "_kwargs", None)
+
+    def __call__(self, td: TensorDictBase) -> TensorDictBase:
+        tdm = self.tdm
+        if _has_hooks(tdm):
+            return tdm(td)
+        if self.kw_names is None:
+            out = self.fn(*[read_key(td, k, tdm) for k in self.in_keys])
+        else:
+            out = self.fn(
+                **{n: read_key(td, k, tdm) for n, k in zip(self.kw_names, self.in_keys)}
+            )
+        return write_outputs(td, self.out_keys, out, tdm)
+
+    def __repr__(self) -> str:
+        return f"Lean({self.tdm!r})"
+
+
+def _lean_ok(m: TensorDictModule) -> bool:
+    return (
+        type(m) is TensorDictModule
+        and getattr(m, "inplace", True) is True
+        and getattr(m, "method", None) is None
+        and not getattr(m, "method_kwargs", None)
+        and not getattr(m, "_get_kwargs", None)
+        and callable(getattr(m, "module", None))
+    )
+
+
+def as_step(child: Callable[[TensorDictBase], TensorDictBase]) -> Step:
+    """Returns the fastest ``td -> td`` callable that behaves like ``child(td)``."""
+    if isinstance(child, TDRLModuleBase):
+        return child._step
+    if isinstance(child, TensorDictModule) and _lean_ok(child):
+        return _LeanTensorDictModule(child)
+    return child
+
+
+def key_str(key: NestedKey) -> str:
+    """A readable form of a key, for messages.
+
+    Examples:
+        >>> key_str(("a", "b"))
+        "('a', 'b')"
+    """
+    return repr(unravel_key(key))
