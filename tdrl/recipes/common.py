@@ -154,8 +154,10 @@ def add_config_arguments(parser: Any, config_cls: type, skip: Iterable[str] = ()
             kwargs["choices"] = f.metadata["choices"]
         elif default is None:
             kwargs["type"] = float
+            kwargs["metavar"] = "X"
         else:
             kwargs["type"] = type(default)
+            kwargs["metavar"] = {int: "N", float: "X"}.get(type(default), f.name.upper())
         parser.add_argument(flag, **kwargs)
 
 
@@ -951,3 +953,160 @@ def linear_schedule(initial: float, step: int, total: int) -> float:
         0.00075
     """
     return initial * max(0.0, 1.0 - step / total)
+
+
+# ----------------------------------------------------------------------------- the run loop
+def run_training(
+    algo_name: str,
+    algo: Any,
+    cfg: Any,
+    run_dir: Path,
+    threshold: float | None,
+    resume_state: dict[str, Any] | None = None,
+    progress: bool | None = None,
+    log: Callable[[str], None] = print,
+) -> int:
+    """Drive ``algo`` to ``cfg.total_steps``: metrics, checkpoints, signals, final eval.
+
+    ``algo`` exposes ``iterate() -> dict`` (one rollout/update chunk, returning
+    its ``loss_columns``), ``global_step``, ``stats`` (:class:`EpisodeStats`),
+    ``act(obs)`` (deterministic), ``state_dict()``/``load_state_dict()`` and
+    ``close()``. Returns the process exit status: 0 when finished, 128 + the
+    signal number when stopped by SIGINT/SIGTERM (after saving a checkpoint).
+    """
+    run_dir = Path(run_dir)
+    ckpt_path = run_dir / "checkpoint.pt"
+    columns = [
+        "step",
+        "wall_s",
+        "episodes",
+        "return_mean",
+        "return_std",
+        "length_mean",
+        *algo.loss_columns,
+        "steps_per_s",
+    ]
+    if resume_state is not None:
+        algo.load_state_dict(resume_state["algo"])
+        set_rng_state(resume_state["rng"])
+        clock = Clock(offset=float(resume_state["wall_s"]))
+    else:
+        clock = Clock()
+    algo.clock = clock
+    start_step = algo.global_step
+    metrics = MetricsLog(
+        run_dir / "metrics.csv", columns, resume_step=start_step if resume_state else None
+    )
+
+    def save(finished: bool = False) -> None:
+        save_checkpoint(
+            ckpt_path,
+            {
+                "algo": algo_name,
+                "config": config_to_dict(cfg),
+                "global_step": algo.global_step,
+                "wall_s": clock(),
+                "rng": get_rng_state(),
+                "algo_state": algo.state_dict(),
+                "finished": finished,
+            },
+        )
+
+    bar = ProgressBar(cfg.total_steps, start_step, f"{algo_name} {cfg.env}", enabled=progress)
+    last_step, last_wall = start_step, clock()
+    next_ckpt = (start_step // cfg.checkpoint_every + 1) * cfg.checkpoint_every
+    stopped: int | None = None
+    try:
+        with StopSignal() as stop:
+            while algo.global_step < cfg.total_steps:
+                losses = algo.iterate()
+                step, wall = algo.global_step, clock()
+                sps = (step - last_step) / max(wall - last_wall, 1e-9)
+                last_step, last_wall = step, wall
+                ep = algo.stats.summary()
+                metrics.write(
+                    {
+                        "step": step,
+                        "wall_s": wall,
+                        "episodes": algo.stats.episodes,
+                        **ep,
+                        **losses,
+                        "steps_per_s": sps,
+                    }
+                )
+                bar.update(step, ep["return_mean"], sps)
+                if stop.signum is not None:
+                    stopped = stop.signum
+                    break
+                if step >= next_ckpt:
+                    save()
+                    next_ckpt = (step // cfg.checkpoint_every + 1) * cfg.checkpoint_every
+            train_wall = clock()
+            save(finished=stopped is None)
+    finally:
+        bar.close()
+        metrics.close()
+    if stopped is not None:
+        algo.close()
+        log(
+            f"stopped by {signal.Signals(stopped).name} at step {algo.global_step:,}; checkpoint "
+            f"saved to {ckpt_path}\nresume with: tdrl train {algo_name} --out {run_dir} --resume"
+        )
+        return 128 + stopped
+    algo.close()
+    returns = evaluate(algo.act, cfg.env, cfg.eval_episodes, cfg.seed + EVAL_SEED_OFFSET)
+    summary = {
+        "algo": algo_name,
+        "env": cfg.env,
+        "seed": cfg.seed,
+        "total_steps": algo.global_step,
+        "wall_s": round(train_wall, 3),
+        "steps_per_s": round(algo.global_step / max(train_wall, 1e-9), 1),
+        "reward_threshold": threshold,
+        "solved_at_step": algo.stats.solved_at_step,
+        "solved_at_s": (
+            None if algo.stats.solved_at_s is None else round(algo.stats.solved_at_s, 3)
+        ),
+        "final_eval_return": float(returns.mean()),
+        "final_eval_std": float(returns.std()),
+        "final_eval_episodes": int(len(returns)),
+        "final_eval_returns": [float(r) for r in returns],
+        "train_return_last10": algo.stats.summary()["return_mean"],
+        "episodes": algo.stats.episodes,
+        "threads": torch.get_num_threads(),
+        "versions": _versions(),
+        "config": config_to_dict(cfg),
+    }
+    write_json(run_dir / "summary.json", summary)
+    plot_learning_curve(
+        run_dir / "metrics.csv",
+        run_dir / "learning_curve.png",
+        f"{algo_name.upper()} on {cfg.env} (seed {cfg.seed})",
+        threshold,
+    )
+    solved = (
+        f"solved at step {summary['solved_at_step']:,} ({summary['solved_at_s']:.1f} s)"
+        if summary["solved_at_step"] is not None
+        else "not solved"
+        if threshold is not None
+        else "no reward threshold"
+    )
+    log(
+        f"{algo_name} {cfg.env} seed {cfg.seed}: {algo.global_step:,} steps in {train_wall:.1f} s "
+        f"({summary['steps_per_s']:,.0f} steps/s), {solved}; final eval return "
+        f"{returns.mean():.1f} +- {returns.std():.1f} over {len(returns)} episodes\n"
+        f"wrote {run_dir}/(metrics.csv, summary.json, checkpoint.pt, learning_curve.png)"
+    )
+    return 0
+
+
+def _versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {}
+    for name in ("torch", "tensordict", "gymnasium", "numpy"):
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:  # pragma: no cover
+            pass
+    return out

@@ -1,0 +1,451 @@
+"""DQN on gymnasium vector envs, with a ``QValueActor`` and ``EGreedyModule``.
+
+One file, top to bottom, in the CleanRL spirit:
+
+1. ``build_qnet``: an ``MLP`` mapping the observation to one value per action,
+   wrapped in a ``QValueActor`` (writes ``"action"``, ``"action_value"`` and
+   ``"chosen_action_value"``); exploration is a ``TensorDictSequential`` of the
+   actor and an ``EGreedyModule`` whose epsilon anneals linearly over
+   ``exploration_fraction * total_steps`` env steps.
+2. ``ReplayBuffer``: a preallocated ``TensorDict`` ring of transitions; the next
+   observation of an episode cut by the time limit is its true final
+   observation, and only real terminations stop the bootstrap.
+3. ``DQN.train_step``: every ``train_freq`` env steps, ``gradient_steps``
+   updates on uniform minibatches; Huber loss against a target network
+   (Double DQN by default), gradient clipping, optional linear learning-rate
+   decay; the target network is copied every ``target_update`` env steps (or
+   Polyak-averaged with ``tau < 1``).
+
+Acting uses ``ExplorationType.RANDOM`` (epsilon-greedy), evaluation
+``ExplorationType.DETERMINISTIC`` (greedy). Only discrete action spaces.
+
+Examples:
+    >>> import gymnasium as gym
+    >>> from tdrl.recipes.dqn import DQNConfig, build_qnet
+    >>> qnet = build_qnet(DQNConfig(), gym.spaces.Box(-1, 1, (4,)), gym.spaces.Discrete(2))
+    >>> type(qnet).__name__
+    'QValueActor'
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tensordict import TensorDict
+from tensordict.nn import TensorDictSequential
+from torch import nn
+
+from tdrl.envs.utils import ExplorationType, set_exploration_type
+from tdrl.recipes.common import (
+    CommonConfig,
+    EpisodeStats,
+    TrainError,
+    check_positive,
+    final_observations,
+    linear_schedule,
+    make_vec_env,
+)
+
+NAME = "dqn"
+ACTION_SPACES = "discrete"
+
+
+@dataclasses.dataclass
+class DQNConfig(CommonConfig):
+    """DQN hyperparameters (defaults tuned on CartPole-v1: solves within 50k steps).
+
+    Examples:
+        >>> cfg = DQNConfig()
+        >>> cfg.total_steps, cfg.double_dqn
+        (50000, True)
+    """
+
+    total_steps: int = dataclasses.field(
+        default=50_000,
+        metadata={"help": "environment steps to train for (rounded up to a whole vector step)"},
+    )
+    num_envs: int = dataclasses.field(
+        default=4, metadata={"help": "parallel environments (gymnasium SyncVectorEnv)"}
+    )
+    lr: float = dataclasses.field(default=1e-3, metadata={"help": "Adam learning rate"})
+    anneal_lr: bool = dataclasses.field(
+        default=True, metadata={"help": "decay the learning rate linearly to 0"}
+    )
+    gamma: float = dataclasses.field(default=0.99, metadata={"help": "discount factor"})
+    buffer_size: int = dataclasses.field(
+        default=50_000, metadata={"help": "replay buffer capacity (transitions)"}
+    )
+    batch_size: int = dataclasses.field(default=128, metadata={"help": "minibatch size"})
+    learning_starts: int = dataclasses.field(
+        default=1_000, metadata={"help": "env steps of pure collection before learning"}
+    )
+    train_freq: int = dataclasses.field(
+        default=8, metadata={"help": "env steps between training phases"}
+    )
+    gradient_steps: int = dataclasses.field(
+        default=2, metadata={"help": "gradient steps per training phase"}
+    )
+    target_update: int = dataclasses.field(
+        default=500, metadata={"help": "env steps between target network updates"}
+    )
+    tau: float = dataclasses.field(
+        default=1.0, metadata={"help": "target update rate (1 = hard copy)"}
+    )
+    eps_init: float = dataclasses.field(default=1.0, metadata={"help": "initial epsilon"})
+    eps_end: float = dataclasses.field(default=0.02, metadata={"help": "final epsilon"})
+    exploration_fraction: float = dataclasses.field(
+        default=0.2, metadata={"help": "fraction of total steps over which epsilon anneals"}
+    )
+    double_dqn: bool = dataclasses.field(
+        default=True, metadata={"help": "Double DQN target (online argmax, target value)"}
+    )
+    max_grad_norm: float = dataclasses.field(
+        default=10.0, metadata={"help": "gradient norm clipping"}
+    )
+    hidden: tuple = dataclasses.field(default=(128, 128), metadata={"help": "Q-network layers"})
+    activation: str = dataclasses.field(
+        default="relu", metadata={"help": "activation", "choices": ["relu", "tanh", "elu"]}
+    )
+    log_every: int = dataclasses.field(
+        default=1_000, metadata={"help": "env steps between metrics.csv rows"}
+    )
+
+
+ENV_DEFAULTS: dict[str, dict[str, Any]] = {"CartPole-v1": {}}
+
+
+def env_defaults(env_id: str, action_space: Any) -> dict[str, Any]:
+    """The defaults that apply to ``env_id``.
+
+    Examples:
+        >>> env_defaults("CartPole-v1", None)
+        {}
+    """
+    return dict(ENV_DEFAULTS.get(env_id, {}))
+
+
+def validate(cfg: DQNConfig) -> None:
+    """Check the numbers before anything is created (raises ``TrainError``).
+
+    Examples:
+        >>> validate(DQNConfig(eps_end=1.5))
+        Traceback (most recent call last):
+        ...
+        tdrl.recipes.common.TrainError: --eps-end must be in [0, 1], got 1.5
+    """
+    check_positive(
+        cfg,
+        [
+            "total_steps",
+            "num_envs",
+            "threads",
+            "eval_episodes",
+            "checkpoint_every",
+            "lr",
+            "buffer_size",
+            "batch_size",
+            "train_freq",
+            "gradient_steps",
+            "target_update",
+            "max_grad_norm",
+            "log_every",
+        ],
+    )
+    for name in ("gamma", "eps_init", "eps_end", "exploration_fraction"):
+        if not 0.0 <= getattr(cfg, name) <= 1.0:
+            raise TrainError(
+                f"--{name.replace('_', '-')} must be in [0, 1], got {getattr(cfg, name)}"
+            )
+    if not 0.0 < cfg.tau <= 1.0:
+        raise TrainError(f"--tau must be in (0, 1], got {cfg.tau}")
+    if cfg.learning_starts < 0:
+        raise TrainError(f"--learning-starts must be >= 0, got {cfg.learning_starts}")
+
+
+def build_qnet(cfg: DQNConfig, obs_space: Any, action_space: Any) -> Any:
+    """``QValueActor`` over an ``MLP`` (index actions, ``Categorical`` spec).
+
+    Examples:
+        >>> import gymnasium as gym
+        >>> from tensordict import TensorDict
+        >>> qnet = build_qnet(DQNConfig(), gym.spaces.Box(-1, 1, (4,)), gym.spaces.Discrete(3))
+        >>> td = qnet(TensorDict(observation=torch.zeros(5, 4), batch_size=[5]))
+        >>> td["action"].shape, td["action_value"].shape
+        (torch.Size([5]), torch.Size([5, 3]))
+    """
+    from tdrl.data import Categorical
+    from tdrl.modules import MLP
+    from tdrl.modules.tensordict_module.qvalue import QValueActor
+
+    act = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}[cfg.activation]
+    mlp = MLP(
+        in_features=int(np.prod(obs_space.shape)),
+        out_features=int(action_space.n),
+        num_cells=list(cfg.hidden),
+        activation_class=act,
+    )
+    return QValueActor(mlp, in_keys=["observation"], spec=Categorical(int(action_space.n)))
+
+
+def make_act(cfg: DQNConfig, obs_space: Any, action_space: Any, model_state: dict, device: Any):
+    """Greedy policy ``obs batch (numpy) -> env actions`` from saved weights.
+
+    Examples:
+        >>> import gymnasium as gym
+        >>> obs_space, act_space = gym.spaces.Box(-1, 1, (4,)), gym.spaces.Discrete(2)
+        >>> qnet = build_qnet(DQNConfig(), obs_space, act_space)
+        >>> act = make_act(DQNConfig(), obs_space, act_space, qnet.state_dict(), "cpu")
+        >>> act(np.zeros((3, 4), dtype=np.float32)).shape
+        (3,)
+    """
+    qnet = build_qnet(cfg, obs_space, action_space)
+    qnet.load_state_dict(model_state)
+    qnet.to(device).eval()
+    return _make_act(qnet, device)
+
+
+def _make_act(qnet: Any, device: Any):
+    def act(obs: np.ndarray) -> np.ndarray:
+        obs_t = torch.as_tensor(obs, dtype=torch.float32, device=device)
+        td = TensorDict({"observation": obs_t}, batch_size=obs_t.shape[:1], device=device)
+        with torch.no_grad(), set_exploration_type(ExplorationType.DETERMINISTIC):
+            return qnet(td)["action"].cpu().numpy()
+
+    return act
+
+
+class ReplayBuffer:
+    """Fixed-capacity ring of transitions stored in one preallocated ``TensorDict``.
+
+    Examples:
+        >>> rb = ReplayBuffer(capacity=4, obs_dim=2)
+        >>> batch = TensorDict(observation=torch.zeros(3, 2), action=torch.zeros(3, dtype=torch.long),
+        ...     reward=torch.ones(3), next_observation=torch.ones(3, 2),
+        ...     terminated=torch.zeros(3, dtype=torch.bool), batch_size=[3])
+        >>> rb.add(batch); rb.add(batch); len(rb)
+        4
+        >>> rb.sample(2)["next_observation"].shape
+        torch.Size([2, 2])
+    """
+
+    def __init__(self, capacity: int, obs_dim: int, device: Any = "cpu") -> None:
+        self.capacity = capacity
+        self.storage = TensorDict(
+            {
+                "observation": torch.zeros(capacity, obs_dim),
+                "action": torch.zeros(capacity, dtype=torch.long),
+                "reward": torch.zeros(capacity),
+                "next_observation": torch.zeros(capacity, obs_dim),
+                "terminated": torch.zeros(capacity, dtype=torch.bool),
+            },
+            batch_size=[capacity],
+            device=device,
+        )
+        self.pos = 0
+        self.size = 0
+
+    def __len__(self) -> int:
+        return self.size
+
+    def add(self, batch: TensorDict) -> None:
+        n = batch.shape[0]
+        idx = (torch.arange(n) + self.pos) % self.capacity
+        self.storage[idx] = batch
+        self.pos = (self.pos + n) % self.capacity
+        self.size = min(self.size + n, self.capacity)
+
+    def sample(self, batch_size: int) -> TensorDict:
+        idx = torch.randint(0, self.size, (batch_size,))
+        return self.storage[idx]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"storage": self.storage[: self.size].clone(), "pos": self.pos, "size": self.size}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.size, self.pos = int(state["size"]), int(state["pos"])
+        self.storage[: self.size] = state["storage"].to(self.storage.device)
+
+
+class DQN:
+    """One DQN run: envs, Q-network, target network, epsilon-greedy explorer, replay buffer."""
+
+    loss_columns = ["loss", "q_mean", "epsilon", "lr", "updates"]
+
+    def __init__(
+        self, cfg: DQNConfig, obs_space: Any, action_space: Any, threshold: float | None, clock
+    ) -> None:
+        from tdrl.data import Categorical
+        from tdrl.modules.tensordict_module.exploration import EGreedyModule
+
+        self.cfg = cfg
+        self.clock = clock
+        self.device = torch.device(cfg.device)
+        self.qnet = build_qnet(cfg, obs_space, action_space).to(self.device)
+        self.target = copy.deepcopy(self.qnet).requires_grad_(False)
+        self.egreedy = EGreedyModule(
+            Categorical(int(action_space.n)),
+            eps_init=cfg.eps_init,
+            eps_end=cfg.eps_end,
+            annealing_num_steps=max(1, int(cfg.exploration_fraction * cfg.total_steps)),
+            action_key="action",
+        ).to(self.device)
+        self.explorer = TensorDictSequential(self.qnet, self.egreedy)
+        self.optimizer = torch.optim.Adam(self.qnet.parameters(), lr=cfg.lr)
+        self.buffer = ReplayBuffer(cfg.buffer_size, int(np.prod(obs_space.shape)), self.device)
+        self.stats = EpisodeStats(cfg.num_envs, threshold)
+        self.global_step = 0
+        self.updates = 0
+        self.since_train = 0
+        self.envs = make_vec_env(cfg.env, cfg.num_envs)
+        obs, _ = self.envs.reset(seed=cfg.seed)
+        self.obs = self._obs_tensor(obs)
+
+    def _obs_tensor(self, obs: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(obs, dtype=torch.float32).to(self.device)
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        """Greedy actions for evaluation."""
+        return _make_act(self.qnet, self.device)(obs)
+
+    def lr(self) -> float:
+        if not self.cfg.anneal_lr:
+            return self.cfg.lr
+        return linear_schedule(self.cfg.lr, self.global_step, self.cfg.total_steps)
+
+    # -- acting -----------------------------------------------------------------------------
+    @torch.no_grad()
+    def env_step(self) -> None:
+        """One epsilon-greedy vector step; stores the transitions."""
+        n = self.cfg.num_envs
+        td = TensorDict({"observation": self.obs}, batch_size=[n], device=self.device)
+        with set_exploration_type(ExplorationType.RANDOM):
+            action = self.explorer(td)["action"]
+        obs, reward, terminated, truncated, info = self.envs.step(action.cpu().numpy())
+        self.global_step += n
+        done = terminated | truncated
+        self.stats.update(reward, done, self.global_step, self.clock())
+        next_obs = obs
+        if done.any():  # same-step autoreset: the true last observation is in info
+            next_obs = obs.copy()
+            next_obs[done] = final_observations(info, done)
+        self.buffer.add(
+            TensorDict(
+                {
+                    "observation": self.obs,
+                    "action": action,
+                    "reward": torch.as_tensor(reward, dtype=torch.float32),
+                    "next_observation": self._obs_tensor(next_obs),
+                    "terminated": torch.as_tensor(terminated),
+                },
+                batch_size=[n],
+                device=self.device,
+            )
+        )
+        self.egreedy.step(n)
+        self.obs = self._obs_tensor(obs)
+
+    # -- learning ---------------------------------------------------------------------------
+    def train_step(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """One gradient step on a replay minibatch; returns (loss, mean Q) detached."""
+        cfg = self.cfg
+        batch = self.buffer.sample(cfg.batch_size)
+        obs, next_obs = batch["observation"], batch["next_observation"]
+        b = obs.shape[0]
+        with torch.no_grad():
+            next_td = TensorDict({"observation": next_obs}, batch_size=[b])
+            next_q_target = self.target(next_td)["action_value"]
+            if cfg.double_dqn:
+                next_action = self.qnet(next_td)["action_value"].argmax(-1, keepdim=True)
+                next_q = next_q_target.gather(-1, next_action).squeeze(-1)
+            else:
+                next_q = next_q_target.max(-1).values
+            not_done = (~batch["terminated"]).float()
+            target = batch["reward"] + cfg.gamma * not_done * next_q
+        q_all = self.qnet(TensorDict({"observation": obs}, batch_size=[b]))["action_value"]
+        q = q_all.gather(-1, batch["action"].unsqueeze(-1)).squeeze(-1)
+        loss = F.smooth_l1_loss(q, target)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.qnet.parameters(), cfg.max_grad_norm)
+        self.optimizer.step()
+        self.updates += 1
+        if cfg.tau < 1.0:
+            with torch.no_grad():
+                for p_t, p in zip(self.target.parameters(), self.qnet.parameters()):
+                    p_t.lerp_(p, cfg.tau)
+        return loss.detach(), q.detach().mean()
+
+    def iterate(self) -> dict[str, float]:
+        """Act and learn until the next ``log_every`` boundary; returns the loss columns."""
+        cfg = self.cfg
+        stop = min(cfg.total_steps, (self.global_step // cfg.log_every + 1) * cfg.log_every)
+        losses, qs = [], []
+        while self.global_step < stop:
+            before = self.global_step
+            self.env_step()
+            if self.global_step >= cfg.learning_starts:
+                self.since_train += cfg.num_envs
+                if self.since_train >= cfg.train_freq:
+                    self.since_train -= cfg.train_freq
+                    lr = self.lr()
+                    for group in self.optimizer.param_groups:
+                        group["lr"] = lr
+                    for _ in range(cfg.gradient_steps):
+                        loss, q = self.train_step()
+                        losses.append(loss)
+                        qs.append(q)
+                if (
+                    cfg.tau == 1.0
+                    and self.global_step // cfg.target_update > before // cfg.target_update
+                ):
+                    self.target.load_state_dict(self.qnet.state_dict())
+        nan = float("nan")
+        return {
+            "loss": torch.stack(losses).mean().item() if losses else nan,
+            "q_mean": torch.stack(qs).mean().item() if qs else nan,
+            "epsilon": float(self.egreedy.eps),
+            "lr": self.lr(),
+            "updates": self.updates,
+        }
+
+    # -- checkpointing ----------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.qnet.state_dict(),
+            "target": self.target.state_dict(),
+            "egreedy": self.egreedy.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "buffer": self.buffer.state_dict(),
+            "envs": self.envs,
+            "obs": self.obs.cpu(),
+            "stats": self.stats.state_dict(),
+            "global_step": self.global_step,
+            "updates": self.updates,
+            "since_train": self.since_train,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.qnet.load_state_dict(state["model"])
+        self.target.load_state_dict(state["target"])
+        self.egreedy.load_state_dict(state["egreedy"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.buffer.load_state_dict(state["buffer"])
+        self.envs.close()
+        self.envs = state["envs"]
+        self.obs = state["obs"].to(self.device)
+        self.stats.load_state_dict(state["stats"])
+        self.global_step = int(state["global_step"])
+        self.updates = int(state["updates"])
+        self.since_train = int(state["since_train"])
+
+    def close(self) -> None:
+        self.envs.close()
+
+
+Algorithm = DQN
+Config = DQNConfig

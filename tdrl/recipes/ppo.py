@@ -1,0 +1,549 @@
+"""PPO on gymnasium vector envs, with a shared-trunk ``ActorValueOperator``.
+
+One file, top to bottom, in the CleanRL spirit:
+
+1. ``build_agent``: trunk ``MLP`` -> ``"hidden"``; a ``ProbabilisticActor``
+   head (``Categorical``/``OneHotCategorical`` logits for discrete actions,
+   ``TanhNormal`` via ``NormalParamExtractor`` with the env's bounds for
+   continuous ones) and a ``ValueOperator`` head, joined by
+   ``ActorValueOperator``.
+2. ``PPO.collect``: ``n_steps`` steps of ``num_envs`` envs; each step runs the
+   whole operator once under ``ExplorationType.RANDOM`` (action,
+   ``sample_log_prob`` and ``state_value`` in one pass). Truncated episodes are
+   bootstrapped with the value of their final observation.
+3. ``PPO.update``: GAE(lambda), then ``epochs`` passes of shuffled minibatches:
+   clipped surrogate on normalized advantages, value MSE, entropy bonus,
+   gradient clipping; learning rate and clip range annealed linearly to 0.
+   The new log-probabilities come from the policy head's ``get_dist`` (the
+   trunk runs once per minibatch and feeds both heads).
+
+Evaluation acts under ``ExplorationType.DETERMINISTIC``.
+
+Examples:
+    >>> import gymnasium as gym
+    >>> from tdrl.recipes.ppo import PPOConfig, build_agent
+    >>> cfg = PPOConfig()
+    >>> parts = build_agent(cfg, gym.spaces.Box(-1, 1, (4,)), gym.spaces.Discrete(2))
+    >>> type(parts.agent).__name__
+    'ActorValueOperator'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from tensordict import TensorDict
+from torch import nn
+
+from tdrl.envs.utils import ExplorationType, set_exploration_type
+from tdrl.recipes.common import (
+    CommonConfig,
+    EpisodeStats,
+    TrainError,
+    check_positive,
+    final_observations,
+    is_discrete,
+    linear_schedule,
+    make_vec_env,
+)
+
+NAME = "ppo"
+ACTION_SPACES = "discrete|box"
+
+
+@dataclasses.dataclass
+class PPOConfig(CommonConfig):
+    """PPO hyperparameters. Defaults are RL-Zoo's CartPole-v1 ones (see ``ENV_DEFAULTS``).
+
+    Examples:
+        >>> cfg = PPOConfig()
+        >>> cfg.num_envs * cfg.n_steps, cfg.batch_size, cfg.epochs
+        (256, 256, 20)
+    """
+
+    n_steps: int = dataclasses.field(default=32, metadata={"help": "rollout steps per env"})
+    batch_size: int = dataclasses.field(default=256, metadata={"help": "minibatch size"})
+    epochs: int = dataclasses.field(default=20, metadata={"help": "passes over each rollout"})
+    lr: float = dataclasses.field(default=1e-3, metadata={"help": "Adam learning rate"})
+    anneal_lr: bool = dataclasses.field(
+        default=True, metadata={"help": "decay the learning rate linearly to 0"}
+    )
+    gamma: float = dataclasses.field(default=0.98, metadata={"help": "discount factor"})
+    gae_lambda: float = dataclasses.field(default=0.8, metadata={"help": "GAE lambda"})
+    clip: float = dataclasses.field(default=0.2, metadata={"help": "surrogate clip range"})
+    anneal_clip: bool = dataclasses.field(
+        default=True, metadata={"help": "decay the clip range linearly to 0"}
+    )
+    ent_coef: float = dataclasses.field(default=0.0, metadata={"help": "entropy bonus weight"})
+    vf_coef: float = dataclasses.field(default=0.5, metadata={"help": "value loss weight"})
+    max_grad_norm: float = dataclasses.field(
+        default=0.5, metadata={"help": "gradient norm clipping"}
+    )
+    norm_adv: bool = dataclasses.field(
+        default=True, metadata={"help": "normalize advantages per minibatch"}
+    )
+    reward_scale: float = dataclasses.field(
+        default=1.0, metadata={"help": "multiply rewards by this for learning (stats use raw)"}
+    )
+    hidden: tuple = dataclasses.field(
+        default=(64, 64), metadata={"help": "shared trunk layer sizes"}
+    )
+    activation: str = dataclasses.field(
+        default="tanh", metadata={"help": "trunk activation", "choices": ["tanh", "relu", "elu"]}
+    )
+    discrete_dist: str = dataclasses.field(
+        default="categorical",
+        metadata={
+            "help": "discrete head: Categorical (index actions) or OneHotCategorical",
+            "choices": ["categorical", "onehot"],
+        },
+    )
+    state_dependent_std: bool = dataclasses.field(
+        default=True,
+        metadata={"help": "continuous head: scale from the network (else a learned parameter)"},
+    )
+    log_std_init: float = dataclasses.field(
+        default=0.0, metadata={"help": "continuous head: initial log std (state-independent std)"}
+    )
+
+
+# Per-env defaults on top of the dataclass defaults ("box" = any continuous env).
+ENV_DEFAULTS: dict[str, dict[str, Any]] = {
+    "CartPole-v1": {"total_steps": 100_000},
+    "box": {
+        "num_envs": 4,
+        "n_steps": 1024,
+        "batch_size": 64,
+        "epochs": 10,
+        "gamma": 0.9,
+        "gae_lambda": 0.95,
+        "lr": 1e-3,
+        "anneal_lr": False,
+        "anneal_clip": False,
+        "total_steps": 200_000,
+    },
+    "Pendulum-v1": {},
+}
+
+
+def env_defaults(env_id: str, action_space: Any) -> dict[str, Any]:
+    """The defaults that apply to ``env_id`` (action-type defaults, then the env's own).
+
+    Examples:
+        >>> import gymnasium as gym
+        >>> env_defaults("Pendulum-v1", gym.spaces.Box(-2, 2, (1,)))["num_envs"]
+        4
+    """
+    out: dict[str, Any] = {}
+    if not is_discrete(action_space):
+        out.update(ENV_DEFAULTS["box"])
+    out.update(ENV_DEFAULTS.get(env_id, {}))
+    return out
+
+
+def validate(cfg: PPOConfig) -> None:
+    """Check the numbers before anything is created (raises ``TrainError``).
+
+    Examples:
+        >>> validate(PPOConfig(batch_size=300))
+        Traceback (most recent call last):
+        ...
+        tdrl.recipes.common.TrainError: --batch-size 300 must be <= num_envs * n_steps = 256
+    """
+    check_positive(
+        cfg,
+        [
+            "total_steps",
+            "num_envs",
+            "threads",
+            "eval_episodes",
+            "checkpoint_every",
+            "n_steps",
+            "batch_size",
+            "epochs",
+            "lr",
+            "max_grad_norm",
+            "reward_scale",
+        ],
+    )
+    rollout = cfg.num_envs * cfg.n_steps
+    if cfg.batch_size > rollout:
+        raise TrainError(f"--batch-size {cfg.batch_size} must be <= num_envs * n_steps = {rollout}")
+    for name in ("gamma", "gae_lambda"):
+        if not 0.0 <= getattr(cfg, name) <= 1.0:
+            raise TrainError(
+                f"--{name.replace('_', '-')} must be in [0, 1], got {getattr(cfg, name)}"
+            )
+    if cfg.clip < 0 or cfg.ent_coef < 0 or cfg.vf_coef < 0:
+        raise TrainError("--clip, --ent-coef and --vf-coef must be >= 0")
+
+
+# ----------------------------------------------------------------------------- networks
+class _LocAndParamScale(nn.Module):
+    """``hidden -> [loc, log_std]`` with ``log_std`` a learned, state-independent parameter."""
+
+    def __init__(self, in_features: int, act_dim: int, log_std_init: float) -> None:
+        super().__init__()
+        self.loc = nn.Linear(in_features, act_dim)
+        self.log_std = nn.Parameter(torch.full((act_dim,), float(log_std_init)))
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        loc = self.loc(hidden)
+        return torch.cat([loc, self.log_std.expand_as(loc)], dim=-1)
+
+
+class AgentParts(NamedTuple):
+    """The operator and its three parts (the same objects the operator holds)."""
+
+    agent: Any  # ActorValueOperator
+    common: Any  # trunk: observation -> hidden
+    policy: Any  # ProbabilisticActor: hidden -> action (+ sample_log_prob)
+    value: Any  # ValueOperator: hidden -> state_value
+
+
+def _orthogonal_init(module: nn.Module, gain: float) -> None:
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.orthogonal_(m.weight, gain)
+            nn.init.zeros_(m.bias)
+
+
+def build_agent(cfg: PPOConfig, obs_space: Any, action_space: Any) -> AgentParts:
+    """Shared-trunk ``ActorValueOperator`` for ``obs_space`` / ``action_space``.
+
+    Orthogonal init as in SB3/CleanRL: gain sqrt(2) in the trunk, 0.01 on the
+    policy output, 1 on the value output.
+
+    Examples:
+        >>> import gymnasium as gym
+        >>> from tensordict import TensorDict
+        >>> parts = build_agent(PPOConfig(), gym.spaces.Box(-1, 1, (3,)),
+        ...                     gym.spaces.Box(-2.0, 2.0, (2,)))
+        >>> td = parts.agent(TensorDict(observation=torch.zeros(5, 3), batch_size=[5]))
+        >>> td["action"].shape, td["state_value"].shape
+        (torch.Size([5, 2]), torch.Size([5, 1]))
+    """
+    from tdrl.data import Bounded, Categorical, OneHot
+    from tdrl.modules import (
+        MLP,
+        NormalParamExtractor,
+        OneHotCategorical,
+        ProbabilisticActor,
+        SafeModule,
+        TanhNormal,
+        ValueOperator,
+    )
+    from tdrl.modules.tensordict_module.actor_critic import ActorValueOperator
+
+    obs_dim = int(np.prod(obs_space.shape))
+    act = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}[cfg.activation]
+    hidden = list(cfg.hidden)
+    trunk = MLP(
+        in_features=obs_dim,
+        out_features=hidden[-1],
+        num_cells=hidden[:-1],
+        activation_class=act,
+        activate_last_layer=True,
+    )
+    _orthogonal_init(trunk, math.sqrt(2))
+    common = SafeModule(trunk, in_keys=["observation"], out_keys=["hidden"])
+
+    if is_discrete(action_space):
+        n = int(action_space.n)
+        head = nn.Linear(hidden[-1], n)
+        _orthogonal_init(head, 0.01)
+        onehot = cfg.discrete_dist == "onehot"
+        policy = ProbabilisticActor(
+            SafeModule(head, in_keys=["hidden"], out_keys=["logits"]),
+            in_keys=["logits"],
+            out_keys=["action"],
+            distribution_class=OneHotCategorical if onehot else torch.distributions.Categorical,
+            return_log_prob=True,
+            spec=OneHot(n) if onehot else Categorical(n),
+        )
+    else:
+        act_dim = int(np.prod(action_space.shape))
+        low = torch.as_tensor(action_space.low, dtype=torch.float32)
+        high = torch.as_tensor(action_space.high, dtype=torch.float32)
+        if cfg.state_dependent_std:
+            head = nn.Linear(hidden[-1], 2 * act_dim)
+            _orthogonal_init(head, 0.01)
+            net = nn.Sequential(head, NormalParamExtractor())
+        else:
+            head = _LocAndParamScale(hidden[-1], act_dim, cfg.log_std_init)
+            _orthogonal_init(head, 0.01)
+            net = nn.Sequential(head, NormalParamExtractor(scale_mapping="exp"))
+        policy = ProbabilisticActor(
+            SafeModule(net, in_keys=["hidden"], out_keys=["loc", "scale"]),
+            in_keys=["loc", "scale"],
+            out_keys=["action"],
+            distribution_class=TanhNormal,
+            distribution_kwargs={"low": low, "high": high},
+            return_log_prob=True,
+            spec=Bounded(low, high, shape=low.shape),
+        )
+    value_net = nn.Linear(hidden[-1], 1)
+    _orthogonal_init(value_net, 1.0)
+    value = ValueOperator(value_net, in_keys=["hidden"])
+    agent = ActorValueOperator(common, policy, value)
+    return AgentParts(agent, common, policy, value)
+
+
+def make_act(cfg: PPOConfig, obs_space: Any, action_space: Any, model_state: dict, device: Any):
+    """Deterministic policy ``obs batch (numpy) -> env actions`` from saved weights.
+
+    Examples:
+        >>> import gymnasium as gym
+        >>> obs_space, act_space = gym.spaces.Box(-1, 1, (4,)), gym.spaces.Discrete(2)
+        >>> parts = build_agent(PPOConfig(), obs_space, act_space)
+        >>> act = make_act(PPOConfig(), obs_space, act_space, parts.agent.state_dict(), "cpu")
+        >>> act(np.zeros((3, 4), dtype=np.float32)).shape
+        (3,)
+    """
+    parts = build_agent(cfg, obs_space, action_space)
+    parts.agent.load_state_dict(model_state)
+    parts.agent.to(device).eval()
+    return _make_act(parts.agent.get_policy_operator(), action_space, cfg, device)
+
+
+def _make_act(policy_operator: Any, action_space: Any, cfg: PPOConfig, device: Any):
+    to_env = _action_to_env(action_space, cfg)
+
+    def act(obs: np.ndarray) -> np.ndarray:
+        obs_t = torch.as_tensor(obs, dtype=torch.float32, device=device)
+        td = TensorDict({"observation": obs_t}, batch_size=obs_t.shape[:1], device=device)
+        with torch.no_grad(), set_exploration_type(ExplorationType.DETERMINISTIC):
+            return to_env(policy_operator(td)["action"])
+
+    return act
+
+
+def _action_to_env(action_space: Any, cfg: PPOConfig):
+    if is_discrete(action_space):
+        if cfg.discrete_dist == "onehot":
+            return lambda a: a.argmax(-1).cpu().numpy()
+        return lambda a: a.cpu().numpy()
+    shape = action_space.shape
+    return lambda a: a.cpu().numpy().reshape(a.shape[0], *shape)
+
+
+# ----------------------------------------------------------------------------- algorithm
+class PPO:
+    """One PPO run: envs, operator, optimizer and rollout storage.
+
+    ``iterate()`` collects one rollout and updates; ``state_dict()`` captures
+    everything needed to continue exactly (weights, optimizer, the pickled
+    vector env and its current observation, episode stats).
+    """
+
+    loss_columns = [
+        "policy_loss",
+        "value_loss",
+        "entropy",
+        "approx_kl",
+        "clip_frac",
+        "explained_var",
+        "lr",
+    ]
+
+    def __init__(
+        self, cfg: PPOConfig, obs_space: Any, action_space: Any, threshold: float | None, clock
+    ) -> None:
+        self.cfg = cfg
+        self.clock = clock
+        self.device = torch.device(cfg.device)
+        self.action_space = action_space
+        self.discrete = is_discrete(action_space)
+        parts = build_agent(cfg, obs_space, action_space)
+        self.agent = parts.agent.to(self.device)
+        self.common, self.policy, self.value = parts.common, parts.policy, parts.value
+        self.value_operator = self.agent.get_value_operator()
+        self.log_prob_key = getattr(self.policy, "log_prob_key", "sample_log_prob")
+        self.optimizer = torch.optim.Adam(self.agent.parameters(), lr=cfg.lr, eps=1e-5)
+        self.to_env = _action_to_env(action_space, cfg)
+        self.stats = EpisodeStats(cfg.num_envs, threshold)
+        self.global_step = 0
+        self.envs = make_vec_env(cfg.env, cfg.num_envs)
+        obs, _ = self.envs.reset(seed=cfg.seed)
+        self.envs.action_space.seed(cfg.seed)
+        self.obs = self._obs_tensor(obs)
+
+    def _obs_tensor(self, obs: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(obs, dtype=torch.float32).to(self.device)
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        """Deterministic actions for evaluation."""
+        return _make_act(
+            self.agent.get_policy_operator(), self.action_space, self.cfg, self.device
+        )(obs)
+
+    # -- rollout --------------------------------------------------------------------------
+    @torch.no_grad()
+    def collect(self) -> TensorDict:
+        """Run ``n_steps`` vector steps under RANDOM exploration; returns a [T, N] batch."""
+        cfg, n_envs = self.cfg, self.cfg.num_envs
+        steps: list[TensorDict] = []
+        rewards = torch.empty(cfg.n_steps, n_envs)
+        dones = torch.empty(cfg.n_steps, n_envs)
+        with set_exploration_type(ExplorationType.RANDOM):
+            for t in range(cfg.n_steps):
+                td = TensorDict({"observation": self.obs}, batch_size=[n_envs], device=self.device)
+                td = self.agent(td)
+                obs, reward, terminated, truncated, info = self.envs.step(self.to_env(td["action"]))
+                self.global_step += n_envs
+                done = terminated | truncated
+                self.stats.update(reward, done, self.global_step, self.clock())
+                reward = torch.as_tensor(reward, dtype=torch.float32) * cfg.reward_scale
+                cut = truncated & ~terminated
+                if cut.any():  # bootstrap episodes cut by the time limit from their final obs
+                    final = self._obs_tensor(final_observations(info, cut))
+                    v = self.value_operator(
+                        TensorDict({"observation": final}, batch_size=final.shape[:1])
+                    )["state_value"]
+                    reward[torch.as_tensor(cut)] += cfg.gamma * v.reshape(-1).cpu()
+                rewards[t] = reward
+                dones[t] = torch.as_tensor(done, dtype=torch.float32)
+                steps.append(td.select("observation", "action", self.log_prob_key, "state_value"))
+                self.obs = self._obs_tensor(obs)
+            last_value = self.value_operator(
+                TensorDict({"observation": self.obs}, batch_size=[n_envs])
+            )["state_value"].reshape(-1)
+        batch = torch.stack(steps, 0)
+        values = batch["state_value"].reshape(cfg.n_steps, n_envs)
+        advantages = self.gae(rewards.to(self.device), values, dones.to(self.device), last_value)
+        batch["advantage"] = advantages
+        batch["value_target"] = advantages + values
+        return batch
+
+    def gae(
+        self,
+        rewards: torch.Tensor,
+        values: torch.Tensor,
+        dones: torch.Tensor,
+        last_value: torch.Tensor,
+    ) -> torch.Tensor:
+        """Generalized advantage estimates over a [T, N] rollout (``dones[t]`` ends step t)."""
+        cfg = self.cfg
+        advantages = torch.empty_like(rewards)
+        next_adv = torch.zeros_like(last_value)
+        next_value = last_value
+        for t in range(rewards.shape[0] - 1, -1, -1):
+            not_done = 1.0 - dones[t]
+            delta = rewards[t] + cfg.gamma * next_value * not_done - values[t]
+            next_adv = delta + cfg.gamma * cfg.gae_lambda * not_done * next_adv
+            advantages[t] = next_adv
+            next_value = values[t]
+        return advantages
+
+    # -- update ---------------------------------------------------------------------------
+    def update(self, batch: TensorDict) -> dict[str, float]:
+        """Clipped-surrogate epochs over the flattened rollout."""
+        cfg = self.cfg
+        progress = self.global_step / cfg.total_steps
+        lr = linear_schedule(cfg.lr, self.global_step, cfg.total_steps) if cfg.anneal_lr else cfg.lr
+        clip = cfg.clip * max(0.0, 1.0 - progress) if cfg.anneal_clip else cfg.clip
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        flat = batch.reshape(-1)
+        n = flat.shape[0]
+        obs_all = flat["observation"]
+        act_all = flat["action"]
+        old_lp_all = flat[self.log_prob_key]
+        adv_all = flat["advantage"]
+        target_all = flat["value_target"]
+        params = list(self.agent.parameters())
+        sums = torch.zeros(4, device=self.device)
+        n_updates = 0
+        for _ in range(cfg.epochs):
+            perm = torch.randperm(n, device=self.device)
+            for start in range(0, n - cfg.batch_size + 1, cfg.batch_size):
+                idx = perm[start : start + cfg.batch_size]
+                td = TensorDict({"observation": obs_all[idx]}, batch_size=[idx.shape[0]])
+                td = self.common(td)
+                dist = self.policy.get_dist(td)
+                new_lp = dist.log_prob(act_all[idx])
+                value = self.value(td)["state_value"].reshape(-1)
+                log_ratio = new_lp - old_lp_all[idx]
+                ratio = log_ratio.exp()
+                adv = adv_all[idx]
+                if cfg.norm_adv and adv.shape[0] > 1:
+                    adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+                policy_loss = torch.max(-adv * ratio, -adv * ratio.clamp(1 - clip, 1 + clip)).mean()
+                value_loss = (target_all[idx] - value).pow(2).mean()
+                loss = policy_loss + cfg.vf_coef * value_loss
+                if cfg.ent_coef > 0:
+                    loss = loss - cfg.ent_coef * _entropy(dist).mean()
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+                self.optimizer.step()
+                with torch.no_grad():
+                    sums += torch.stack(
+                        [
+                            policy_loss,
+                            value_loss,
+                            ((ratio - 1) - log_ratio).mean(),
+                            ((ratio - 1).abs() > clip).float().mean(),
+                        ]
+                    )
+                n_updates += 1
+        with torch.no_grad():
+            td = self.common(TensorDict({"observation": obs_all}, batch_size=[n]))
+            entropy = _entropy(self.policy.get_dist(td)).mean()
+            values = self.value(td)["state_value"].reshape(-1)
+            var = target_all.var()
+            explained = 1 - (target_all - values).var() / var if var > 0 else torch.tensor(0.0)
+        policy_loss, value_loss, kl, clip_frac = (sums / max(n_updates, 1)).tolist()
+        return {
+            "policy_loss": policy_loss,
+            "value_loss": value_loss,
+            "entropy": float(entropy),
+            "approx_kl": kl,
+            "clip_frac": clip_frac,
+            "explained_var": float(explained),
+            "lr": lr,
+        }
+
+    def iterate(self) -> dict[str, float]:
+        """One rollout + one update; returns the loss columns of ``metrics.csv``."""
+        return self.update(self.collect())
+
+    # -- checkpointing --------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.agent.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "envs": self.envs,  # pickled with the checkpoint: resuming continues the episodes
+            "obs": self.obs.cpu(),
+            "stats": self.stats.state_dict(),
+            "global_step": self.global_step,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.agent.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.envs.close()
+        self.envs = state["envs"]
+        self.obs = state["obs"].to(self.device)
+        self.stats.load_state_dict(state["stats"])
+        self.global_step = int(state["global_step"])
+
+    def close(self) -> None:
+        self.envs.close()
+
+
+def _entropy(dist: Any) -> torch.Tensor:
+    """Exact entropy when the distribution has one, else a one-sample estimate."""
+    try:
+        return dist.entropy()
+    except NotImplementedError:
+        sample = dist.rsample() if dist.has_rsample else dist.sample()
+        return -dist.log_prob(sample)
+
+
+Algorithm = PPO
+Config = PPOConfig
