@@ -1,0 +1,68 @@
+"""Data layer: tensor specs (TorchRL-compatible names, including the legacy aliases).
+
+Examples:
+    >>> from tdrl.data import Categorical, DiscreteTensorSpec
+    >>> DiscreteTensorSpec is Categorical
+    True
+"""
+from tdrl.data.tensor_specs import (
+    Binary,
+    BinaryBox,
+    BinaryDiscreteTensorSpec,
+    Bounded,
+    BoundedContinuous,
+    BoundedDiscrete,
+    BoundedTensorSpec,
+    Box,
+    BoxList,
+    Categorical,
+    CategoricalBox,
+    Composite,
+    CompositeSpec,
+    ContinuousBox,
+    DiscreteBox,
+    DiscreteTensorSpec,
+    MultiCategorical,
+    MultiDiscreteTensorSpec,
+    MultiOneHot,
+    MultiOneHotDiscreteTensorSpec,
+    OneHot,
+    OneHotDiscreteTensorSpec,
+    TensorSpec,
+    Unbounded,
+    UnboundedContinuous,
+    UnboundedContinuousTensorSpec,
+    UnboundedDiscrete,
+    UnboundedDiscreteTensorSpec,
+)
+
+__all__ = [
+    "Binary",
+    "BinaryBox",
+    "BinaryDiscreteTensorSpec",
+    "Bounded",
+    "BoundedContinuous",
+    "BoundedDiscrete",
+    "BoundedTensorSpec",
+    "Box",
+    "BoxList",
+    "Categorical",
+    "CategoricalBox",
+    "Composite",
+    "CompositeSpec",
+    "ContinuousBox",
+    "DiscreteBox",
+    "DiscreteTensorSpec",
+    "MultiCategorical",
+    "MultiDiscreteTensorSpec",
+    "MultiOneHot",
+    "MultiOneHotDiscreteTensorSpec",
+    "OneHot",
+    "OneHotDiscreteTensorSpec",
+    "TensorSpec",
+    "Unbounded",
+    "UnboundedContinuous",
+    "UnboundedContinuousTensorSpec",
+    "UnboundedDiscrete",
+    "UnboundedDiscreteTensorSpec",
+]
