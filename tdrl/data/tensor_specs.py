@@ -2055,6 +2055,10 @@ class Composite(TensorSpec):
         if shape is not None and batch_size is not None:
             raise ValueError("Composite: pass either shape or batch_size, not both")
         size = _to_size(shape if shape is not None else batch_size)
+        if size is None and args and isinstance(args[0], Composite):
+            size = args[0].shape
+        if device is None and args and isinstance(args[0], Composite):
+            device = args[0].device
         self._shape = torch.Size([]) if size is None else size
         self._device = None if device is None else _to_device(device)
         self._specs: dict[str, TensorSpec | None] = {}
@@ -2221,9 +2225,7 @@ class Composite(TensorSpec):
         items = other._specs.items() if isinstance(other, Composite) else other.items()
         for key, value in items:
             current = self.get(key, None)
-            if isinstance(value, (Composite, Mapping)) and isinstance(current, Composite) \
-                    and not isinstance(value, TensorSpec) or (
-                        isinstance(value, Composite) and isinstance(current, Composite)):
+            if isinstance(current, Composite) and isinstance(value, (Composite, Mapping)):
                 current.update(value)
             else:
                 self[key] = value
