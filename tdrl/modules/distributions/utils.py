@@ -1,0 +1,205 @@
+"""Small numerical helpers shared by the tdrl distributions.
+
+Everything here is private to :mod:`tdrl.modules.distributions`; the helpers
+are kept in one place so that the bounded distributions (``TanhNormal``,
+``TanhDelta``, ``TruncatedNormal``) read and check their bounds the same way.
+"""
+from __future__ import annotations
+
+import math
+import weakref
+from numbers import Number
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = [
+    "Bounds",
+    "LOG_2",
+    "LOG_SQRT_2PI",
+    "get_bounds",
+    "log1m_tanh_sq",
+    "tanh_limit",
+]
+
+LOG_2 = math.log(2.0)
+LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
+
+_LIMITS: dict[torch.dtype, float] = {}
+
+
+def tanh_limit(dtype: torch.dtype) -> float:
+    """Largest value ``1 - eps`` kept strictly below 1 in ``dtype`` (cached per dtype).
+
+    Examples:
+        >>> tanh_limit(torch.float32) < 1.0
+        True
+        >>> torch.tensor(tanh_limit(torch.float32)) < 1.0
+        tensor(True)
+    """
+    lim = _LIMITS.get(dtype)
+    if lim is None:
+        lim = _LIMITS[dtype] = 1.0 - torch.finfo(dtype).eps
+    return lim
+
+
+def log1m_tanh_sq(u: Tensor) -> Tensor:
+    """``log(1 - tanh(u) ** 2)``, finite and accurate for every finite ``u``.
+
+    Uses ``log(1 - tanh(u)^2) = 2 * (log 2 - u - softplus(-2 u))``, which never
+    forms ``1 - tanh(u)^2`` (that difference rounds to 0 once ``|u| > ~9`` in
+    float32).
+
+    Examples:
+        >>> u = torch.tensor([0.0, 1.0, 30.0, -30.0])
+        >>> out = log1m_tanh_sq(u)
+        >>> bool(torch.isfinite(out).all())
+        True
+        >>> torch.allclose(out[:2], torch.log(1 - torch.tanh(u[:2]) ** 2))
+        True
+    """
+    return 2.0 * (LOG_2 - u - F.softplus(-2.0 * u))
+
+
+class Bounds:
+    """The interval ``[low, high]`` of a bounded distribution, prepared for the hot path.
+
+    ``lo``/``hi`` are the bounds, ``shift = (hi + lo) / 2`` and
+    ``half = (hi - lo) / 2`` map ``[-1, 1]`` onto ``[lo, hi]``. When both bounds
+    are Python numbers, or tensors whose entries are all equal, they are kept as
+    floats (``is_tensor`` False) and the map costs at most two scalar ops;
+    ``unit`` is True for ``[-1, 1]``, where the map is skipped. ``shape`` is the
+    broadcast shape of tensor bounds (``None`` for numbers); ``low``/``high``
+    are the bounds as given.
+    """
+
+    __slots__ = (
+        "low", "high", "lo", "hi", "shift", "half", "log_half", "inv_half", "unit",
+        "is_tensor", "shape", "__weakref__",
+    )
+
+    def __init__(self, low: Any, high: Any, lo: Any, hi: Any, shape: torch.Size | None):
+        self.low = low  # as given
+        self.high = high
+        self.lo = lo  # floats, or tensors in the parameters' dtype and device
+        self.hi = hi
+        self.shift = (hi + lo) / 2
+        self.half = (hi - lo) / 2
+        self.is_tensor = isinstance(lo, Tensor)
+        self.shape = shape
+        if self.is_tensor:
+            self.log_half = self.half.log()
+            self.inv_half = self.half.reciprocal()
+            self.unit = False
+        else:
+            self.log_half = math.log(self.half)
+            self.inv_half = 1.0 / self.half
+            self.unit = lo == -1.0 and hi == 1.0
+
+    def as_tensors(self, like: Tensor) -> tuple[Tensor, Tensor]:
+        """``(low, high)`` as tensors on the device and in the dtype of ``like``."""
+        kw = {"dtype": like.dtype, "device": like.device}
+        return torch.as_tensor(self.lo, **kw), torch.as_tensor(self.hi, **kw)
+
+
+_FLOAT_CACHE: dict[tuple[float, float], Bounds] = {}
+# (low key, high key, dtype, device) -> (weakrefs to the tensor bounds, Bounds); a tensor's
+# key holds its id and version counter, the weakrefs guard against a reused id.
+_TENSOR_CACHE: dict[tuple, tuple[tuple, Bounds]] = {}
+_CACHE_MAX = 256
+
+
+def _bound_error(low: Any, high: Any, where: str = "") -> ValueError:
+    return ValueError(
+        f"low must be strictly smaller than high{where}, got low={low} and high={high}"
+    )
+
+
+def _float_bounds(low: float, high: float) -> Bounds:
+    key = (low, high)
+    b = _FLOAT_CACHE.get(key)
+    if b is None:
+        if not (math.isfinite(low) and math.isfinite(high)):
+            raise ValueError(f"low and high must be finite, got low={low} and high={high}")
+        if not low < high:
+            raise _bound_error(low, high)
+        b = Bounds(low, high, low, high, None)
+        if len(_FLOAT_CACHE) > _CACHE_MAX:
+            _FLOAT_CACHE.clear()
+        _FLOAT_CACHE[key] = b
+    return b
+
+
+def _tensor_bounds(low: Any, high: Any, like: Tensor) -> Bounds:
+    dtype, device = like.dtype, like.device
+    low_t = torch.as_tensor(low, dtype=dtype, device=device)
+    high_t = torch.as_tensor(high, dtype=dtype, device=device)
+    try:
+        shape = torch.broadcast_shapes(low_t.shape, high_t.shape)
+    except RuntimeError as err:
+        raise ValueError(
+            f"low and high must broadcast together, got shapes {tuple(low_t.shape)} "
+            f"and {tuple(high_t.shape)}"
+        ) from err
+    if not bool(torch.isfinite(low_t).all() and torch.isfinite(high_t).all()):
+        raise ValueError(f"low and high must be finite, got low={low_t} and high={high_t}")
+    bad = low_t >= high_t
+    if bool(bad.any()):
+        idx = bad.nonzero()[0].tolist()
+        raise _bound_error(low_t, high_t, f" everywhere (first offending index {idx})")
+    # Uniform bounds (a spec's low/high are often all -1 and 1) become floats.
+    lo_min, lo_max = low_t.aminmax()
+    hi_min, hi_max = high_t.aminmax()
+    if bool(lo_min == lo_max) and bool(hi_min == hi_max):
+        return Bounds(low, high, lo_min.item(), hi_min.item(), shape)
+    return Bounds(low, high, low_t, high_t, shape)
+
+
+def _key(x: Any) -> tuple[Any, ...]:
+    if isinstance(x, Tensor):
+        return (id(x), x._version)
+    return (float(x),)
+
+
+def get_bounds(low: Any, high: Any, like: Tensor) -> Bounds:
+    """Checks and prepares ``[low, high]`` for distributions whose parameters look like ``like``.
+
+    ``low`` and ``high`` may be numbers or tensors (anything ``torch.as_tensor``
+    accepts). Results are cached: floats by value, tensors by identity and
+    version counter, so a spec's bound tensors passed on every call are checked
+    and converted once.
+
+    Raises:
+        ValueError: if ``low >= high`` somewhere (the message gives both), if a
+            bound is not finite, or if the bounds do not broadcast together.
+
+    Examples:
+        >>> b = get_bounds(-1.0, 1.0, torch.zeros(3))
+        >>> b.unit, b.shift, b.half
+        (True, 0.0, 1.0)
+        >>> b = get_bounds(torch.zeros(2), torch.tensor([1.0, 4.0]), torch.zeros(2))
+        >>> b.is_tensor, b.shift
+        (True, tensor([0.5000, 2.0000]))
+        >>> get_bounds(1.0, 0.0, torch.zeros(1))
+        Traceback (most recent call last):
+        ...
+        ValueError: low must be strictly smaller than high, got low=1.0 and high=0.0
+    """
+    low_is_t = isinstance(low, Tensor)
+    high_is_t = isinstance(high, Tensor)
+    if not low_is_t and not high_is_t and isinstance(low, Number) and isinstance(high, Number):
+        return _float_bounds(float(low), float(high))
+    key = (_key(low), _key(high), like.dtype, like.device)
+    hit = _TENSOR_CACHE.get(key)
+    if hit is not None:
+        refs, b = hit
+        if all(r is None or r() is x for r, x in zip(refs, (low, high))):
+            return b
+    b = _tensor_bounds(low, high, like)
+    refs = tuple(weakref.ref(x) if isinstance(x, Tensor) else None for x in (low, high))
+    if len(_TENSOR_CACHE) > _CACHE_MAX:
+        _TENSOR_CACHE.clear()
+    _TENSOR_CACHE[key] = (refs, b)
+    return b
