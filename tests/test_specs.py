@@ -621,6 +621,10 @@ class TestShapeOps:
             OneHot(1).squeeze(-1)
         with pytest.raises(IndexError, match="dim 3 out of range"):
             Unbounded(shape=(1, 2)).squeeze(3)
+        assert Categorical(3).squeeze(0) == Categorical(3)  # 0-d: no-op, like torch
+        assert Categorical(3).squeeze() == Categorical(3)
+        with pytest.raises(IndexError, match="dim 2 out of range"):
+            Categorical(3).squeeze(2)
 
     def test_unsqueeze(self):
         assert Categorical(3).unsqueeze(0).shape == (1,)

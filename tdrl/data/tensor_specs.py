@@ -646,6 +646,10 @@ class TensorSpec:
             torch.Size([3])
         """
         batch = self._batch_shape
+        if self.ndim == 0:
+            if dim is not None:
+                self._resolve_dim(dim, 0, "squeeze")
+            return self.clone()
         if dim is None:
             dims = tuple(i for i, s in enumerate(batch) if s == 1)
         else:
