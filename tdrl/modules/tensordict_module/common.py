@@ -11,9 +11,12 @@ from tensordict.utils import NestedKey
 
 from tdrl.data.tensor_specs import Composite, TensorSpec
 from tdrl.modules.tensordict_module.core import (
+    FastCall,
     TDRLModuleBase,
+    get_or_none,
     normalize_keys,
     read_key,
+    set_value,
     write_outputs,
 )
 
@@ -70,9 +73,9 @@ class SpecProjector:
 
     def __call__(self, td: TensorDictBase) -> TensorDictBase:
         for key, leaf in self.pairs:
-            value = td.get(key, None)
+            value = get_or_none(td, key)
             if value is not None:
-                td.set(key, leaf.project(value))
+                set_value(td, key, leaf.project(value))
         return td
 
 
@@ -133,6 +136,7 @@ class SafeModule(TDRLModuleBase):
         if not self.out_keys:
             raise ValueError(f"{type(self).__name__} needs at least one out_key")
         self.module = module
+        self._call = FastCall(module)
         self.spec = as_composite(spec, self.out_keys)
         if safe and self.spec is None:
             raise ValueError(
@@ -142,12 +146,18 @@ class SafeModule(TDRLModuleBase):
         self._projector = SpecProjector(self.spec if safe else None, self.out_keys)
 
     def _run(self, td: TensorDictBase) -> TensorDictBase:
-        ins = [read_key(td, k, self) for k in self.in_keys]
         if self._kw_names is None:
-            out = self.module(*ins)
+            if len(self.in_keys) == 1:
+                out = self._call(read_key(td, self.in_keys[0], self))
+            else:
+                out = self._call(*[read_key(td, k, self) for k in self.in_keys])
         else:
-            out = self.module(**dict(zip(self._kw_names, ins)))
-        td = write_outputs(td, self.out_keys, out, self)
+            ins = [read_key(td, k, self) for k in self.in_keys]
+            out = self._call(**dict(zip(self._kw_names, ins)))
+        if type(out) is torch.Tensor and len(self.out_keys) == 1:
+            set_value(td, self.out_keys[0], out)
+        else:
+            write_outputs(td, self.out_keys, out, self)
         if self._projector:
             self._projector(td)
         return td

@@ -43,6 +43,9 @@ __all__ = [
     "as_step",
     "normalize_keys",
     "read_key",
+    "FastCall",
+    "get_or_none",
+    "set_value",
     "write_outputs",
     "missing_key_error",
 ]
@@ -94,6 +97,36 @@ def missing_key_error(owner: Any, key: NestedKey, td: TensorDictBase) -> KeyErro
     )
 
 
+def get_or_none(td: TensorDictBase, key: NestedKey) -> Any:
+    """``td.get(key, None)``, through tensordict's string-key fast path when it can.
+
+    Examples:
+        >>> import torch
+        >>> from tensordict import TensorDict
+        >>> get_or_none(TensorDict(a=torch.ones(1)), "a"), get_or_none(TensorDict(), ("x", "y"))
+        (tensor([1.]), None)
+    """
+    if type(key) is str:
+        return td._get_str(key, None)
+    return td.get(key, None)
+
+
+def set_value(td: TensorDictBase, key: NestedKey, value: Any) -> TensorDictBase:
+    """``td.set(key, value)``, through tensordict's string-key fast path when it can.
+
+    The value's batch dimensions and device are still validated by tensordict.
+
+    Examples:
+        >>> import torch
+        >>> from tensordict import TensorDict
+        >>> set_value(TensorDict(batch_size=[2]), "a", torch.zeros(2, 3))["a"].shape
+        torch.Size([2, 3])
+    """
+    if type(key) is str and type(td) is TensorDict:
+        return td._set_str(key, value, inplace=False, validated=False)
+    return td.set(key, value)
+
+
 def read_key(td: TensorDictBase, key: NestedKey, owner: Any) -> torch.Tensor:
     """Reads ``key`` from ``td``; a missing key raises a ``KeyError`` naming it.
 
@@ -103,7 +136,7 @@ def read_key(td: TensorDictBase, key: NestedKey, owner: Any) -> torch.Tensor:
         >>> read_key(TensorDict(a=torch.ones(2)), "a", "M")
         tensor([1., 1.])
     """
-    value = td.get(key, None)
+    value = td._get_str(key, None) if type(key) is str else td.get(key, None)
     if value is None:
         raise missing_key_error(owner, key, td)
     return value
@@ -129,8 +162,7 @@ def write_outputs(
                 f"{_owner_name(owner)} returned 1 tensor but has {len(out_keys)} out_keys "
                 f"{list(out_keys)}"
             )
-        td.set(out_keys[0], out)
-        return td
+        return set_value(td, out_keys[0], out)
     if isinstance(out, (tuple, list)):
         if len(out) != len(out_keys):
             raise ValueError(
@@ -139,7 +171,7 @@ def write_outputs(
             )
         for key, value in zip(out_keys, out):
             if key != "_":
-                td.set(key, value)
+                set_value(td, key, value)
         return td
     if isinstance(out, (TensorDictBase, dict)) and len(out_keys) == 1:
         td.set(out_keys[0], out if isinstance(out, TensorDictBase) else TensorDict(out))
@@ -164,6 +196,32 @@ def _has_hooks(m: nn.Module) -> bool:
         or _nn_module._global_backward_hooks
         or _nn_module._global_backward_pre_hooks
     )
+
+
+class FastCall:
+    """Calls an ``nn.Module`` without ``nn.Module.__call__``'s bookkeeping when it is hook-free.
+
+    Every call re-checks for hooks (and ``module.compile()``), so hooks
+    registered later are honoured. Non-module callables are called as they are.
+
+    Examples:
+        >>> import torch
+        >>> lin = torch.nn.Linear(2, 2)
+        >>> torch.equal(FastCall(lin)(torch.ones(1, 2)), lin(torch.ones(1, 2)))
+        True
+    """
+
+    __slots__ = ("fn", "is_module")
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.fn = fn
+        self.is_module = isinstance(fn, nn.Module)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        fn = self.fn
+        if self.is_module and not _has_hooks(fn) and fn._compiled_call_impl is None:
+            return fn.forward(*args, **kwargs)
+        return fn(*args, **kwargs)
 
 
 class TDRLModuleBase(TensorDictModuleBase):
@@ -194,6 +252,19 @@ class TDRLModuleBase(TensorDictModuleBase):
 
     def _run(self, td: TensorDictBase) -> TensorDictBase:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        # nn.Module.__call__ minus its bookkeeping when the module carries no hooks
+        if (
+            len(args) == 1
+            and not kwargs
+            and not _has_hooks(self)
+            and self._compiled_call_impl is None
+            and isinstance(args[0], TensorDictBase)
+            and type(self).forward is TDRLModuleBase.forward
+        ):
+            return self._run(args[0])
+        return super().__call__(*args, **kwargs)
 
     def _step(self, td: TensorDictBase) -> TensorDictBase:
         """Runs the module as a child of a container: hooks are honoured if present."""
@@ -250,7 +321,7 @@ class _LeanTensorDictModule:
 
     def __init__(self, tdm: TensorDictModule) -> None:
         self.tdm = tdm
-        self.fn = tdm.module
+        self.fn = FastCall(tdm.module)
         self.in_keys = list(tdm.in_keys)
         self.out_keys = list(tdm.out_keys)
         self.kw_names = getattr(tdm, "_kwargs", None)

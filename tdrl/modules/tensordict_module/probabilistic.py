@@ -13,7 +13,12 @@ from torch import distributions as D
 from tdrl.data.tensor_specs import TensorSpec
 from tdrl.modules.distributions import Delta
 from tdrl.modules.tensordict_module.common import SpecProjector, as_composite
-from tdrl.modules.tensordict_module.core import TDRLModuleBase, normalize_keys, read_key
+from tdrl.modules.tensordict_module.core import (
+    TDRLModuleBase,
+    normalize_keys,
+    read_key,
+    set_value,
+)
 from tdrl.modules.tensordict_module.sequence import SafeSequential
 
 __all__ = [
@@ -167,9 +172,9 @@ class SafeProbabilisticModule(TDRLModuleBase):
         value = draw(dist, kind)
         if self._projector:
             value = self._projector.pairs[0][1].project(value)
-        td.set(self._sample_key, value)
+        set_value(td, self._sample_key, value)
         if self.return_log_prob:
-            td.set(self.log_prob_key, dist.log_prob(value))
+            set_value(td, self.log_prob_key, dist.log_prob(value))
         return td
 
     def extra_repr(self) -> str:

@@ -14,6 +14,7 @@ from tdrl.data.tensor_specs import Composite
 from tdrl.modules.tensordict_module.core import (
     TDRLModuleBase,
     as_step,
+    get_or_none,
     missing_key_error,
 )
 
@@ -100,7 +101,7 @@ class SafeSequential(TDRLModuleBase):
 
     def _run(self, td: TensorDictBase) -> TensorDictBase:
         for key in self._late_inputs:
-            if td.get(key, None) is None:
+            if get_or_none(td, key) is None:
                 raise missing_key_error(self.module[self._first_reader(key)], key, td)
         for step in self._steps:
             td = step(td)
