@@ -7,13 +7,8 @@ import pickle
 import pytest
 import torch
 from tensordict import TensorDict
-from tensordict.nn import (
-    InteractionType,
-    TensorDictModule,
-    TensorDictModuleBase,
-    TensorDictSequential,
-    set_interaction_type,
-)
+from tensordict.nn import TensorDictModule, TensorDictModuleBase, TensorDictSequential
+from tensordict.nn.probabilistic import InteractionType, set_interaction_type
 from torch import nn
 
 from tdrl.data import Bounded, Composite

@@ -6,7 +6,7 @@ context manager and getter are tensordict's, so ``set_exploration_type`` and
 
 Examples:
     >>> from tdrl.envs.utils import ExplorationType, exploration_type, set_exploration_type
-    >>> from tensordict.nn import interaction_type, set_interaction_type
+    >>> from tensordict.nn.probabilistic import interaction_type, set_interaction_type
     >>> print(exploration_type())
     None
     >>> with set_exploration_type(ExplorationType.RANDOM):
@@ -23,8 +23,8 @@ Examples:
 """
 from __future__ import annotations
 
-from tensordict.nn import InteractionType as ExplorationType
-from tensordict.nn import interaction_type as exploration_type
-from tensordict.nn import set_interaction_type as set_exploration_type
+from tensordict.nn.probabilistic import InteractionType as ExplorationType
+from tensordict.nn.probabilistic import interaction_type as exploration_type
+from tensordict.nn.probabilistic import set_interaction_type as set_exploration_type
 
 __all__ = ["ExplorationType", "exploration_type", "set_exploration_type"]

@@ -6,11 +6,13 @@ from typing import Any
 
 import torch
 from tensordict import TensorDictBase
-from tensordict.nn import InteractionType, TensorDictModuleBase, interaction_type
+from tensordict.nn import TensorDictModuleBase
 from tensordict.utils import NestedKey
 from torch import distributions as D
 
 from tdrl.data.tensor_specs import TensorSpec
+from tdrl.envs.utils import ExplorationType as InteractionType
+from tdrl.envs.utils import exploration_type as interaction_type
 from tdrl.modules.distributions import Delta
 from tdrl.modules.tensordict_module.common import SpecProjector, as_composite
 from tdrl.modules.tensordict_module.core import (
