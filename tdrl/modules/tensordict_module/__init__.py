@@ -7,9 +7,22 @@ from tdrl.modules.tensordict_module.actor_critic import (
 from tdrl.modules.tensordict_module.actors import Actor, ProbabilisticActor, ValueOperator
 from tdrl.modules.tensordict_module.common import SafeModule
 from tdrl.modules.tensordict_module.core import TDRLModuleBase
+from tdrl.modules.tensordict_module.exploration import (
+    AdditiveGaussianModule,
+    EGreedyModule,
+    OrnsteinUhlenbeckProcessModule,
+)
 from tdrl.modules.tensordict_module.probabilistic import (
     SafeProbabilisticModule,
     SafeProbabilisticTensorDictSequential,
+)
+from tdrl.modules.tensordict_module.qvalue import (
+    DistributionalQValueActor,
+    DistributionalQValueHook,
+    DistributionalQValueModule,
+    QValueActor,
+    QValueHook,
+    QValueModule,
 )
 from tdrl.modules.tensordict_module.sequence import SafeSequential
 
@@ -25,4 +38,13 @@ __all__ = [
     "SafeSequential",
     "TDRLModuleBase",
     "ValueOperator",
+    "QValueModule",
+    "QValueActor",
+    "DistributionalQValueModule",
+    "DistributionalQValueActor",
+    "QValueHook",
+    "DistributionalQValueHook",
+    "EGreedyModule",
+    "AdditiveGaussianModule",
+    "OrnsteinUhlenbeckProcessModule",
 ]

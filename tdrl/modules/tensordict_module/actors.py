@@ -145,3 +145,20 @@ from tdrl.modules.tensordict_module.actor_critic import (  # noqa: E402
 )
 
 __all__ += ["ActorCriticOperator", "ActorCriticWrapper", "ActorValueOperator"]
+from tdrl.modules.tensordict_module.qvalue import (  # noqa: E402
+    DistributionalQValueActor,
+    DistributionalQValueHook,
+    DistributionalQValueModule,
+    QValueActor,
+    QValueHook,
+    QValueModule,
+)
+
+__all__ += [
+    "QValueModule",
+    "QValueActor",
+    "DistributionalQValueModule",
+    "DistributionalQValueActor",
+    "QValueHook",
+    "DistributionalQValueHook",
+]
