@@ -459,20 +459,20 @@ class EpisodeStats:
         self.running_length += 1
         if not done.any():
             return
-        for i in np.flatnonzero(done):
+        for i in np.flatnonzero(done):  # episodes ending together count in env order
             self.recent.append(float(self.running_return[i]))
             self.recent_length.append(int(self.running_length[i]))
             self.episodes += 1
+            if (
+                self.solved_at_step is None
+                and self.threshold is not None
+                and len(self.recent) == self.window
+                and float(np.mean(self.recent)) >= self.threshold
+            ):
+                self.solved_at_step = int(step)
+                self.solved_at_s = float(wall_s)
         self.running_return[done] = 0.0
         self.running_length[done] = 0
-        if (
-            self.solved_at_step is None
-            and self.threshold is not None
-            and len(self.recent) == self.window
-            and float(np.mean(self.recent)) >= self.threshold
-        ):
-            self.solved_at_step = int(step)
-            self.solved_at_s = float(wall_s)
 
     def summary(self) -> dict[str, float]:
         """Stats of the last ``window`` finished episodes (NaN before the first one)."""
@@ -854,6 +854,8 @@ def render_gif(
     import gymnasium as gym
     from PIL import Image
 
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # headless pygame, no display needed
+    os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
     try:
         env = gym.make(env_id, render_mode="rgb_array")
         obs, _ = env.reset(seed=seed)
@@ -945,6 +947,23 @@ class Clock:
         return self.offset + (time.perf_counter() - self.start)
 
 
+def make_adam(
+    params: Iterable[torch.nn.Parameter], lr: float, eps: float = 1e-8
+) -> torch.optim.Adam:
+    """Adam with the fused kernel where torch has one for the device (same math, fewer ops).
+
+    Examples:
+        >>> opt = make_adam(torch.nn.Linear(2, 2).parameters(), 1e-3)
+        >>> opt.param_groups[0]["lr"]
+        0.001
+    """
+    params = list(params)
+    try:
+        return torch.optim.Adam(params, lr=lr, eps=eps, fused=True)
+    except (RuntimeError, TypeError, ValueError):  # no fused kernel for this device/dtype
+        return torch.optim.Adam(params, lr=lr, eps=eps)
+
+
 def linear_schedule(initial: float, step: int, total: int) -> float:
     """``initial`` decayed linearly to 0 at ``total`` steps (SB3's ``lin_`` schedules).
 
@@ -987,7 +1006,7 @@ def run_training(
         "steps_per_s",
     ]
     if resume_state is not None:
-        algo.load_state_dict(resume_state["algo"])
+        algo.load_state_dict(resume_state["algo_state"])
         set_rng_state(resume_state["rng"])
         clock = Clock(offset=float(resume_state["wall_s"]))
     else:

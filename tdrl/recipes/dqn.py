@@ -48,6 +48,7 @@ from tdrl.recipes.common import (
     check_positive,
     final_observations,
     linear_schedule,
+    make_adam,
     make_vec_env,
 )
 
@@ -295,7 +296,7 @@ class DQN:
             action_key="action",
         ).to(self.device)
         self.explorer = TensorDictSequential(self.qnet, self.egreedy)
-        self.optimizer = torch.optim.Adam(self.qnet.parameters(), lr=cfg.lr)
+        self.optimizer = make_adam(self.qnet.parameters(), cfg.lr)
         self.buffer = ReplayBuffer(cfg.buffer_size, int(np.prod(obs_space.shape)), self.device)
         self.stats = EpisodeStats(cfg.num_envs, threshold)
         self.global_step = 0

@@ -48,6 +48,7 @@ from tdrl.recipes.common import (
     final_observations,
     is_discrete,
     linear_schedule,
+    make_adam,
     make_vec_env,
 )
 
@@ -91,6 +92,9 @@ class PPOConfig(CommonConfig):
     )
     hidden: tuple = dataclasses.field(
         default=(64, 64), metadata={"help": "shared trunk layer sizes"}
+    )
+    head_hidden: tuple = dataclasses.field(
+        default=(), metadata={"help": "hidden layers of each head after the trunk (none: linear)"}
     )
     activation: str = dataclasses.field(
         default="tanh", metadata={"help": "trunk activation", "choices": ["tanh", "relu", "elu"]}
@@ -186,9 +190,9 @@ def validate(cfg: PPOConfig) -> None:
 class _LocAndParamScale(nn.Module):
     """``hidden -> [loc, log_std]`` with ``log_std`` a learned, state-independent parameter."""
 
-    def __init__(self, in_features: int, act_dim: int, log_std_init: float) -> None:
+    def __init__(self, loc: nn.Module, act_dim: int, log_std_init: float) -> None:
         super().__init__()
-        self.loc = nn.Linear(in_features, act_dim)
+        self.loc = loc
         self.log_std = nn.Parameter(torch.full((act_dim,), float(log_std_init)))
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
@@ -205,11 +209,12 @@ class AgentParts(NamedTuple):
     value: Any  # ValueOperator: hidden -> state_value
 
 
-def _orthogonal_init(module: nn.Module, gain: float) -> None:
-    for m in module.modules():
-        if isinstance(m, nn.Linear):
-            nn.init.orthogonal_(m.weight, gain)
-            nn.init.zeros_(m.bias)
+def _orthogonal_init(module: nn.Module, gain: float, last_gain: float | None = None) -> None:
+    linears = [m for m in module.modules() if isinstance(m, nn.Linear)]
+    for i, m in enumerate(linears):
+        g = last_gain if (last_gain is not None and i == len(linears) - 1) else gain
+        nn.init.orthogonal_(m.weight, g)
+        nn.init.zeros_(m.bias)
 
 
 def build_agent(cfg: PPOConfig, obs_space: Any, action_space: Any) -> AgentParts:
@@ -252,16 +257,26 @@ def build_agent(cfg: PPOConfig, obs_space: Any, action_space: Any) -> AgentParts
     _orthogonal_init(trunk, math.sqrt(2))
     common = SafeModule(trunk, in_keys=["observation"], out_keys=["hidden"])
 
+    def head_mlp(out_features: int, last_gain: float) -> nn.Module:
+        mlp = MLP(
+            in_features=hidden[-1],
+            out_features=out_features,
+            num_cells=list(cfg.head_hidden),
+            activation_class=act,
+        )
+        _orthogonal_init(mlp, math.sqrt(2), last_gain)
+        return mlp
+
     if is_discrete(action_space):
         n = int(action_space.n)
-        head = nn.Linear(hidden[-1], n)
-        _orthogonal_init(head, 0.01)
+        head = head_mlp(n, 0.01)
         onehot = cfg.discrete_dist == "onehot"
         policy = ProbabilisticActor(
             SafeModule(head, in_keys=["hidden"], out_keys=["logits"]),
             in_keys=["logits"],
             out_keys=["action"],
             distribution_class=OneHotCategorical if onehot else torch.distributions.Categorical,
+            distribution_kwargs={"validate_args": False},
             return_log_prob=True,
             spec=OneHot(n) if onehot else Categorical(n),
         )
@@ -270,12 +285,9 @@ def build_agent(cfg: PPOConfig, obs_space: Any, action_space: Any) -> AgentParts
         low = torch.as_tensor(action_space.low, dtype=torch.float32)
         high = torch.as_tensor(action_space.high, dtype=torch.float32)
         if cfg.state_dependent_std:
-            head = nn.Linear(hidden[-1], 2 * act_dim)
-            _orthogonal_init(head, 0.01)
-            net = nn.Sequential(head, NormalParamExtractor())
+            net = nn.Sequential(head_mlp(2 * act_dim, 0.01), NormalParamExtractor())
         else:
-            head = _LocAndParamScale(hidden[-1], act_dim, cfg.log_std_init)
-            _orthogonal_init(head, 0.01)
+            head = _LocAndParamScale(head_mlp(act_dim, 0.01), act_dim, cfg.log_std_init)
             net = nn.Sequential(head, NormalParamExtractor(scale_mapping="exp"))
         policy = ProbabilisticActor(
             SafeModule(net, in_keys=["hidden"], out_keys=["loc", "scale"]),
@@ -286,8 +298,7 @@ def build_agent(cfg: PPOConfig, obs_space: Any, action_space: Any) -> AgentParts
             return_log_prob=True,
             spec=Bounded(low, high, shape=low.shape),
         )
-    value_net = nn.Linear(hidden[-1], 1)
-    _orthogonal_init(value_net, 1.0)
+    value_net = head_mlp(1, 1.0)
     value = ValueOperator(value_net, in_keys=["hidden"])
     agent = ActorValueOperator(common, policy, value)
     return AgentParts(agent, common, policy, value)
@@ -363,7 +374,7 @@ class PPO:
         self.common, self.policy, self.value = parts.common, parts.policy, parts.value
         self.value_operator = self.agent.get_value_operator()
         self.log_prob_key = getattr(self.policy, "log_prob_key", "sample_log_prob")
-        self.optimizer = torch.optim.Adam(self.agent.parameters(), lr=cfg.lr, eps=1e-5)
+        self.optimizer = make_adam(self.agent.parameters(), cfg.lr, eps=1e-5)
         self.to_env = _action_to_env(action_space, cfg)
         self.stats = EpisodeStats(cfg.num_envs, threshold)
         self.global_step = 0
