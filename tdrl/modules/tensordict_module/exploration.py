@@ -219,7 +219,7 @@ class EGreedyModule(_Annealed):
         batch = _batch_shape(action, self._leaf, self._action_key, type(self).__name__)
         random_action = self._random(td, action, batch)
         explore = torch.rand(batch, device=action.device) < self.eps
-        explore = explore.reshape(*batch, *([1] * (action.ndim - len(batch))))
+        explore = explore.reshape((*batch, *([1] * (action.ndim - len(batch)))))
         return td.set(self._action_key, torch.where(explore, random_action, action))
 
     def extra_repr(self) -> str:
@@ -383,7 +383,7 @@ class OrnsteinUhlenbeckProcessModule(_Annealed):
                 f"{type(self).__name__}: {key_str(self.is_init_key)} has shape "
                 f"{tuple(is_init.shape)}, which does not match the batch shape {tuple(batch)}"
             )
-        return is_init.reshape(*batch, -1).any(-1)
+        return is_init.reshape((*batch, -1)).any(-1)
 
     def _run(self, td: TensorDictBase) -> TensorDictBase:
         if not _exploring():
@@ -402,7 +402,7 @@ class OrnsteinUhlenbeckProcessModule(_Annealed):
         is_init = td.get(self.is_init_key, None)
         if is_init is not None:
             reset = self._reset_rows(is_init, batch)
-            prev = torch.where(reset.reshape(*batch, *extra), x0, prev)
+            prev = torch.where(reset.reshape((*batch, *extra)), x0, prev)
             steps = torch.where(reset, torch.zeros_like(steps), steps)
         if self.sigma_min is None:
             sigma = torch.full(batch, self.sigma, dtype=action.dtype, device=action.device)
@@ -412,7 +412,7 @@ class OrnsteinUhlenbeckProcessModule(_Annealed):
         noise = (
             prev
             + self.theta * (self.mu - prev) * self.dt
-            + sigma.reshape(*batch, *extra) * math.sqrt(self.dt) * torch.randn_like(prev)
+            + sigma.reshape((*batch, *extra)) * math.sqrt(self.dt) * torch.randn_like(prev)
         )
         out = action + self.eps * noise
         if self.safe:
