@@ -177,9 +177,10 @@ class TanhNormal(D.Distribution):
         event_dims (int, optional): number of trailing event dims. Defaults to
             ``1`` (``0`` for a 0-dim ``loc``).
         tanh_loc (bool, optional): rescale ``loc`` as above. Defaults to ``False``.
-        safe_tanh (bool, optional): clamp draws (and ``deterministic_sample``) to
-            ``1 - eps`` in the normalized space, so that they never equal the
-            bounds. Defaults to ``True``.
+        safe_tanh (bool, optional): clamp draws (and ``deterministic_sample``)
+            strictly inside ``(low, high)`` (to the nearest representable
+            values), so that they never equal the bounds. Draws are always
+            clamped into ``[low, high]``. Defaults to ``True``.
         validate_args (bool, optional): also check ``scale > 0`` (one device
             sync). Defaults to ``False``.
 
@@ -277,17 +278,21 @@ class TanhNormal(D.Distribution):
     # -- core maps ----------------------------------------------------------------------
     def _squash(self, u: Tensor, clamp: bool) -> Tensor:
         y = torch.tanh(u)
-        if clamp:
-            lim = tanh_limit(y.dtype)
-            y = y.clamp(-lim, lim)
         b = self._bounds
         if b.unit:
+            if clamp:
+                lim = tanh_limit(y.dtype)
+                y = y.clamp(-lim, lim)
             return y
         if b.is_tensor:
-            return torch.addcmul(b.shift, b.half, y)
-        if b.shift == 0.0:
-            return y * b.half
-        return y * b.half + b.shift
+            y = torch.addcmul(b.shift, b.half, y)
+        elif b.shift == 0.0:
+            y = y * b.half
+        else:
+            y = y * b.half + b.shift
+        # the affine map rounds: always clamp into [low, high], strictly inside if ``clamp``
+        lo, hi = b.inner(y.dtype) if clamp else (b.lo, b.hi)
+        return torch.clamp(y, lo, hi)
 
     def _unsquash(self, value: Tensor) -> Tensor:
         b = self._bounds
@@ -857,7 +862,7 @@ class TanhDelta(Delta):
         atol (float, optional): absolute tolerance of ``log_prob``. Defaults to ``1e-6``.
         rtol (float, optional): relative tolerance. Defaults to ``1e-6``.
         safe (bool, optional): keep the point strictly inside ``(low, high)``
-            (clamp ``tanh`` to ``1 - eps``). Defaults to ``True``.
+            (at worst the nearest representable value). Defaults to ``True``.
 
     ``log_prob`` is ``0`` at the point, ``-inf`` elsewhere (a point mass has no
     Jacobian term). ``param`` is the pre-tanh point; ``mode``, ``mean``,
@@ -899,13 +904,14 @@ class TanhDelta(Delta):
     @lazy_property
     def _point(self) -> Tensor:
         y = torch.tanh(self.param)
-        if self.safe:
-            lim = tanh_limit(y.dtype)
-            y = y.clamp(-lim, lim)
         b = self._bounds
         if b.unit:
+            if self.safe:
+                lim = tanh_limit(y.dtype)
+                y = y.clamp(-lim, lim)
             return y
-        return b.shift + b.half * y
+        lo, hi = b.inner(y.dtype) if self.safe else (b.lo, b.hi)
+        return torch.clamp(b.shift + b.half * y, lo, hi)
 
     def _value(self) -> Tensor:
         return self._point

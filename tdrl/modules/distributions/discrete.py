@@ -90,7 +90,9 @@ class _CategoricalBase(D.Categorical):
         return logits.gather(-1, index.unsqueeze(-1)).squeeze(-1)
 
     def _mode_index(self) -> Tensor:
-        return self.logits.argmax(-1)
+        # argmax of the parameters as given: normalizing the logits can merge near-ties
+        src = self.__dict__.get("_mode_src")
+        return (src if src is not None else self.logits).argmax(-1)
 
     def sample(self, sample_shape: Sequence[int] = _EMPTY) -> Tensor:
         return self._sample_index(sample_shape)
@@ -234,6 +236,7 @@ class OneHotCategorical(_OneHotMixin, _CategoricalBase):
         _check_params(logits, probs, "OneHotCategorical")
         kwargs.setdefault("validate_args", False)
         super().__init__(probs=probs, logits=logits, **kwargs)
+        self._mode_src = logits if logits is not None else probs
         self._set_one_hot(grad_method)
 
     def expand(self, batch_shape: Sequence[int], _instance: Any = None) -> OneHotCategorical:
@@ -350,7 +353,9 @@ class MaskedCategorical(_CategoricalBase):
         self.neg_inf = neg_inf
         self.padding_value = padding_value
         self._mask = mask
-        super().__init__(logits=logits.masked_fill(~mask, -math.inf), validate_args=False)
+        masked = logits.masked_fill(~mask, -math.inf)
+        self._mode_src = masked
+        super().__init__(logits=masked, validate_args=False)
 
     @property
     def mask(self) -> Tensor:

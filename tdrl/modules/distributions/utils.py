@@ -77,7 +77,7 @@ class Bounds:
 
     __slots__ = (
         "low", "high", "lo", "hi", "shift", "half", "log_half", "inv_half", "unit",
-        "is_tensor", "shape", "__weakref__",
+        "is_tensor", "shape", "_inner", "__weakref__",
     )
 
     def __init__(self, low: Any, high: Any, lo: Any, hi: Any, shape: torch.Size | None):
@@ -89,6 +89,7 @@ class Bounds:
         self.half = (hi - lo) / 2
         self.is_tensor = isinstance(lo, Tensor)
         self.shape = shape
+        self._inner: dict = {}
         if self.is_tensor:
             self.log_half = self.half.log()
             self.inv_half = self.half.reciprocal()
@@ -97,6 +98,21 @@ class Bounds:
             self.log_half = math.log(self.half)
             self.inv_half = 1.0 / self.half
             self.unit = lo == -1.0 and hi == 1.0
+
+    def inner(self, dtype: torch.dtype) -> tuple[Any, Any]:
+        """The closest values of ``dtype`` strictly inside ``(lo, hi)`` (cached per dtype).
+
+        Floats for number bounds, tensors for tensor bounds.
+        """
+        hit = self._inner.get(dtype)
+        if hit is None:
+            lo = torch.as_tensor(self.lo, dtype=dtype)
+            hi = torch.as_tensor(self.hi, dtype=dtype)
+            lo_in, hi_in = torch.nextafter(lo, hi), torch.nextafter(hi, lo)
+            if not self.is_tensor:
+                lo_in, hi_in = lo_in.item(), hi_in.item()
+            hit = self._inner[dtype] = (lo_in, hi_in)
+        return hit
 
     def as_tensors(self, like: Tensor) -> tuple[Tensor, Tensor]:
         """``(low, high)`` as tensors on the device and in the dtype of ``like``."""

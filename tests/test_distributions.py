@@ -1,0 +1,811 @@
+"""Tests of tdrl.modules.distributions: values, shapes, numerics, gradients, errors, properties."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from tensordict import TensorDict
+from tensordict.nn import InteractionType, ProbabilisticTensorDictModule, set_interaction_type
+from torch import distributions as D
+
+from tdrl.modules.distributions import (
+    Delta,
+    IndependentNormal,
+    MaskedCategorical,
+    MaskedOneHotCategorical,
+    NormalParamExtractor,
+    OneHotCategorical,
+    ReparamGradientStrategy,
+    TanhDelta,
+    TanhNormal,
+    TruncatedNormal,
+)
+from tdrl.modules.distributions.continuous import TanhNormal as TanhNormalFromPath
+from tdrl.modules.distributions.discrete import OneHotCategorical as OneHotFromPath
+from tdrl.modules.distributions.utils import log1m_tanh_sq
+
+F64 = torch.float64
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+def _formula(loc, low, high):
+    return low + (high - low) * (torch.tanh(loc) + 1) / 2
+
+
+# =====================================================================================
+# TanhNormal
+# =====================================================================================
+class TestTanhNormalValues:
+    def test_import_paths_and_isinstance(self):
+        assert TanhNormalFromPath is TanhNormal and OneHotFromPath is OneHotCategorical
+        d = TanhNormal(torch.zeros(2), torch.ones(2))
+        assert isinstance(d, D.Distribution)
+        assert d.has_rsample
+
+    @pytest.mark.parametrize("low,high", [(-1.0, 1.0), (0.0, 1.0), (-3.0, 5.0), (-2.0, 2.0)])
+    def test_deterministic_sample_formula(self, low, high):
+        loc = torch.randn(5, 3) * 3
+        d = TanhNormal(loc, torch.ones(5, 3), low=low, high=high)
+        torch.testing.assert_close(d.deterministic_sample, _formula(loc, low, high))
+
+    def test_deterministic_sample_tensor_bounds(self):
+        loc = torch.randn(4, 3)
+        low, high = torch.tensor([-1.0, 0.0, -5.0]), torch.tensor([1.0, 2.0, 0.5])
+        d = TanhNormal(loc, torch.ones(4, 3), low=low, high=high)
+        torch.testing.assert_close(d.deterministic_sample, _formula(loc, low, high))
+
+    def test_deterministic_sample_tanh_loc(self):
+        loc = torch.randn(6, 2) * 10
+        d = TanhNormal(loc, torch.ones(6, 2), upscale=3.0, low=-2.0, high=4.0, tanh_loc=True)
+        mapped = 3.0 * torch.tanh(loc / 3.0)
+        torch.testing.assert_close(d.loc, mapped)
+        torch.testing.assert_close(d.deterministic_sample, _formula(mapped, -2.0, 4.0))
+
+    def test_tensordict_reads_deterministic_sample(self):
+        mod = ProbabilisticTensorDictModule(
+            in_keys=["loc", "scale"], out_keys=["action"], distribution_class=TanhNormal,
+            distribution_kwargs={"low": 0.0, "high": 2.0},
+        )
+        loc = torch.randn(3, 2)
+        td = TensorDict(loc=loc, scale=torch.ones(3, 2), batch_size=[3])
+        with set_interaction_type(InteractionType.DETERMINISTIC):
+            out = mod(td)["action"]
+        torch.testing.assert_close(out, _formula(loc, 0.0, 2.0))
+
+    @pytest.mark.parametrize("dtype", [torch.float32, F64])
+    @pytest.mark.parametrize(
+        "loc,scale", [(0.0, 0.3), (0.0, 3.0), (2.0, 0.5), (-4.0, 1.0), (15.0, 0.1), (0.3, 0.707)]
+    )
+    def test_mode_inside_bounds_and_maximizes_density(self, loc, scale, dtype):
+        d = TanhNormal(torch.tensor(loc, dtype=dtype), torch.tensor(scale, dtype=dtype),
+                       low=-2.0, high=3.0)
+        mode = d.mode
+        assert mode.dtype == dtype
+        assert -2.0 < mode.item() < 3.0
+        grid = torch.linspace(-2.0, 3.0, 20001, dtype=F64)[1:-1]
+        d64 = TanhNormal(torch.tensor(loc, dtype=F64), torch.tensor(scale, dtype=F64),
+                         low=-2.0, high=3.0)
+        best = d64.log_prob(grid).max()
+        assert d64.log_prob(mode.to(F64)) >= best - 1e-3 * (1 + best.abs())
+
+    def test_mode_is_symmetric_and_shaped(self):
+        loc = torch.tensor([[1.0, -1.0], [0.5, -0.5]])
+        d = TanhNormal(loc, torch.full((2, 2), 0.8))
+        m = d.mode
+        assert m.shape == (2, 2)
+        torch.testing.assert_close(m[:, 0], -m[:, 1])
+
+    def test_mean_and_variance_match_monte_carlo(self):
+        loc = torch.tensor([0.3, -1.2, 2.0, 0.0], dtype=F64)
+        scale = torch.tensor([0.5, 1.0, 0.1, 2.0], dtype=F64)
+        d = TanhNormal(loc, scale, low=-2.0, high=3.0, event_dims=0)
+        s = d.sample((200_000,))
+        torch.testing.assert_close(d.mean, s.mean(0), atol=0.01, rtol=0)
+        torch.testing.assert_close(d.variance, s.var(0), atol=0.02, rtol=0.01)
+
+    def test_entropy_matches_monte_carlo(self):
+        loc = torch.tensor([0.3, -1.2, 2.0], dtype=F64)
+        scale = torch.tensor([0.5, 1.0, 0.1], dtype=F64)
+        d = TanhNormal(loc, scale, low=-2.0, high=3.0, event_dims=0)
+        s = d.sample((100_000,))
+        torch.testing.assert_close(d.entropy(20_000), -d.log_prob(s.clone()).mean(0),
+                                   atol=0.03, rtol=0)
+        d1 = TanhNormal(loc, scale)
+        assert d1.entropy().shape == ()
+
+    def test_support(self):
+        d = TanhNormal(torch.zeros(3, 2), torch.ones(3, 2) * 5, low=-2.0, high=1.0)
+        s = d.sample((50,))
+        assert d.support.check(s).all()
+        assert d.support.check(d.mode).all()
+        assert not d.support.check(torch.full((3, 2), 1.5)).any()
+        torch.testing.assert_close(d.low, torch.tensor(-2.0))
+        torch.testing.assert_close(d.high, torch.tensor(1.0))
+
+
+class TestTanhNormalShapes:
+    @pytest.mark.parametrize(
+        "shape,event_dims,batch,event",
+        [
+            ((4,), None, (), (4,)),
+            ((3, 4), None, (3,), (4,)),
+            ((2, 3, 4), None, (2, 3), (4,)),
+            ((2, 3, 4), 2, (2,), (3, 4)),
+            ((2, 3, 4), 0, (2, 3, 4), ()),
+            ((), None, (), ()),
+        ],
+    )
+    def test_shapes(self, shape, event_dims, batch, event):
+        d = TanhNormal(torch.zeros(shape), torch.ones(shape), event_dims=event_dims)
+        assert d.batch_shape == batch and d.event_shape == event
+        x = d.rsample()
+        assert x.shape == shape
+        assert d.log_prob(x).shape == batch
+        assert d.log_prob(x.clone()).shape == batch
+        xs = d.sample((5, 2))
+        assert xs.shape == (5, 2) + shape
+        assert d.log_prob(xs).shape == (5, 2) + batch
+        assert d.entropy().shape == batch
+        for attr in ("mode", "mean", "deterministic_sample", "variance"):
+            assert getattr(d, attr).shape == shape, attr
+
+    def test_float64_preserved(self):
+        loc = torch.zeros(3, 2, dtype=F64)
+        d = TanhNormal(loc, torch.ones(3, 2, dtype=F64), low=torch.tensor([-1.0, 0.0]),
+                       high=torch.tensor([2.0, 1.0]))
+        x = d.rsample()
+        for t in (x, d.sample(), d.log_prob(x), d.log_prob(x.clone()), d.mode, d.mean,
+                  d.entropy(), d.deterministic_sample, d.variance):
+            assert t.dtype == F64
+
+    def test_meta_device(self):
+        loc = torch.zeros(3, 2, device="meta")
+        d = TanhNormal(loc, torch.ones(3, 2, device="meta"), low=-2.0, high=2.0)
+        x = d.rsample()
+        assert x.device.type == "meta" and d.log_prob(x).device.type == "meta"
+        assert d.log_prob(x.clone()).shape == (3,)
+        assert d.deterministic_sample.device.type == "meta"
+
+    def test_float_scale_and_callable_scale(self):
+        loc = torch.zeros(2, 3)
+        d = TanhNormal(loc, 0.5)
+        torch.testing.assert_close(d.scale, torch.full((2, 3), 0.5))
+        d = TanhNormal(loc, lambda t: torch.full_like(t, 0.2))
+        torch.testing.assert_close(d.scale, torch.full((2, 3), 0.2))
+
+    def test_broadcast_loc_scale(self):
+        d = TanhNormal(torch.zeros(4, 3), torch.ones(3))
+        assert d.scale.shape == (4, 3) and d.batch_shape == (4,)
+
+    def test_bounds_broadcast_beyond_loc(self):
+        low = torch.full((5, 3), -2.0)
+        low[0, 0] = -3.0
+        d = TanhNormal(torch.zeros(3), torch.ones(3), low=low, high=2.0)
+        assert d.batch_shape == (5,)
+        assert d.rsample().shape == (5, 3)
+
+    def test_expand(self):
+        d = TanhNormal(torch.zeros(3), torch.ones(3), low=0.0, high=2.0).expand([4])
+        assert d.batch_shape == (4,) and d.event_shape == (3,)
+        assert d.low.item() == 0.0
+
+
+class TestTanhNormalNumerics:
+    @pytest.mark.parametrize("dtype", [torch.float32, F64])
+    @pytest.mark.parametrize(
+        "low,high", [(-1.0, 1.0), (0.0, 1.0), (-3.0, 7.0), ("t", "t")]
+    )
+    def test_log_prob_finite_at_and_next_to_bounds(self, low, high, dtype):
+        if low == "t":
+            low = torch.tensor([-1.0, 0.0, -2.0], dtype=dtype)
+            high = torch.tensor([1.0, 3.0, 0.5], dtype=dtype)
+            lo, hi = low, high
+        else:
+            lo = torch.full((3,), low, dtype=dtype)
+            hi = torch.full((3,), high, dtype=dtype)
+        loc = torch.tensor([[0.0, 2.0, -3.0]] * 4, dtype=dtype, requires_grad=True)
+        scale = torch.tensor([[1.0, 0.1, 2.0]] * 4, dtype=dtype, requires_grad=True)
+        d = TanhNormal(loc, scale, low=low, high=high, event_dims=0)
+        width = hi - lo
+        values = torch.stack([lo, hi, lo + 1e-7 * width, hi - 1e-7 * width])
+        lp = d.log_prob(values)
+        assert torch.isfinite(lp).all(), lp
+        lp.sum().backward()
+        assert torch.isfinite(loc.grad).all() and torch.isfinite(scale.grad).all()
+
+    def test_change_of_variables_interior(self):
+        loc = torch.tensor([0.3, -1.2, 2.0, 0.0], dtype=F64)
+        scale = torch.tensor([0.5, 1.0, 0.3, 2.0], dtype=F64)
+        low, high = -2.0, 3.0
+        d = TanhNormal(loc, scale, low=low, high=high, event_dims=0)
+        y = torch.tensor([0.1, -1.9, 2.9, 0.5], dtype=F64)
+        half = (high - low) / 2
+        x = (y - (high + low) / 2) / half
+        ref = D.Normal(loc, scale).log_prob(torch.atanh(x)) - torch.log1p(-x * x) - math.log(half)
+        torch.testing.assert_close(d.log_prob(y), ref)
+        # summed over the event with event_dims=1
+        d1 = TanhNormal(loc, scale, low=low, high=high)
+        torch.testing.assert_close(d1.log_prob(y), ref.sum())
+
+    def test_density_is_derivative_of_cdf(self):
+        loc = torch.tensor([0.3, -1.2, 2.0, 0.0], dtype=F64)
+        scale = torch.tensor([0.5, 1.0, 0.3, 2.0], dtype=F64)
+        d = TanhNormal(loc, scale, low=-2.0, high=3.0, event_dims=0)
+        y = torch.tensor([0.1, -1.9, 2.9, 0.5], dtype=F64)
+        h = 1e-6
+        fd = (d.cdf(y + h) - d.cdf(y - h)) / (2 * h)
+        torch.testing.assert_close(d.log_prob(y).exp(), fd, rtol=1e-5, atol=1e-8)
+
+    def test_density_integrates_to_one(self):
+        d = TanhNormal(torch.tensor(0.7, dtype=F64), torch.tensor(0.9, dtype=F64),
+                       low=-1.0, high=4.0)
+        y = torch.linspace(-1.0, 4.0, 200_001, dtype=F64)
+        area = torch.trapezoid(d.log_prob(y).exp(), y)
+        assert abs(area.item() - 1.0) < 1e-4
+
+    def test_log1m_tanh_sq_and_negative_beta_softplus(self):
+        u = torch.linspace(-40, 40, 801, dtype=F64, requires_grad=True)
+        out = log1m_tanh_sq(u)
+        ref = -2.0 * torch.log(torch.cosh(u))  # 1 - tanh^2 = sech^2, exact in float64 here
+        torch.testing.assert_close(out, ref)
+        assert torch.isfinite(log1m_tanh_sq(torch.tensor([-1e4, 1e4]))).all()
+        # the kernel-saving identity used in log_prob: softplus(u, beta=-2) == -softplus(-2u) / 2
+        a = F.softplus(u, beta=-2.0)
+        b = -0.5 * F.softplus(-2.0 * u)
+        torch.testing.assert_close(a, b)
+        (ga,) = torch.autograd.grad(a.sum(), u)
+        (gb,) = torch.autograd.grad(b.sum(), u)
+        torch.testing.assert_close(ga, gb)
+
+    def test_cached_pre_image_is_used_and_exact(self, monkeypatch):
+        loc = torch.tensor([[0.3, 20.0, -20.0]])
+        d = TanhNormal(loc, torch.tensor([[0.5, 0.1, 0.1]]))
+        x = d.rsample()
+        u = d._cache[1]
+        calls = []
+        orig = d._unsquash
+        monkeypatch.setattr(d, "_unsquash", lambda v: calls.append(1) or orig(v))
+        lp = d.log_prob(x)
+        assert not calls
+        # exact density of the draw, even where tanh saturates
+        ref = (D.Normal(d.loc, d.scale).log_prob(u) - log1m_tanh_sq(u)).sum(-1)
+        torch.testing.assert_close(lp, ref)
+        assert torch.isfinite(lp).all()
+        d.log_prob(x.clone())
+        assert calls
+
+    def test_cache_matches_atanh_path_in_interior(self):
+        d = TanhNormal(torch.randn(50, 3, dtype=F64), torch.rand(50, 3, dtype=F64) + 0.2,
+                       low=-1.0, high=2.0)
+        x = d.sample()
+        torch.testing.assert_close(d.log_prob(x), d.log_prob(x.clone()))
+        x, lp = d.rsample_and_log_prob((4,))
+        torch.testing.assert_close(lp, d.log_prob(x.clone()))
+        x, lp = d.sample_and_log_prob()
+        torch.testing.assert_close(lp, d.log_prob(x.clone()))
+
+    def test_safe_tanh_keeps_draws_inside(self):
+        d = TanhNormal(torch.full((4,), 30.0), torch.full((4,), 0.01))
+        x = d.sample()
+        assert (x < 1.0).all()
+        d = TanhNormal(torch.full((4,), 30.0), torch.full((4,), 0.01), safe_tanh=False)
+        assert (d.sample() == 1.0).all()
+        assert (d.mode < 1.0).all()  # the mode is always strictly inside
+
+
+class TestTanhNormalGradients:
+    def test_rsample_reparameterization(self):
+        loc = torch.randn(3, 2, requires_grad=True)
+        scale = (torch.rand(3, 2) + 0.5).requires_grad_()
+        d = TanhNormal(loc, scale, low=-2.0, high=5.0)
+        d.rsample().sum().backward()
+        for p in (loc, scale):
+            assert torch.isfinite(p.grad).all() and (p.grad != 0).all()
+
+    def test_log_prob_of_rsample_gradients(self):
+        loc = torch.randn(3, 2, dtype=F64, requires_grad=True)
+        scale = (torch.rand(3, 2, dtype=F64) + 0.5).requires_grad_()
+        d = TanhNormal(loc, scale)
+        x = d.rsample()
+        g_cached = torch.autograd.grad(d.log_prob(x).sum(), (loc, scale), retain_graph=True)
+        # reference: the same u through torch.distributions, differentiated the same way
+        u = d._cache[1]
+        ref = (D.Normal(loc, scale).log_prob(u) - log1m_tanh_sq(u)).sum()
+        g_ref = torch.autograd.grad(ref, (loc, scale))
+        for a, b in zip(g_cached, g_ref):
+            torch.testing.assert_close(a, b)
+            assert torch.isfinite(a).all()
+
+    def test_score_function_gradient_after_sample(self):
+        loc = torch.zeros(2, 3, dtype=F64, requires_grad=True)
+        scale = torch.ones(2, 3, dtype=F64, requires_grad=True)
+        d = TanhNormal(loc, scale)
+        x = d.sample()
+        assert not x.requires_grad
+        (g_cached,) = torch.autograd.grad(d.log_prob(x).sum(), loc)
+        (g_plain,) = torch.autograd.grad(d.log_prob(x.clone()).sum(), loc)
+        torch.testing.assert_close(g_cached, g_plain)
+        assert (g_cached != 0).all()
+
+    def test_mean_is_differentiable(self):
+        loc = torch.zeros(3, requires_grad=True)
+        TanhNormal(loc, torch.ones(3)).mean.sum().backward()
+        assert (loc.grad > 0).all()
+
+
+class TestTanhNormalErrors:
+    def test_low_ge_high_floats(self):
+        with pytest.raises(ValueError, match=r"low=2\.0 and high=1\.0"):
+            TanhNormal(torch.zeros(2), torch.ones(2), low=2.0, high=1.0)
+        with pytest.raises(ValueError, match="strictly smaller"):
+            TanhNormal(torch.zeros(2), torch.ones(2), low=1.0, high=1.0)
+
+    def test_low_ge_high_tensors(self):
+        with pytest.raises(ValueError, match=r"index \[1\]\), got low=tensor.*and high=tensor"):
+            TanhNormal(torch.zeros(2), torch.ones(2), low=torch.tensor([0.0, 3.0]),
+                       high=torch.tensor([1.0, 2.0]))
+
+    def test_nonfinite_bounds(self):
+        with pytest.raises(ValueError, match="finite"):
+            TanhNormal(torch.zeros(2), torch.ones(2), low=-math.inf, high=1.0)
+
+    def test_bad_scale(self):
+        with pytest.raises(ValueError, match="scale must be > 0, got -1"):
+            TanhNormal(torch.zeros(2), -1.0)
+        with pytest.raises(ValueError, match="scale must be > 0 everywhere"):
+            TanhNormal(torch.zeros(2), torch.tensor([1.0, 0.0]), validate_args=True)
+        with pytest.raises(TypeError, match="scale must be a tensor"):
+            TanhNormal(torch.zeros(2), "big")
+
+    def test_bad_shapes(self):
+        with pytest.raises(ValueError, match=r"broadcast together, got shapes \(3,\) and \(4,\)"):
+            TanhNormal(torch.zeros(3), torch.ones(4))
+        with pytest.raises(ValueError, match=r"event_dims must be an int in \[0, 1\].*got 2"):
+            TanhNormal(torch.zeros(3), torch.ones(3), event_dims=2)
+        with pytest.raises(ValueError, match=r"low/high of shape \(4,\)"):
+            TanhNormal(torch.zeros(3), torch.ones(3), low=-torch.ones(4) * 2, high=1.0)
+
+
+# =====================================================================================
+# IndependentNormal
+# =====================================================================================
+class TestIndependentNormal:
+    def test_matches_torch(self):
+        loc, scale = torch.randn(4, 3, dtype=F64), torch.rand(4, 3, dtype=F64) + 0.1
+        d = IndependentNormal(loc, scale)
+        ref = D.Independent(D.Normal(loc, scale), 1)
+        x = torch.randn(5, 4, 3, dtype=F64)
+        torch.testing.assert_close(d.log_prob(x), ref.log_prob(x))
+        torch.testing.assert_close(d.entropy(), ref.entropy())
+        assert isinstance(d, D.Independent) and d.batch_shape == (4,) and d.event_shape == (3,)
+        assert d.log_prob(x).dtype == F64
+
+    def test_values_and_tanh_loc(self):
+        loc = torch.randn(4, 3) * 10
+        d = IndependentNormal(loc, torch.ones(4, 3), upscale=2.0, tanh_loc=True)
+        torch.testing.assert_close(d.mode, 2.0 * torch.tanh(loc / 2.0))
+        torch.testing.assert_close(d.deterministic_sample, d.mode)
+        torch.testing.assert_close(d.mean, d.mode)
+
+    def test_event_dim_and_joint(self):
+        d = IndependentNormal(torch.zeros(2, 3, 4), torch.ones(2, 3, 4), event_dim=2)
+        assert d.batch_shape == (2,) and d.event_shape == (3, 4)
+        x, lp = d.rsample_and_log_prob((5,))
+        assert x.shape == (5, 2, 3, 4)
+        torch.testing.assert_close(lp, d.log_prob(x))
+        d0 = IndependentNormal(torch.zeros(()), torch.ones(()))
+        assert d0.batch_shape == () and d0.event_shape == ()
+
+    def test_rsample_gradients_and_expand(self):
+        loc = torch.zeros(3, requires_grad=True)
+        scale = torch.ones(3, requires_grad=True)
+        d = IndependentNormal(loc, scale)
+        d.rsample().pow(2).sum().backward()
+        assert torch.isfinite(scale.grad).all() and (scale.grad != 0).all()
+        assert d.expand([2]).batch_shape == (2,)
+
+    def test_bad_scale(self):
+        with pytest.raises(ValueError, match="scale must be > 0 everywhere"):
+            IndependentNormal(torch.zeros(2), torch.tensor([1.0, -2.0]), validate_args=True)
+
+
+# =====================================================================================
+# TruncatedNormal
+# =====================================================================================
+class TestTruncatedNormal:
+    def test_log_prob_matches_reference(self):
+        loc = torch.tensor([[0.0], [0.5], [-0.3]], dtype=F64)
+        scale = torch.tensor([[1.0], [0.2], [3.0]], dtype=F64)
+        low, high = -1.0, 2.0
+        d = TruncatedNormal(loc, scale, low=low, high=high)
+        x = torch.tensor([[-1.0], [0.3], [2.0]], dtype=F64)
+        n = D.Normal(loc, scale)
+        z = n.cdf(torch.tensor(high, dtype=F64)) - n.cdf(torch.tensor(low, dtype=F64))
+        ref = (n.log_prob(x) - z.log()).squeeze(-1)
+        torch.testing.assert_close(d.log_prob(x), ref)
+
+    def test_density_integrates_to_one_in_the_tail(self):
+        d = TruncatedNormal(torch.tensor([12.0], dtype=F64), torch.tensor([0.7], dtype=F64),
+                            low=-1.0, high=1.0)
+        y = torch.linspace(-1.0, 1.0, 400_001, dtype=F64)
+        area = torch.trapezoid(d.log_prob(y.unsqueeze(-1)).exp(), y)
+        assert abs(area.item() - 1.0) < 1e-3
+        x = d.sample((1000,))
+        assert ((x >= -1) & (x <= 1)).all() and torch.isfinite(d.log_prob(x)).all()
+        assert d.mean.item() > 0.9
+
+    def test_moments_and_entropy_match_monte_carlo(self):
+        loc = torch.tensor([[0.0], [5.0], [-0.5]], dtype=F64)
+        scale = torch.tensor([[1.0], [0.5], [0.1]], dtype=F64)
+        d = TruncatedNormal(loc, scale)
+        s = d.sample((200_000,))
+        torch.testing.assert_close(d.mean, s.mean(0), atol=0.01, rtol=0)
+        torch.testing.assert_close(d.variance, s.var(0), atol=0.005, rtol=0.02)
+        torch.testing.assert_close(d.entropy(), -d.log_prob(s).mean(0), atol=0.02, rtol=0)
+
+    def test_support_bounds_mode(self):
+        d = TruncatedNormal(torch.tensor([[3.0, -0.2]]), torch.ones(1, 2), low=-1.0, high=1.0)
+        torch.testing.assert_close(d.mode, torch.tensor([[1.0, -0.2]]))
+        torch.testing.assert_close(d.deterministic_sample, d.mean)
+        assert torch.isfinite(d.log_prob(torch.tensor([[1.0, -1.0]]))).all()
+        assert d.log_prob(torch.tensor([[1.01, 0.0]])).item() == -math.inf
+        assert d.support.check(d.sample((20,))).all()
+
+    def test_rsample_gradients(self):
+        loc = torch.zeros(4, requires_grad=True)
+        scale = torch.ones(4, requires_grad=True)
+        d = TruncatedNormal(loc, scale, low=-0.5, high=2.0)
+        x = d.rsample((16,))
+        x.sum().backward()
+        assert torch.isfinite(loc.grad).all() and (loc.grad != 0).all()
+        assert torch.isfinite(scale.grad).all() and (scale.grad != 0).all()
+
+    def test_dtype_tensor_bounds_and_errors(self):
+        d = TruncatedNormal(torch.zeros(2, 3, dtype=F64), torch.ones(2, 3, dtype=F64),
+                            low=torch.tensor([-1.0, 0.0, 1.0]), high=torch.tensor([0.0, 1.0, 2.0]))
+        x = d.sample()
+        assert x.dtype == F64 and d.log_prob(x).dtype == F64
+        assert ((x >= d.low) & (x <= d.high)).all()
+        with pytest.raises(ValueError, match="low=3.0 and high=2.0"):
+            TruncatedNormal(torch.zeros(2), torch.ones(2), low=3.0, high=2.0)
+
+
+# =====================================================================================
+# Delta / TanhDelta
+# =====================================================================================
+class TestDelta:
+    def test_values_and_log_prob(self):
+        p = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
+        d = Delta(p)
+        assert d.batch_shape == (2,) and d.event_shape == (2,)
+        for v in (d.sample(), d.rsample(), d.mode, d.mean, d.deterministic_sample):
+            torch.testing.assert_close(v, p)
+        torch.testing.assert_close(d.log_prob(p + 1e-8), torch.zeros(2))
+        assert d.log_prob(p + torch.tensor([[0.0, 0.0], [0.0, 1e-3]])).tolist() == [0.0, -math.inf]
+        assert d.sample((3,)).shape == (3, 2, 2)
+        assert d.entropy().shape == (2,)
+
+    def test_shapes_args(self):
+        p = torch.zeros(2, 3, 4)
+        assert Delta(p, batch_shape=[2]).event_shape == (3, 4)
+        assert Delta(p, event_shape=[]).batch_shape == (2, 3, 4)
+        with pytest.raises(ValueError, match=r"batch_shape \(2,\) \+ event_shape \(5,\)"):
+            Delta(p, batch_shape=[2], event_shape=[5])
+
+    def test_rsample_gradient(self):
+        p = torch.zeros(3, requires_grad=True)
+        Delta(p).rsample().mul(2).sum().backward()
+        torch.testing.assert_close(p.grad, torch.full((3,), 2.0))
+        assert not Delta(p).sample().requires_grad
+
+
+class TestTanhDelta:
+    def test_values(self):
+        param = torch.randn(3, 2) * 3
+        d = TanhDelta(param, low=-1.0, high=3.0)
+        expected = _formula(param, -1.0, 3.0)
+        for v in (d.sample(), d.rsample(), d.mode, d.mean, d.deterministic_sample):
+            torch.testing.assert_close(v, expected)
+        torch.testing.assert_close(d.log_prob(d.sample()), torch.zeros(3))
+        assert (d.log_prob(d.sample() + 0.1) == -math.inf).all()
+        assert d.batch_shape == (3,) and d.event_shape == (2,)
+
+    def test_safe_and_support(self):
+        d = TanhDelta(torch.full((2,), 50.0), low=0.0, high=1.0)
+        assert (d.sample() < 1.0).all()
+        assert d.support.check(d.sample())
+        assert (TanhDelta(torch.full((2,), 50.0), safe=False).sample() == 1.0).all()
+
+    def test_gradient_and_errors(self):
+        p = torch.zeros(2, requires_grad=True)
+        TanhDelta(p, low=-2.0, high=2.0).rsample().sum().backward()
+        torch.testing.assert_close(p.grad, torch.full((2,), 2.0))
+        with pytest.raises(ValueError, match="low=1.0 and high=-1.0"):
+            TanhDelta(torch.zeros(2), low=1.0, high=-1.0)
+
+
+# =====================================================================================
+# NormalParamExtractor
+# =====================================================================================
+def test_normal_param_extractor_biased_softplus():
+    ext = NormalParamExtractor()
+    loc, scale = ext(torch.zeros(3, 4))
+    assert loc.shape == scale.shape == (3, 2)
+    torch.testing.assert_close(scale, torch.ones(3, 2))  # biased softplus: 0 -> 1
+    x = torch.tensor([[1.0, -2.0, -5.0, 5.0]])
+    loc, scale = ext(x)
+    torch.testing.assert_close(loc, x[:, :2])
+    assert (scale > 0).all() and scale[0, 1] > scale[0, 0]
+
+
+# =====================================================================================
+# Discrete
+# =====================================================================================
+class TestOneHotCategorical:
+    def test_mode_sample_log_prob(self):
+        logits = torch.randn(4, 5)
+        d = OneHotCategorical(logits=logits)
+        assert isinstance(d, D.Categorical)
+        assert d.batch_shape == (4,) and d.event_shape == (5,)
+        torch.testing.assert_close(d.mode, F.one_hot(logits.argmax(-1), 5))
+        torch.testing.assert_close(d.deterministic_sample, d.mode)
+        x = d.sample((3,))
+        assert x.shape == (3, 4, 5) and x.dtype == torch.long and (x.sum(-1) == 1).all()
+        ref = D.Categorical(logits=logits).log_prob(x.argmax(-1))
+        torch.testing.assert_close(d.log_prob(x), ref)
+        torch.testing.assert_close(d.entropy(), D.Categorical(logits=logits).entropy())
+        assert d.support.check(d.mode).all()
+
+    def test_frequencies(self):
+        probs = torch.tensor([0.1, 0.6, 0.3])
+        x = OneHotCategorical(probs=probs).sample((20_000,))
+        torch.testing.assert_close(x.float().mean(0), probs, atol=0.015, rtol=0)
+
+    @pytest.mark.parametrize(
+        "grad_method", [None, ReparamGradientStrategy.PassThrough, "RelaxedOneHot"]
+    )
+    def test_rsample_straight_through(self, grad_method):
+        logits = torch.randn(3, 4, requires_grad=True)
+        d = OneHotCategorical(logits=logits, grad_method=grad_method)
+        x = d.rsample()
+        assert x.dtype == torch.float32
+        torch.testing.assert_close(x.detach().sum(-1), torch.ones(3))
+        assert ((x.detach() == 0) | (x.detach() == 1)).all()
+        (x * torch.arange(4.0)).sum().backward()
+        assert torch.isfinite(logits.grad).all() and (logits.grad != 0).any()
+        y, lp = d.rsample_and_log_prob()
+        torch.testing.assert_close(lp, d.log_prob(y))
+
+    def test_errors_and_enumerate(self):
+        with pytest.raises(ValueError, match="exactly one of logits or probs, got both"):
+            OneHotCategorical(logits=torch.zeros(3), probs=torch.ones(3) / 3)
+        with pytest.raises(ValueError, match="got neither"):
+            OneHotCategorical()
+        with pytest.raises(ValueError, match="grad_method must be one of"):
+            OneHotCategorical(logits=torch.zeros(3), grad_method="Nope")
+        d = OneHotCategorical(logits=torch.zeros(2, 3))
+        with pytest.raises(ValueError, match="last dim 3"):
+            d.log_prob(torch.zeros(2, 4))
+        sup = d.enumerate_support()
+        assert sup.shape == (3, 2, 3)
+        assert torch.isfinite(d.log_prob(sup)).all()
+        assert d.expand([5, 2]).batch_shape == (5, 2)
+
+
+class TestMaskedCategorical:
+    def test_never_samples_masked(self):
+        logits = torch.tensor([[10.0, 0.0, 0.0, -1.0], [0.0, 0.0, 10.0, 10.0]])
+        mask = torch.tensor([[False, True, False, True], [True, False, False, False]])
+        d = MaskedCategorical(logits=logits, mask=mask)
+        s = d.sample((20_000,))
+        assert mask.gather(-1, s.T).all()
+        assert (s[:, 1] == 0).all()
+        # the mode ignores the (larger) masked logits
+        assert d.mode.tolist() == [1, 0]
+        torch.testing.assert_close(
+            d.mode, logits.masked_fill(~mask, -math.inf).argmax(-1)
+        )
+        assert d.support.check(d.mode).all()
+
+    def test_log_prob_masked(self):
+        logits = torch.zeros(2, 3)
+        mask = torch.tensor([[True, True, False], [True, True, True]])
+        d = MaskedCategorical(logits=logits, mask=mask)
+        lp = d.log_prob(torch.tensor([2, 2]))
+        assert lp[0].item() == -math.inf
+        assert lp[1].item() == pytest.approx(-math.log(3))
+        d2 = MaskedCategorical(logits=logits, mask=mask, neg_inf=-1e9)
+        assert d2.log_prob(torch.tensor([2, 0])).tolist() == [-1e9, pytest.approx(-math.log(3))]
+        assert torch.isfinite(d.log_prob(d.sample())).all()
+        assert torch.isfinite(d.entropy()).all()
+
+    def test_probs_are_renormalized(self):
+        probs = torch.tensor([0.5, 0.25, 0.25])
+        d = MaskedCategorical(probs=probs, mask=torch.tensor([False, True, True]))
+        torch.testing.assert_close(d.probs, torch.tensor([0.0, 0.5, 0.5]))
+
+    def test_indices_with_padding(self):
+        logits = torch.randn(2, 5)
+        indices = torch.tensor([[0, 3, -1], [4, -1, -1]])
+        d = MaskedCategorical(logits=logits, indices=indices, padding_value=-1)
+        expected = torch.tensor([[True, False, False, True, False],
+                                 [False, False, False, False, True]])
+        assert torch.equal(d.mask, expected)
+        assert expected.gather(-1, d.sample((500,)).T).all()
+
+    def test_gradient_through_log_prob(self):
+        logits = torch.randn(3, 4, requires_grad=True)
+        mask = torch.tensor([[True, True, False, False]] * 3)
+        d = MaskedCategorical(logits=logits, mask=mask)
+        x, lp = d.sample_and_log_prob()
+        lp.sum().backward()
+        assert torch.isfinite(logits.grad).all()
+        assert (logits.grad[:, 2:] == 0).all() and (logits.grad[:, :2] != 0).all()
+
+    def test_errors(self):
+        logits = torch.zeros(2, 3)
+        with pytest.raises(ValueError, match=r"mask must have the shape of logits/probs \(2, 3\)"
+                                             r".*got \(2, 4\)"):
+            MaskedCategorical(logits=logits, mask=torch.ones(2, 4, dtype=torch.bool))
+        with pytest.raises(ValueError, match=r"got \(3, 3\)"):
+            MaskedCategorical(logits=logits, mask=torch.ones(3, 3, dtype=torch.bool))
+        with pytest.raises(TypeError, match="mask must be a boolean tensor, got torch.int64"):
+            MaskedCategorical(logits=logits, mask=torch.ones(2, 3, dtype=torch.long))
+        with pytest.raises(ValueError, match="exactly one of mask or indices, got neither"):
+            MaskedCategorical(logits=logits)
+        with pytest.raises(ValueError, match="all categories masked"):
+            MaskedCategorical(logits=logits, mask=torch.tensor([[True, False, False]] * 1
+                                                               + [[False] * 3]))
+        with pytest.raises(ValueError, match=r"indices must be in \[0, 3\).*\[7\]"):
+            MaskedCategorical(logits=logits, indices=torch.tensor([[0], [7]]))
+
+    def test_broadcast_mask_and_shapes(self):
+        d = MaskedCategorical(logits=torch.zeros(4, 3), mask=torch.tensor([True, False, True]))
+        assert d.batch_shape == (4,) and d.event_shape == ()
+        assert d.sample((2,)).shape == (2, 4)
+        assert d.expand([2, 4]).batch_shape == (2, 4)
+        d0 = MaskedCategorical(logits=torch.zeros(3), mask=torch.tensor([False, True, False]))
+        assert d0.batch_shape == () and d0.sample().item() == 1
+
+
+class TestMaskedOneHotCategorical:
+    def test_never_samples_masked_and_rsample(self):
+        logits = torch.randn(3, 4, requires_grad=True)
+        mask = torch.tensor([[True, False, True, False], [False] * 3 + [True], [True] * 4])
+        d = MaskedOneHotCategorical(logits=logits, mask=mask)
+        assert d.event_shape == (4,)
+        s = d.sample((5000,))
+        assert s.dtype == torch.long and not (s.bool() & ~mask).any()
+        x = d.rsample()
+        assert not (x.detach().bool() & ~mask).any()
+        (x * torch.arange(4.0)).sum().backward()
+        assert torch.isfinite(logits.grad).all()
+        torch.testing.assert_close(
+            d.mode, F.one_hot(logits.masked_fill(~mask, -math.inf).argmax(-1), 4)
+        )
+        assert d.log_prob(F.one_hot(torch.tensor([1, 0, 0]), 4))[:2].eq(-math.inf).all()
+        r = MaskedOneHotCategorical(logits=logits, mask=mask, grad_method="RelaxedOneHot")
+        for _ in range(50):
+            assert not (r.rsample().detach().bool() & ~mask).any()
+
+
+# =====================================================================================
+# Integration with tensordict's probabilistic module
+# =====================================================================================
+@pytest.mark.parametrize("cls,kw", [
+    (TanhNormal, {"loc": torch.zeros(3, 2), "scale": torch.ones(3, 2)}),
+    (IndependentNormal, {"loc": torch.zeros(3, 2), "scale": torch.ones(3, 2)}),
+    (OneHotCategorical, {"logits": torch.zeros(3, 2)}),
+])
+def test_probabilistic_module_joint_sample_and_log_prob(cls, kw):
+    mod = ProbabilisticTensorDictModule(
+        in_keys=list(kw), out_keys=["action"], distribution_class=cls, return_log_prob=True,
+        default_interaction_type=InteractionType.RANDOM,
+    )
+    td = mod(TensorDict(kw, batch_size=[3]))
+    lp = td["action_log_prob"]
+    assert lp.shape == (3,) and torch.isfinite(lp).all()
+    torch.testing.assert_close(lp, mod.get_dist(td).log_prob(td["action"]))
+
+
+# =====================================================================================
+# Hypothesis properties: log_prob(sample) finite, mode in the support, for every class
+# =====================================================================================
+_floats = st.floats(-12.0, 12.0, allow_nan=False)
+_scales = st.floats(0.001, 8.0, allow_nan=False)
+
+
+@st.composite
+def _continuous_params(draw):
+    n = draw(st.integers(1, 4))
+    b = draw(st.integers(0, 3))
+    shape = (b, n) if b else (n,)
+    numel = b * n if b else n
+    loc = torch.tensor(draw(st.lists(_floats, min_size=numel, max_size=numel))).reshape(shape)
+    scale = torch.tensor(draw(st.lists(_scales, min_size=numel, max_size=numel))).reshape(shape)
+    low = draw(st.floats(-5.0, 4.0, allow_nan=False))
+    high = low + draw(st.floats(0.01, 6.0, allow_nan=False))
+    dtype = draw(st.sampled_from([torch.float32, F64]))
+    return loc.to(dtype), scale.to(dtype), low, high
+
+
+@settings(max_examples=40, deadline=None)
+@given(_continuous_params(), st.booleans())
+def test_property_tanh_normal(params, tanh_loc):
+    loc, scale, low, high = params
+    d = TanhNormal(loc, scale, low=low, high=high, tanh_loc=tanh_loc)
+    for x in (d.sample(), d.rsample((2,))):
+        assert torch.isfinite(d.log_prob(x)).all()
+        assert torch.isfinite(d.log_prob(x.clone())).all()
+        assert d.support.check(x).all()
+    mode = d.mode
+    assert ((mode > low) & (mode < high)).all()
+    assert torch.isfinite(d.log_prob(mode)).all()
+    assert d.support.check(d.deterministic_sample).all()
+
+
+@settings(max_examples=40, deadline=None)
+@given(_continuous_params())
+def test_property_truncated_and_independent_normal(params):
+    loc, scale, low, high = params
+    d = TruncatedNormal(loc, scale, low=low, high=high)
+    x = d.sample((3,))
+    assert torch.isfinite(d.log_prob(x)).all() and d.support.check(x).all()
+    assert d.support.check(d.mode).all() and torch.isfinite(d.log_prob(d.mode)).all()
+    assert d.support.check(d.deterministic_sample).all()
+    n = IndependentNormal(loc, scale)
+    assert torch.isfinite(n.log_prob(n.sample())).all()
+    assert torch.isfinite(n.log_prob(n.mode)).all()
+
+
+@settings(max_examples=30, deadline=None)
+@given(_continuous_params())
+def test_property_deltas(params):
+    loc, _, low, high = params
+    for d in (Delta(loc), TanhDelta(loc, low=low, high=high)):
+        assert (d.log_prob(d.sample()) == 0).all()
+        assert d.support.check(d.mode).all()
+
+
+@st.composite
+def _categorical_params(draw):
+    n = draw(st.integers(1, 6))
+    b = draw(st.integers(0, 3))
+    shape = (b, n) if b else (n,)
+    numel = b * n if b else n
+    logits = torch.tensor(draw(st.lists(st.floats(-30, 30, width=32), min_size=numel,
+                                        max_size=numel))).reshape(shape)
+    mask = torch.tensor(draw(st.lists(st.booleans(), min_size=numel, max_size=numel)))
+    mask = mask.reshape(shape)
+    # at least one allowed category per row
+    first = draw(st.integers(0, n - 1))
+    mask[..., first] = True
+    return logits, mask
+
+
+@settings(max_examples=40, deadline=None)
+@given(_categorical_params())
+def test_property_categoricals(params):
+    logits, mask = params
+    dists = [
+        OneHotCategorical(logits=logits),
+        MaskedCategorical(logits=logits, mask=mask),
+        MaskedOneHotCategorical(logits=logits, mask=mask),
+    ]
+    for d in dists:
+        x = d.sample((4,))
+        assert torch.isfinite(d.log_prob(x)).all()
+        assert d.support.check(d.mode).all()
+        assert torch.isfinite(d.log_prob(d.mode)).all()
+    masked, masked_oh = dists[1], dists[2]
+    assert mask.gather(-1, masked.mode.unsqueeze(-1)).all()
+    assert not (masked_oh.sample((4,)).bool() & ~mask).any()
+    assert (masked.mode == logits.masked_fill(~mask, -math.inf).argmax(-1)).all()
