@@ -461,12 +461,26 @@ def test_copy_pickle_and_tensordict_sequential():
     assert torch.equal(seq(td.clone())["action"], ref)
 
 
-def test_hooks_on_the_head_are_honoured():
-    actor = QValueActor(nn.Linear(4, 3), spec=OneHot(3))
+def test_hooks_on_the_children_are_honoured():
+    net = nn.Linear(4, 3)
+    actor = QValueActor(net, spec=OneHot(3))
     calls = []
-    actor.qvalue_module.register_forward_hook(lambda m, i, o: calls.append(1))
-    actor(TensorDict(observation=torch.randn(2, 4), batch_size=[2]))
-    assert calls == [1]
+    actor.qvalue_module.register_forward_hook(lambda m, i, o: calls.append("head"))
+    actor.module[0].register_forward_hook(lambda m, i, o: calls.append("wrapper"))
+    net.register_forward_hook(lambda m, i, o: calls.append("net"))
+    td = actor(TensorDict(observation=torch.randn(2, 4), batch_size=[2]))
+    assert calls == ["net", "wrapper", "head"]
+    assert td["action"].shape == (2, 3)
+
+
+def test_actor_missing_inputs_write_nothing():
+    actor = QValueActor(nn.Linear(4, 3), spec=OneHot(3), action_mask_key="mask")
+    td = TensorDict(observation=torch.randn(2, 4), batch_size=[2])
+    with pytest.raises(KeyError, match="'mask'.*keys present: \\['observation'\\]"):
+        actor(td)
+    assert list(td.keys()) == ["observation"]
+    with pytest.raises(KeyError, match="'observation'.*keys present: \\['mask'\\]"):
+        actor(TensorDict(mask=torch.ones(2, 3, dtype=torch.bool), batch_size=[2]))
 
 
 # --- distributional ----------------------------------------------------------------------------

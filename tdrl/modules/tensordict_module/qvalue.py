@@ -69,10 +69,12 @@ from tdrl.data.tensor_specs import (
 from tdrl.modules.tensordict_module.common import SafeModule
 from tdrl.modules.tensordict_module.core import (
     TDRLModuleBase,
+    _has_hooks,
     get_or_none,
     missing_key_error,
     normalize_keys,
     set_value,
+    write_outputs,
 )
 from tdrl.modules.tensordict_module.sequence import SafeSequential
 
@@ -90,7 +92,6 @@ __all__ = [
 ACTION_SPACES = ("one-hot", "mult-one-hot", "binary", "categorical", "multi-categorical")
 _ALIASES = {"multi-one-hot": "mult-one-hot", "multicategorical": "multi-categorical"}
 _MULTI = ("mult-one-hot", "multi-categorical")
-_EYE_MAX = 512  # one-hot rows are read from an identity matrix up to this many actions
 
 
 # --- action spaces -------------------------------------------------------------------------
@@ -252,24 +253,18 @@ def _masked(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 # Selection functions: (module, values, mask) -> (action, chosen value), chosen once per
-# module. ``m._eye`` is an int64 identity matrix (one-hot rows) when the size is known and
-# small, else None; ``m._offsets`` holds the first index of each sub-space.
-def _one_hot_rows(m: Any, idx: torch.Tensor, n: int, device: torch.device) -> torch.Tensor:
-    eye = m._eye
-    if eye is not None and eye.shape[0] == n:
-        return eye[idx]
-    out = torch.zeros((*idx.shape, n), dtype=torch.int64, device=device)
-    return out.scatter_(-1, idx.unsqueeze(-1), 1)
-
-
+# module. ``m._arange`` is ``arange(n)`` when the size is known (else empty), ``m._offsets``
+# the first index of each sub-space.
 def _select_one_hot(m: Any, values: torch.Tensor, mask: torch.Tensor | None):
     if mask is None:
-        chosen, idx = values.max(-1)  # first maximum on ties
-        chosen = chosen.unsqueeze(-1)
+        chosen, idx = values.max(-1, keepdim=True)  # the first maximum on ties
     else:
-        idx = _masked(values, mask).argmax(-1)
-        chosen = values.gather(-1, idx.unsqueeze(-1))
-    return _one_hot_rows(m, idx, values.shape[-1], values.device), chosen
+        idx = _masked(values, mask).argmax(-1, keepdim=True)
+        chosen = values.gather(-1, idx)
+    arange = m._arange
+    if arange.shape[0] != values.shape[-1]:  # no spec: the size is only known now
+        arange = torch.arange(values.shape[-1], device=values.device)
+    return (idx == arange).long(), chosen
 
 
 def _select_categorical(m: Any, values: torch.Tensor, mask: torch.Tensor | None):
@@ -459,15 +454,13 @@ class QValueModule(TDRLModuleBase):
         nvec = self._space.nvec or (0,)
         starts = [sum(nvec[:i]) for i in range(len(nvec))]
         self.register_buffer("_offsets_buf", torch.tensor(starts), persistent=False)
-        n = self._n_values
-        eye = torch.eye(n, dtype=torch.int64) if n is not None and n <= _EYE_MAX else None
-        self.register_buffer("_eye_buf", eye, persistent=False)
+        self.register_buffer("_arange_buf", torch.arange(self._n_values or 0), persistent=False)
         self._refresh()
 
     def _refresh(self) -> None:
         # plain attributes for the per-call path (buffer lookups go through nn.Module.__getattr__)
         self._offsets = self._offsets_buf
-        self._eye = self._eye_buf
+        self._arange = self._arange_buf
 
     def _apply(self, *args: Any, **kwargs: Any) -> QValueModule:
         out = super()._apply(*args, **kwargs)
@@ -529,6 +522,10 @@ class QValueModule(TDRLModuleBase):
         values = get_or_none(td, self._value_key)
         if values is None:
             raise missing_key_error(self, self._value_key, td)
+        return self._act(td, values)
+
+    def _act(self, td: TensorDictBase, values: torch.Tensor) -> TensorDictBase:
+        """Picks and writes the action for ``values`` (already read from ``td``)."""
         shape = values.shape
         if not shape or (self._n_values is not None and shape[-1] != self._n_values):
             raise self._bad_values(values)
@@ -539,7 +536,14 @@ class QValueModule(TDRLModuleBase):
             if mask is None:
                 raise missing_key_error(self, self._mask_key, td)
             action, chosen = self._select(self, values, self._prepare_mask(mask, values))
-        return self._write(td, values, action, chosen)
+        if self._project is not None:
+            action = self._project(action).to(self._space.dtype)
+        set_value(td, self._action_key, action)
+        if self._value_out_key != self._value_key:
+            set_value(td, self._value_out_key, values)
+        if self._chosen_key is not None:
+            set_value(td, self._chosen_key, chosen)
+        return td
 
     def extra_repr(self) -> str:
         return (
@@ -774,6 +778,42 @@ class QValueActor(SafeSequential):
             safe=safe,
         )
         super().__init__(net, head)
+
+    def _rebuild(self) -> None:
+        super()._rebuild()
+        # fused path: network wrapped here (one input, one output) + Q-value step
+        net, head = self.module[0], self.module[-1]
+        self._fused = None
+        if (
+            len(self.module) == 2
+            and type(net) is SafeModule
+            and type(head) is QValueModule
+            and net._kw_names is None
+            and len(net.in_keys) == 1
+            and net.out_keys == [head._value_key]
+            and not net._projector
+        ):
+            self._fused = (net, head, net._call, net.in_keys[0], head._value_key)
+
+    def _run(self, td: TensorDictBase) -> TensorDictBase:
+        fused = self._fused
+        if fused is None:
+            return super()._run(td)
+        net, head, call, in_key, value_key = fused
+        if _has_hooks(net) or _has_hooks(head):
+            return super()._run(td)
+        for key in self._late_inputs:  # the mask: checked before anything is written
+            if get_or_none(td, key) is None:
+                raise missing_key_error(head, key, td)
+        obs = get_or_none(td, in_key)
+        if obs is None:
+            raise missing_key_error(net, in_key, td)
+        values = call(obs)
+        if type(values) is not torch.Tensor:
+            write_outputs(td, [value_key], values, net)
+            return head._run(td)
+        set_value(td, value_key, values)
+        return head._act(td, values)
 
     @property
     def qvalue_module(self) -> QValueModule:
