@@ -323,6 +323,15 @@ def test_composite_spec_and_safe_projection():
     unsafe = QValueModule(spec=spec)(TensorDict(action_value=values, batch_size=[1]))
     assert unsafe["action"].item() == 1  # without safe: the raw argmax
     assert isinstance(module.spec, Composite) and module.spec["action"] is not None
+    one_hot = OneHot(4, mask=torch.tensor([True, False, True, True]))
+    td = QValueModule(spec=one_hot, safe=True)(TensorDict(action_value=values, batch_size=[1]))
+    assert td["action"].dtype == torch.int64 and one_hot.is_in(td["action"].bool())
+
+
+def test_to_and_dtype_casts_keep_working():
+    actor = QValueActor(nn.Linear(4, 3), spec=MultiOneHot([1, 2]), safe=True).to("cpu").double()
+    td = actor(TensorDict(observation=torch.randn(2, 4, dtype=torch.float64), batch_size=[2]))
+    assert td["action"].dtype == torch.int64 and td["chosen_action_value"].dtype == torch.float64
 
 
 def test_call_with_tensors_and_custom_keys():

@@ -7,19 +7,17 @@ The distributional variants read log-probabilities over a ``support`` of
 atoms and act on the expected values. ``QValueHook`` / ``DistributionalQValueHook``
 do the same as forward hooks.
 
-Action spaces (decided once, at construction, by the spec or ``action_space``):
+Action spaces (decided once, at construction, by the spec or ``action_space``), with the
+shape of the action values they read and of the action they write:
 
-============================  ==================  ===================================
-space (spec)                  action values       action
-============================  ==================  ===================================
-``one-hot`` (OneHot)          ``[..., n]``        one-hot ``[..., n]``, exactly one 1
-``categorical`` (Categorical) ``[..., n]``        index ``[...]`` (``[..., 1]`` when
-                                                  the spec's shape ends with 1)
-``mult-one-hot`` (MultiOneHot) ``[..., sum(nvec)]`` one one-hot block per sub-space
-``multi-categorical``         ``[..., sum(nvec)]`` one index per sub-space ``[..., k]``
-(MultiCategorical)
-``binary`` (Binary)           ``[..., n]``        bit ``i`` is 1 where value ``i`` > 0
-============================  ==================  ===================================
+- ``one-hot`` (``OneHot(n)``): ``[..., n]`` -> one-hot ``[..., n]`` with exactly one 1;
+- ``categorical`` (``Categorical(n)``): ``[..., n]`` -> index ``[...]``, or ``[..., 1]``
+  when the spec's shape ends with 1 (``Categorical(n, shape=(1,))``);
+- ``mult-one-hot`` (``MultiOneHot(nvec)``): ``[..., sum(nvec)]`` -> one one-hot block per
+  sub-space;
+- ``multi-categorical`` (``MultiCategorical(nvec)``): ``[..., sum(nvec)]`` -> one index per
+  sub-space, ``[..., len(nvec)]``;
+- ``binary`` (``Binary(n)``): ``[..., n]`` -> bit ``i`` is 1 where value ``i`` is positive.
 
 The action is ``int64``, except ``binary`` with a spec, which takes the spec's
 dtype. ``chosen_action_value`` (``[..., 1]``) is the sum, over sub-spaces, of
