@@ -809,3 +809,27 @@ def test_property_categoricals(params):
     assert mask.gather(-1, masked.mode.unsqueeze(-1)).all()
     assert not (masked_oh.sample((4,)).bool() & ~mask).any()
     assert (masked.mode == logits.masked_fill(~mask, -math.inf).argmax(-1)).all()
+
+
+def test_compile_fullgraph_tensor_bounds_and_mask():
+    low, high = torch.tensor([-1.0, -2.0]), torch.tensor([1.0, 3.0])
+
+    def tanh_normal(loc, scale):
+        d = TanhNormal(loc, scale, low=low, high=high)
+        a = d.rsample()
+        return a, d.log_prob(a), d.deterministic_sample
+
+    def masked(logits, mask):
+        d = MaskedCategorical(logits=logits, mask=mask)
+        x = d.sample()
+        return x, d.log_prob(x), d.mode
+
+    torch._dynamo.reset()
+    a, lp, det = torch.compile(tanh_normal, fullgraph=True)(torch.zeros(3, 2), torch.ones(3, 2))
+    assert a.shape == (3, 2) and lp.shape == (3,) and torch.isfinite(lp).all()
+    assert ((a >= low) & (a <= high)).all()
+    torch.testing.assert_close(det, _formula(torch.zeros(3, 2), low, high))
+    mask = torch.tensor([[False, True, True], [True, False, False]])
+    x, lp, mode = torch.compile(masked, fullgraph=True)(torch.randn(2, 3), mask)
+    assert mask.gather(-1, x.unsqueeze(-1)).all() and torch.isfinite(lp).all()
+    assert mask.gather(-1, mode.unsqueeze(-1)).all()

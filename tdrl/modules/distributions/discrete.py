@@ -20,6 +20,8 @@ from torch import Tensor
 from torch import distributions as D
 from torch.distributions import constraints
 
+from tdrl.modules.distributions.utils import _is_compiling
+
 __all__ = [
     "MaskedCategorical",
     "MaskedOneHotCategorical",
@@ -254,7 +256,7 @@ def _indices_to_mask(
     if padding_value is not None:
         valid = indices != padding_value
     bad = valid & ((indices < 0) | (indices >= n))
-    if bool(bad.any()):
+    if not _is_compiling() and bool(bad.any()):
         raise ValueError(
             f"{cls}: indices must be in [0, {n}) (or equal padding_value={padding_value}), "
             f"got {indices[bad].unique().tolist()}"
@@ -287,7 +289,9 @@ class MaskedCategorical(_CategoricalBase):
 
     Raises:
         ValueError: mask shape mismatch, both or neither of mask/indices, an
-            out-of-range index, or a batch element with every category masked.
+            out-of-range index, or a batch element with every category masked
+            (the last two checks need a device sync and are skipped under
+            ``torch.compile``).
         TypeError: a non-boolean mask or non-integer indices.
 
     Examples:
@@ -344,7 +348,7 @@ class MaskedCategorical(_CategoricalBase):
             mask, logits = mask.expand(shape), logits.expand(shape)
         mask = mask.to(logits.device)
         empty = ~mask.any(-1)
-        if bool(empty.any()):
+        if not _is_compiling() and bool(empty.any()):
             raise ValueError(
                 f"{cls}: every batch element needs at least one allowed category; "
                 f"{int(empty.sum())} have all categories masked (first at batch index "

@@ -179,13 +179,20 @@ def _key(x: Any) -> tuple[Any, ...]:
     return (float(x),)
 
 
+try:
+    from torch.compiler import is_compiling as _is_compiling
+except ImportError:  # torch < 2.3
+    from torch._dynamo import is_compiling as _is_compiling
+
+
 def get_bounds(low: Any, high: Any, like: Tensor) -> Bounds:
     """Checks and prepares ``[low, high]`` for distributions whose parameters look like ``like``.
 
     ``low`` and ``high`` may be numbers or tensors (anything ``torch.as_tensor``
     accepts). Results are cached: floats by value, tensors by identity and
     version counter, so a spec's bound tensors passed on every call are checked
-    and converted once.
+    and converted once. Under ``torch.compile``, tensor bounds are used as they
+    are, without checks (which would need a device sync).
 
     Raises:
         ValueError: if ``low >= high`` somewhere (the message gives both), if a
@@ -207,6 +214,10 @@ def get_bounds(low: Any, high: Any, like: Tensor) -> Bounds:
     high_is_t = isinstance(high, Tensor)
     if not low_is_t and not high_is_t and isinstance(low, Number) and isinstance(high, Number):
         return _float_bounds(float(low), float(high))
+    if _is_compiling():
+        kw = {"dtype": like.dtype, "device": like.device}
+        low_t, high_t = torch.as_tensor(low, **kw), torch.as_tensor(high, **kw)
+        return Bounds(low, high, low_t, high_t, torch.broadcast_shapes(low_t.shape, high_t.shape))
     key = (_key(low), _key(high), like.dtype, like.device)
     hit = _TENSOR_CACHE.get(key)
     if hit is not None:
