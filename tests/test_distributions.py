@@ -833,3 +833,11 @@ def test_compile_fullgraph_tensor_bounds_and_mask():
     x, lp, mode = torch.compile(masked, fullgraph=True)(torch.randn(2, 3), mask)
     assert mask.gather(-1, x.unsqueeze(-1)).all() and torch.isfinite(lp).all()
     assert mask.gather(-1, mode.unsqueeze(-1)).all()
+
+
+def test_event_dim_errors_for_independent_normal_and_tanh_delta():
+    with pytest.raises(ValueError, match=r"event_dim must be an int in \[0, 2\].*got 3"):
+        IndependentNormal(torch.zeros(2, 3), torch.ones(2, 3), event_dim=3)
+    with pytest.raises(ValueError, match=r"event_dims must be an int in \[0, 1\].*got 2"):
+        TanhDelta(torch.zeros(3), event_dims=2)
+    assert TanhDelta(torch.zeros(()), event_dims=1).event_shape == ()

@@ -197,7 +197,8 @@ class TanhNormal(D.Distribution):
     differentiable; exact to float precision unless ``scale`` is very large).
     ``entropy(n_samples)`` is exact for the normal part and a Monte-Carlo
     (reparameterized) estimate of ``E[log|dy/du|]``. ``mode`` is the maximizer
-    of the density on ``(low, high)`` found by Newton's method (no gradient).
+    of the density on ``(low, high)`` found by Newton's method (no gradient);
+    TorchRL's ``TanhNormal.mode`` raises instead.
 
     Examples:
         >>> import torch
@@ -453,7 +454,9 @@ class IndependentNormal(D.Independent):
         validate_args (bool, optional): check ``scale > 0`` (one device sync).
             Defaults to ``False``.
 
-    ``mode``, ``mean`` and ``deterministic_sample`` are ``loc``.
+    ``mode``, ``mean`` and ``deterministic_sample`` are ``loc``. Built on
+    :class:`torch.distributions.Independent` of a ``Normal`` (constructed
+    without ``broadcast_all``/validation), with a direct ``log_prob``.
 
     Examples:
         >>> import torch
@@ -481,8 +484,9 @@ class IndependentNormal(D.Independent):
         if validate_args:
             _validate_scale(scale, "IndependentNormal")
         ndim = loc.ndim
-        ed = _event_dims(min(event_dim, ndim) if isinstance(event_dim, int) else event_dim,
-                         ndim, "IndependentNormal", "event_dim")
+        # the default (1) falls back to 0 for a 0-dim loc; other values are checked
+        ed = _event_dims(0 if event_dim == 1 and ndim == 0 else event_dim, ndim,
+                         "IndependentNormal", "event_dim")
         # Normal(loc, scale) without broadcast_all: the shapes already match.
         base = D.Normal.__new__(D.Normal)
         base.loc, base.scale = loc, scale
@@ -763,9 +767,10 @@ class Delta(D.Distribution):
         event_shape (torch.Size, optional): defaults to the last dim of ``param``.
 
     ``log_prob(x)`` is ``0`` where ``x`` matches ``param`` within
-    ``atol + rtol * |param|`` on the whole event, ``-inf`` elsewhere.
-    ``rsample`` keeps the gradient to ``param``; ``entropy`` is ``0`` (the
-    entropy of a point mass).
+    ``atol + rtol * |param|`` on the whole event, ``-inf`` elsewhere (the log
+    of the probability mass; TorchRL's returns ``+inf`` at the point, which
+    poisons losses). ``rsample`` keeps the gradient to ``param``; ``entropy``
+    is ``0`` (the entropy of a point mass).
 
     Examples:
         >>> import torch
@@ -894,8 +899,7 @@ class TanhDelta(Delta):
         if b.shape:
             param, _ = _fit_bounds(param, param, b, "TanhDelta")
         n = param.ndim
-        ed = _event_dims(min(event_dims, n) if isinstance(event_dims, int) else event_dims,
-                         n, "TanhDelta")
+        ed = _event_dims(0 if event_dims == 1 and n == 0 else event_dims, n, "TanhDelta")
         super().__init__(param, atol, rtol, param.shape[: n - ed], param.shape[n - ed :])
         self._bounds = b
         self.safe = safe

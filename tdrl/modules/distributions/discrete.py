@@ -210,7 +210,9 @@ class OneHotCategorical(_OneHotMixin, _CategoricalBase):
     ``sample``/``mode``/``deterministic_sample`` return ``int64`` one-hot
     tensors; ``rsample`` returns a floating one-hot tensor whose gradient
     follows ``grad_method`` (see :class:`ReparamGradientStrategy`);
-    ``log_prob`` reads the index of the one in the last dim.
+    ``log_prob`` reads the index of the one in the last dim. ``event_shape``
+    is ``(n,)`` (the one-hot vector), like
+    :class:`torch.distributions.OneHotCategorical`.
 
     Args:
         logits (Tensor, optional): unnormalized log-probabilities (last dim = categories).
