@@ -369,3 +369,22 @@ class TestMLP:
             MLP(in_features=3)
         with pytest.raises(ValueError, match="depth=3 disagrees"):
             MLP(in_features=3, out_features=1, depth=3, num_cells=[4, 4])
+
+
+def test_nested_output_feeds_nested_input():
+    seq = SafeSequential(
+        SafeModule(lambda x: TensorDict(a=x * 2, batch_size=x.shape[:1]), ["x"], ["feats"]),
+        SafeModule(lambda a: a + 1, [("feats", "a")], ["y"]),
+    )
+    assert seq.in_keys == ["x"]
+    td = seq(TensorDict(x=torch.ones(2, 3), batch_size=[2]))
+    torch.testing.assert_close(td["y"], torch.full((2, 3), 3.0))
+
+
+def test_sequence_log_prob_scores_the_action_of_a_nested_actor():
+    actor = _tanh_actor(return_log_prob=True)
+    trunk = SafeModule(nn.Linear(4, 4), ["obs"], ["observation"])
+    seq = SafeProbabilisticTensorDictSequential(trunk, actor)
+    with set_exploration_type(ExplorationType.RANDOM):
+        td = seq(_td(key="obs"))
+    torch.testing.assert_close(seq.log_prob(td.clone()), td["sample_log_prob"], rtol=1e-4, atol=1e-4)

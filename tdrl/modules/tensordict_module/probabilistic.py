@@ -213,10 +213,9 @@ class SafeProbabilisticTensorDictSequential(SafeSequential):
 
     def log_prob(self, tensordict: TensorDictBase) -> torch.Tensor:
         """Log-probability of the stored sample under the distribution the modules build."""
-        last = self.module[-1]
-        dist = self.get_dist(tensordict)
-        key = getattr(last, "_sample_key", None) or last.out_keys[0]
-        return dist.log_prob(read_key(tensordict, key, last))
+        for step in self._steps[:-1]:
+            tensordict = step(tensordict)
+        return self.module[-1].log_prob(tensordict)
 
     @property
     def default_interaction_type(self) -> InteractionType:
