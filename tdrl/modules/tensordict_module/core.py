@@ -37,6 +37,7 @@ from tensordict.nn import TensorDictModule, TensorDictModuleBase
 from tensordict.utils import NestedKey, unravel_key, unravel_key_list
 from torch import nn
 from torch.nn.modules import module as _nn_module
+from torch.utils.hooks import RemovableHandle
 
 __all__ = [
     "TDRLModuleBase",
@@ -44,6 +45,7 @@ __all__ = [
     "normalize_keys",
     "read_key",
     "FastCall",
+    "hook_free",
     "get_or_none",
     "set_value",
     "write_outputs",
@@ -185,24 +187,62 @@ def _owner_name(owner: Any) -> str:
     return owner if isinstance(owner, str) else type(owner).__name__
 
 
+_GLOBAL_HOOKS = (
+    _nn_module._global_forward_hooks,
+    _nn_module._global_forward_pre_hooks,
+    _nn_module._global_backward_hooks,
+    _nn_module._global_backward_pre_hooks,
+)
+
+
 def _has_hooks(m: nn.Module) -> bool:
+    g = _GLOBAL_HOOKS
     return bool(
         m._forward_hooks
         or m._forward_pre_hooks
         or m._backward_hooks
         or m._backward_pre_hooks
-        or _nn_module._global_forward_hooks
-        or _nn_module._global_forward_pre_hooks
-        or _nn_module._global_backward_hooks
-        or _nn_module._global_backward_pre_hooks
+        or g[0]
+        or g[1]
+        or g[2]
+        or g[3]
     )
+
+
+def hook_free(m: nn.Module) -> bool:
+    """Whether ``m`` can be run without ``nn.Module.__call__``: no hooks, not ``.compile()``d.
+
+    A positive answer is cached on the module together with torch's global
+    hook-handle counter (every ``register_*_hook`` call, on any module or
+    globally, bumps it), so the check costs one comparison until a hook is
+    registered somewhere.
+
+    Examples:
+        >>> import torch
+        >>> lin = torch.nn.Linear(2, 2)
+        >>> hook_free(lin)
+        True
+        >>> handle = lin.register_forward_hook(lambda *args: None)
+        >>> hook_free(lin)
+        False
+        >>> handle.remove()
+        >>> hook_free(lin)
+        True
+    """
+    epoch = RemovableHandle.next_id
+    if m.__dict__.get("_tdrl_hook_free") == epoch:
+        return True
+    if _has_hooks(m) or m._compiled_call_impl is not None:
+        return False  # not cached: a removed hook does not bump the counter
+    m.__dict__["_tdrl_hook_free"] = epoch
+    return True
 
 
 class FastCall:
     """Calls an ``nn.Module`` without ``nn.Module.__call__``'s bookkeeping when it is hook-free.
 
-    Every call re-checks for hooks (and ``module.compile()``), so hooks
-    registered later are honoured. Non-module callables are called as they are.
+    Every call re-checks :func:`hook_free`, so hooks registered later are
+    honoured. Non-module callables are called as they are.
 
     Examples:
         >>> import torch
@@ -219,7 +259,7 @@ class FastCall:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         fn = self.fn
-        if self.is_module and not _has_hooks(fn) and fn._compiled_call_impl is None:
+        if self.is_module and hook_free(fn):
             return fn.forward(*args, **kwargs)
         return fn(*args, **kwargs)
 
@@ -258,19 +298,18 @@ class TDRLModuleBase(TensorDictModuleBase):
         if (
             len(args) == 1
             and not kwargs
-            and not _has_hooks(self)
-            and self._compiled_call_impl is None
             and isinstance(args[0], TensorDictBase)
             and type(self).forward is TDRLModuleBase.forward
+            and hook_free(self)
         ):
             return self._run(args[0])
         return super().__call__(*args, **kwargs)
 
     def _step(self, td: TensorDictBase) -> TensorDictBase:
         """Runs the module as a child of a container: hooks are honoured if present."""
-        if _has_hooks(self):
-            return self(td)
-        return self._run(td)
+        if hook_free(self):
+            return self._run(td)
+        return self(td)
 
     def forward(
         self,
@@ -328,7 +367,7 @@ class _LeanTensorDictModule:
 
     def __call__(self, td: TensorDictBase) -> TensorDictBase:
         tdm = self.tdm
-        if _has_hooks(tdm):
+        if not hook_free(tdm):
             return tdm(td)
         if self.kw_names is None:
             out = self.fn(*[read_key(td, k, tdm) for k in self.in_keys])
