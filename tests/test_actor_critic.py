@@ -8,7 +8,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tensordict import TensorDict, TensorDictBase, set_printoptions
+from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import (
     ProbabilisticTensorDictModule,
     ProbabilisticTensorDictSequential,
@@ -32,6 +32,7 @@ from tdrl.modules import (
     TanhNormal,
     ValueOperator,
 )
+from tdrl.utils import detailed_repr
 
 # --- builders -----------------------------------------------------------------------------
 
@@ -124,7 +125,7 @@ class TestMissionPage:
         module = op if getter is None else getattr(op, getter)()
         td = TensorDict({"observation": torch.randn(3, 4)}, [3])
         out = module(td.clone())
-        with set_printoptions(compact=False):
+        with detailed_repr():
             assert _squash(repr(out)) == _squash(expected)
 
     def test_keys_shapes_dtypes(self):

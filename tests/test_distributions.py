@@ -9,7 +9,8 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from tensordict import TensorDict
-from tensordict.nn import InteractionType, ProbabilisticTensorDictModule, set_interaction_type
+from tensordict.nn import ProbabilisticTensorDictModule
+from tensordict.nn.probabilistic import InteractionType, set_interaction_type
 from torch import distributions as D
 
 from tdrl.modules.distributions import (

@@ -239,9 +239,8 @@ class ActorValueOperator(_OperatorMixin, SafeSequential):
     Examples:
         >>> import torch
         >>> from tensordict import TensorDict
-        >>> from tensordict import get_printoptions, set_printoptions
-        >>> saved_options = get_printoptions()
-        >>> set_printoptions(compact=False).set()  # the detailed repr that TorchRL's page shows
+        >>> from tdrl.utils import detailed_repr
+        >>> printing = detailed_repr().set()  # print TensorDicts as TorchRL's page does
         >>> from tensordict.nn import TensorDictModule
         >>> from torch import nn
         >>> from tdrl.modules import ProbabilisticActor, SafeModule
@@ -308,7 +307,7 @@ class ActorValueOperator(_OperatorMixin, SafeSequential):
             batch_size=torch.Size([3]),
             device=None,
             is_shared=False)
-        >>> set_printoptions(**saved_options).set()
+        >>> printing.unset()
     """
 
     _owner = "ActorValueOperator"

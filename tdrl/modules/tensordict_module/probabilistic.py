@@ -52,7 +52,7 @@ def draw(dist: D.Distribution, kind: InteractionType) -> torch.Tensor:
 
     Examples:
         >>> import torch
-        >>> from tensordict.nn import InteractionType
+        >>> from tensordict.nn.probabilistic import InteractionType
         >>> d = torch.distributions.Normal(torch.zeros(2), torch.ones(2))
         >>> draw(d, InteractionType.MEAN)
         tensor([0., 0.])

@@ -704,9 +704,8 @@ class QValueActor(SafeSequential):
         >>> from torch import nn
         >>> from tdrl.data import OneHot
         >>> from tdrl.modules.tensordict_module.actors import QValueActor
-        >>> from tensordict import get_printoptions, set_printoptions
-        >>> saved_options = get_printoptions()
-        >>> set_printoptions(compact=False).set()  # the detailed repr that TorchRL's page shows
+        >>> from tdrl.utils import detailed_repr
+        >>> printing = detailed_repr().set()  # print TensorDicts as TorchRL's page does
         >>> td = TensorDict({'observation': torch.randn(5, 4)}, [5])
         >>> # with a regular nn.Module
         >>> module = nn.Linear(4, 4)
@@ -740,7 +739,7 @@ class QValueActor(SafeSequential):
             batch_size=torch.Size([5]),
             device=None,
             is_shared=False)
-        >>> set_printoptions(**saved_options).set()
+        >>> printing.unset()
     """
 
     def __init__(
