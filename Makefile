@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.tdrl-installed
 
-.PHONY: run test lint bench setup clean
+.PHONY: run test test-td014 lint bench setup clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -26,8 +26,24 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q -n 2
 
+# The module stack on the oldest supported tensordict (0.14.x), in a second venv.
+VENV14 := .venv-td014
+STAMP14 := $(VENV14)/.tdrl-installed
+
+$(STAMP14): pyproject.toml
+	test -x $(VENV14)/bin/python || $(PY) -m venv $(VENV14)
+	$(VENV14)/bin/python -m pip install -q --upgrade pip
+	$(VENV14)/bin/python -m pip install -q torch==2.13.0
+	$(VENV14)/bin/python -m pip install -q "tensordict==0.14.*"
+	$(VENV14)/bin/python -m pip install -q -e ".[train,dev]"
+	touch $(STAMP14)
+
+test-td014: $(STAMP14)
+	$(VENV14)/bin/python -c "import tensordict; assert tensordict.__version__.startswith('0.14'), tensordict.__version__"
+	$(VENV14)/bin/python -m pytest -q -n 2 --ignore=tests/test_train.py --ignore=tests/test_cli.py --ignore=tests/test_compile.py
+
 bench: $(STAMP)
 	$(BIN)/python benchmarks/overhead.py
 
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) $(VENV14) runs
