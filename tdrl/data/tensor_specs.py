@@ -805,6 +805,51 @@ class _MaskedMixin:
     def _fn_mask(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor | None:
         return None if self.mask is None else fn(self._full_mask()).clone()
 
+    def _spec_args(self) -> tuple[Any, dict[str, Any]]:
+        """The leading constructor argument (``n`` or ``nvec``) and any extra keyword ones."""
+        raise NotImplementedError
+
+    def _remake(self, shape: torch.Size, device: Any, dtype: Any, mask: Any) -> Any:
+        arg, extra = self._spec_args()
+        return type(self)(arg, shape=shape, device=device, dtype=dtype, mask=mask, **extra)
+
+    def _rebuild(self, shape: torch.Size, fn: Callable[[torch.Tensor], torch.Tensor]) -> Any:
+        return self._remake(shape, self.device, self.dtype, self._fn_mask(fn))
+
+    def _with(self, *, dtype: Any = None, device: Any = None) -> Any:
+        device = self.device if device is None else device
+        return self._remake(
+            self.shape, device, self.dtype if dtype is None else dtype,
+            None if self.mask is None else self.mask.to(device),
+        )
+
+    def _params_equal(self, other: Any) -> bool:
+        return self.space == other.space and self._mask_equal(other)
+
+    def _repr_fields(self) -> list[str]:
+        return super()._repr_fields() + self._mask_repr()  # type: ignore[misc]
+
+
+class _OneOfNMixin(_MaskedMixin):
+    """Shared parts of :class:`OneHot` and :class:`Categorical` (one outcome among ``n``)."""
+
+    @property
+    def n(self) -> int:
+        return self.space.n
+
+    def cardinality(self) -> int:
+        return self.n
+
+    def _spec_args(self) -> tuple[Any, dict[str, Any]]:
+        return self.n, {}
+
+    def _enumerated(self, out: torch.Tensor, use_mask: bool) -> torch.Tensor:
+        """``enumerate``'s result: with ``use_mask``, only outcomes allowed everywhere."""
+        if use_mask and self.mask is not None:
+            allowed = self._full_mask().reshape(-1, self.n).all(0)
+            out = out[allowed]
+        return out.clone()
+
 
 # --------------------------------------------------------------------------------------
 # Unbounded
@@ -1146,7 +1191,7 @@ class BoundedDiscrete(Bounded):
 # --------------------------------------------------------------------------------------
 # OneHot
 # --------------------------------------------------------------------------------------
-class OneHot(_MaskedMixin, TensorSpec):
+class OneHot(_OneOfNMixin, TensorSpec):
     """One-hot encoded discrete spec: the last dimension (of size ``n``) has one hot entry.
 
     Args:
@@ -1206,10 +1251,6 @@ class OneHot(_MaskedMixin, TensorSpec):
         self.use_register = False
         self._space = CategoricalBox(n)
         self.update_mask(mask)
-
-    @property
-    def n(self) -> int:
-        return self.space.n
 
     @property
     def _mask_target(self) -> torch.Size:
@@ -1310,37 +1351,13 @@ class OneHot(_MaskedMixin, TensorSpec):
         """
         eye = torch.eye(self.n, dtype=self.dtype, device=self.device)
         out = eye.view(self.n, *([1] * (self.ndim - 1)), self.n).expand(self.n, *self.shape)
-        if use_mask and self.mask is not None:
-            allowed = self._full_mask().reshape(-1, self.n).all(0)
-            out = out[allowed]
-        return out.clone()
-
-    def cardinality(self) -> int:
-        return self.n
-
-    def _rebuild(self, shape: torch.Size, fn) -> OneHot:
-        return OneHot(self.n, shape=shape, device=self.device, dtype=self.dtype,
-                      mask=self._fn_mask(fn))
-
-    def _with(self, *, dtype=None, device=None) -> OneHot:
-        device = self.device if device is None else device
-        return OneHot(
-            self.n, shape=self.shape, device=device,
-            dtype=self.dtype if dtype is None else dtype,
-            mask=None if self.mask is None else self.mask.to(device),
-        )
-
-    def _params_equal(self, other: TensorSpec) -> bool:
-        return self.space == other.space and self._mask_equal(other)
-
-    def _repr_fields(self) -> list[str]:
-        return super()._repr_fields() + self._mask_repr()
+        return self._enumerated(out, use_mask)
 
 
 # --------------------------------------------------------------------------------------
 # Categorical
 # --------------------------------------------------------------------------------------
-class Categorical(_MaskedMixin, TensorSpec):
+class Categorical(_OneOfNMixin, TensorSpec):
     """Discrete spec storing indices in ``{0, ..., n - 1}``.
 
     The sample shape is exactly ``shape`` (default ``()``): add a singleton dimension
@@ -1383,10 +1400,6 @@ class Categorical(_MaskedMixin, TensorSpec):
         self.device = _to_device(device)
         self._space = CategoricalBox(n)
         self.update_mask(mask)
-
-    @property
-    def n(self) -> int:
-        return self.space.n
 
     @property
     def _mask_target(self) -> torch.Size:
@@ -1467,31 +1480,7 @@ class Categorical(_MaskedMixin, TensorSpec):
         """The values ``0..n-1`` broadcast to the spec shape, stacked along dim 0."""
         vals = torch.arange(self.n, device=self.device).to(self.dtype)
         out = vals.view(self.n, *([1] * self.ndim)).expand(self.n, *self.shape)
-        if use_mask and self.mask is not None:
-            allowed = self._full_mask().reshape(-1, self.n).all(0)
-            out = out[allowed]
-        return out.clone()
-
-    def cardinality(self) -> int:
-        return self.n
-
-    def _rebuild(self, shape: torch.Size, fn) -> Categorical:
-        return Categorical(self.n, shape=shape, device=self.device, dtype=self.dtype,
-                           mask=self._fn_mask(fn))
-
-    def _with(self, *, dtype=None, device=None) -> Categorical:
-        device = self.device if device is None else device
-        return Categorical(
-            self.n, shape=self.shape, device=device,
-            dtype=self.dtype if dtype is None else dtype,
-            mask=None if self.mask is None else self.mask.to(device),
-        )
-
-    def _params_equal(self, other: TensorSpec) -> bool:
-        return self.space == other.space and self._mask_equal(other)
-
-    def _repr_fields(self) -> list[str]:
-        return super()._repr_fields() + self._mask_repr()
+        return self._enumerated(out, use_mask)
 
 
 # --------------------------------------------------------------------------------------
@@ -1741,23 +1730,8 @@ class MultiOneHot(_MaskedMixin, TensorSpec):
     def cardinality(self) -> int:
         return math.prod(self.nvec)
 
-    def _rebuild(self, shape: torch.Size, fn) -> MultiOneHot:
-        return MultiOneHot(self.nvec, shape=shape, device=self.device, dtype=self.dtype,
-                           mask=self._fn_mask(fn))
-
-    def _with(self, *, dtype=None, device=None) -> MultiOneHot:
-        device = self.device if device is None else device
-        return MultiOneHot(
-            self.nvec, shape=self.shape, device=device,
-            dtype=self.dtype if dtype is None else dtype,
-            mask=None if self.mask is None else self.mask.to(device),
-        )
-
-    def _params_equal(self, other: TensorSpec) -> bool:
-        return self.space == other.space and self._mask_equal(other)
-
-    def _repr_fields(self) -> list[str]:
-        return super()._repr_fields() + self._mask_repr()
+    def _spec_args(self) -> tuple[Any, dict[str, Any]]:
+        return self.nvec, {}
 
 
 # --------------------------------------------------------------------------------------
@@ -1916,26 +1890,8 @@ class MultiCategorical(_MaskedMixin, TensorSpec):
     def cardinality(self) -> int:
         return math.prod(self.space.nvec)
 
-    def _rebuild(self, shape: torch.Size, fn) -> MultiCategorical:
-        return MultiCategorical(
-            self.space.nvec, shape=shape, device=self.device, dtype=self.dtype,
-            mask=self._fn_mask(fn), remove_singleton=self.remove_singleton,
-        )
-
-    def _with(self, *, dtype=None, device=None) -> MultiCategorical:
-        device = self.device if device is None else device
-        return MultiCategorical(
-            self.space.nvec, shape=self.shape, device=device,
-            dtype=self.dtype if dtype is None else dtype,
-            mask=None if self.mask is None else self.mask.to(device),
-            remove_singleton=self.remove_singleton,
-        )
-
-    def _params_equal(self, other: TensorSpec) -> bool:
-        return self.space == other.space and self._mask_equal(other)
-
-    def _repr_fields(self) -> list[str]:
-        return super()._repr_fields() + self._mask_repr()
+    def _spec_args(self) -> tuple[Any, dict[str, Any]]:
+        return self.space.nvec, {"remove_singleton": self.remove_singleton}
 
 
 # --------------------------------------------------------------------------------------
