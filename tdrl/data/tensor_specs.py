@@ -110,6 +110,18 @@ def _to_size(shape: ShapeLike, what: str = "shape") -> torch.Size | None:
     return torch.Size(dims)
 
 
+def _shape_ending_in(size: torch.Size | None, last: int, cls: str, what: str) -> torch.Size:
+    """``size`` (default ``(last,)``), checked to end with ``last`` (``what`` names it)."""
+    if size is None:
+        return torch.Size([last])
+    if len(size) == 0 or size[-1] != last:
+        raise ValueError(
+            f"{cls}: the last dimension of shape must equal {what}={last}, got shape "
+            f"{tuple(size)}"
+        )
+    return size
+
+
 def _batch_shape_arg(shape: ShapeLike) -> torch.Size:
     size = _to_size(shape, "batch shape")
     return torch.Size([]) if size is None else size
@@ -1238,14 +1250,7 @@ class OneHot(_OneOfNMixin, TensorSpec):
         if use_register:
             raise NotImplementedError("OneHot: use_register=True is not supported by tdrl")
         n = _check_n(n, "OneHot")
-        size = _to_size(shape)
-        if size is None:
-            size = torch.Size([n])
-        elif len(size) == 0 or size[-1] != n:
-            raise ValueError(
-                f"OneHot: the last dimension of shape must equal n={n}, got shape {tuple(size)}"
-            )
-        self.shape = size
+        self.shape = _shape_ending_in(_to_size(shape), n, "OneHot", "n")
         self.dtype = _to_dtype(dtype, torch.bool)
         self.device = _to_device(device)
         self.use_register = False
@@ -1524,13 +1529,7 @@ class Binary(TensorSpec):
             if n == 0:
                 raise ValueError(f"Binary: the last dimension of shape must be > 0, got {size}")
         n = _check_n(n, "Binary")
-        if size is None:
-            size = torch.Size([n])
-        elif len(size) == 0 or size[-1] != n:
-            raise ValueError(
-                f"Binary: the last dimension of shape must equal n={n}, got shape {tuple(size)}"
-            )
-        self.shape = size
+        self.shape = _shape_ending_in(size, n, "Binary", "n")
         self.dtype = _to_dtype(dtype, torch.int8)
         self.device = _to_device(device)
         self._space = BinaryBox(n)
@@ -1614,16 +1613,7 @@ class MultiOneHot(_MaskedMixin, TensorSpec):
         if use_register:
             raise NotImplementedError("MultiOneHot: use_register=True is not supported by tdrl")
         nvec = _check_nvec(nvec, "MultiOneHot")
-        total = sum(nvec)
-        size = _to_size(shape)
-        if size is None:
-            size = torch.Size([total])
-        elif len(size) == 0 or size[-1] != total:
-            raise ValueError(
-                f"MultiOneHot: the last dimension of shape must equal sum(nvec)={total}, got "
-                f"shape {tuple(size)}"
-            )
-        self.shape = size
+        self.shape = _shape_ending_in(_to_size(shape), sum(nvec), "MultiOneHot", "sum(nvec)")
         self.dtype = _to_dtype(dtype, torch.bool)
         self.device = _to_device(device)
         self.use_register = False
@@ -1771,15 +1761,9 @@ class MultiCategorical(_MaskedMixin, TensorSpec):
         remove_singleton: bool = True,
     ) -> None:
         nvec = _check_nvec(nvec, "MultiCategorical")
-        size = _to_size(shape)
-        if size is None:
-            size = torch.Size([len(nvec)])
-        elif len(size) == 0 or size[-1] != len(nvec):
-            raise ValueError(
-                f"MultiCategorical: the last dimension of shape must equal len(nvec)="
-                f"{len(nvec)}, got shape {tuple(size)}"
-            )
-        self.shape = size
+        self.shape = _shape_ending_in(
+            _to_size(shape), len(nvec), "MultiCategorical", "len(nvec)"
+        )
         self.dtype = _to_dtype(dtype, torch.int64)
         _check_int_range(max(nvec) - 1, self.dtype, "MultiCategorical")
         self.device = _to_device(device)
