@@ -23,6 +23,7 @@ from torch.distributions.utils import lazy_property
 from tdrl.modules.distributions.utils import (
     LOG_2,
     LOG_SQRT_2PI,
+    BoundedSupportMixin,
     Bounds,
     get_bounds,
     log1m_tanh_sq,
@@ -159,7 +160,7 @@ def _tanh_moments(loc: Tensor, scale: Tensor) -> tuple[Tensor, Tensor]:
 # --------------------------------------------------------------------------------------
 # TanhNormal
 # --------------------------------------------------------------------------------------
-class TanhNormal(D.Distribution):
+class TanhNormal(BoundedSupportMixin, D.Distribution):
     r"""A normal distribution squashed by ``tanh`` and mapped affinely onto ``[low, high]``.
 
     A draw is ``y = shift + half * tanh(u)`` with ``u ~ Normal(loc, scale)``,
@@ -259,22 +260,6 @@ class TanhNormal(D.Distribution):
             LOG_SQRT_2PI + 2.0 * LOG_2 + (0.0 if b.is_tensor else b.log_half)
         )
         self._cache: tuple | None = None
-
-    # -- bounds -------------------------------------------------------------------------
-    @property
-    def low(self) -> Tensor:
-        """The lower bound, as a tensor on the parameters' device."""
-        return self._bounds.as_tensors(self.loc)[0]
-
-    @property
-    def high(self) -> Tensor:
-        """The upper bound, as a tensor on the parameters' device."""
-        return self._bounds.as_tensors(self.loc)[1]
-
-    @property
-    def support(self) -> constraints.Constraint:
-        low, high = self._bounds.as_tensors(self.loc)
-        return constraints.independent(constraints.interval(low, high), self.event_dims)
 
     # -- core maps ----------------------------------------------------------------------
     def _squash(self, u: Tensor, clamp: bool) -> Tensor:
@@ -559,7 +544,7 @@ def _log1mexp(x: Tensor) -> Tensor:
     return torch.where(x > -LOG_2, torch.log(-torch.expm1(x)), torch.log1p(-torch.exp(x)))
 
 
-class TruncatedNormal(D.Distribution):
+class TruncatedNormal(BoundedSupportMixin, D.Distribution):
     """A normal distribution restricted to ``[low, high]`` and renormalized.
 
     The last dim is the event (``log_prob`` sums over it). Standardized bounds
@@ -623,19 +608,6 @@ class TruncatedNormal(D.Distribution):
         ed = min(1, len(shape))
         self._sum = _sum_dims(ed)
         super().__init__(shape[: len(shape) - ed], shape[len(shape) - ed :], validate_args=False)
-
-    @property
-    def low(self) -> Tensor:
-        return self._bounds.as_tensors(self.loc)[0]
-
-    @property
-    def high(self) -> Tensor:
-        return self._bounds.as_tensors(self.loc)[1]
-
-    @property
-    def support(self) -> constraints.Constraint:
-        low, high = self._bounds.as_tensors(self.loc)
-        return constraints.independent(constraints.interval(low, high), len(self._event_shape))
 
     # standardized, mirrored bounds and log-normalizer -------------------------------
     @lazy_property
@@ -856,7 +828,7 @@ class Delta(D.Distribution):
         )
 
 
-class TanhDelta(Delta):
+class TanhDelta(BoundedSupportMixin, Delta):
     """A point mass at ``low + (high - low) * (tanh(param) + 1) / 2``.
 
     Args:
@@ -882,6 +854,8 @@ class TanhDelta(Delta):
         >>> d.log_prob(d.sample())
         tensor([0., 0.])
     """
+
+    _bounds_param = "param"
 
     def __init__(
         self,
@@ -919,19 +893,6 @@ class TanhDelta(Delta):
 
     def _value(self) -> Tensor:
         return self._point
-
-    @property
-    def low(self) -> Tensor:
-        return self._bounds.as_tensors(self.param)[0]
-
-    @property
-    def high(self) -> Tensor:
-        return self._bounds.as_tensors(self.param)[1]
-
-    @property
-    def support(self) -> constraints.Constraint:
-        low, high = self._bounds.as_tensors(self.param)
-        return constraints.independent(constraints.interval(low, high), self.event_dims)
 
     def expand(self, batch_shape: Sequence[int], _instance: Any = None) -> TanhDelta:
         shape = torch.Size(batch_shape) + self._event_shape

@@ -14,8 +14,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.distributions import constraints
 
 __all__ = [
+    "BoundedSupportMixin",
     "Bounds",
     "LOG_2",
     "LOG_SQRT_2PI",
@@ -118,6 +120,42 @@ class Bounds:
         """``(low, high)`` as tensors on the device and in the dtype of ``like``."""
         kw = {"dtype": like.dtype, "device": like.device}
         return torch.as_tensor(self.lo, **kw), torch.as_tensor(self.hi, **kw)
+
+
+class BoundedSupportMixin:
+    """``low``, ``high`` and ``support`` of a distribution bounded by ``self._bounds``.
+
+    The bounds come as tensors on the device and in the dtype of the parameter named
+    by ``_bounds_param`` (``"loc"`` by default); the support is an interval over the
+    event dims. Put the mixin before the ``Distribution`` base class.
+
+    Examples:
+        >>> from tdrl.modules.distributions import TanhNormal
+        >>> d = TanhNormal(torch.zeros(2, 3), torch.ones(2, 3), low=0.0, high=2.0)
+        >>> d.low, d.high
+        (tensor(0.), tensor(2.))
+        >>> d.support.reinterpreted_batch_ndims
+        1
+    """
+
+    _bounds: Bounds
+    _event_shape: torch.Size
+    _bounds_param = "loc"
+
+    @property
+    def low(self) -> Tensor:
+        """The lower bound, as a tensor on the parameters' device."""
+        return self._bounds.as_tensors(getattr(self, self._bounds_param))[0]
+
+    @property
+    def high(self) -> Tensor:
+        """The upper bound, as a tensor on the parameters' device."""
+        return self._bounds.as_tensors(getattr(self, self._bounds_param))[1]
+
+    @property
+    def support(self) -> constraints.Constraint:
+        low, high = self._bounds.as_tensors(getattr(self, self._bounds_param))
+        return constraints.independent(constraints.interval(low, high), len(self._event_shape))
 
 
 _FLOAT_CACHE: dict[tuple[float, float], Bounds] = {}
