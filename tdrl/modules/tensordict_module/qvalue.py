@@ -684,6 +684,38 @@ def _network_step(
     return SafeModule(module, in_keys=keys, out_keys=[key]), key
 
 
+def _actor_steps(
+    owner: str,
+    head_cls: type[QValueModule],
+    writes: str,
+    module: Any,
+    in_keys: Sequence[NestedKey] | None,
+    action_value_key: NestedKey | None,
+    out_keys: Any,
+    spec: TensorSpec | None,
+    with_chosen: bool,
+    **head_kwargs: Any,
+) -> tuple[TensorDictModuleBase, NestedKey, QValueModule]:
+    """The network step, its action-value key and the Q-value step (``head_cls``) of an actor.
+
+    ``writes`` lists the actor's outputs for the error raised when ``out_keys`` is given.
+    """
+    if out_keys is not None:
+        raise TypeError(
+            f"{owner} does not take out_keys: it writes {writes} "
+            f"(use {head_cls.__name__} for custom keys)"
+        )
+    action_key = _action_key_from_spec(spec)
+    net, value_key = _network_step(
+        module, in_keys, action_value_key, _sibling(action_key, "action_value"), owner
+    )
+    keys = [action_key, value_key]
+    if with_chosen:
+        keys.append(_sibling(action_key, "chosen_action_value"))
+    head = head_cls(action_value_key=value_key, out_keys=keys, spec=spec, **head_kwargs)
+    return net, value_key, head
+
+
 class QValueActor(SafeSequential):
     """A Q-value actor: a network that writes action values, then :class:`QValueModule`.
 
@@ -755,23 +787,11 @@ class QValueActor(SafeSequential):
         var_nums: int | Sequence[int] | None = None,
         out_keys: Any = None,
     ) -> None:
-        name = type(self).__name__
-        if out_keys is not None:
-            raise TypeError(
-                f"{name} does not take out_keys: it writes the action, the action values and the "
-                "chosen action value (use QValueModule for custom keys)"
-            )
-        action_key = _action_key_from_spec(spec)
-        net, value_key = _network_step(
-            module, in_keys, action_value_key, _sibling(action_key, "action_value"), name
-        )
-        head = QValueModule(
-            action_space=action_space,
-            action_value_key=value_key,
-            action_mask_key=action_mask_key,
-            out_keys=[action_key, value_key, _sibling(action_key, "chosen_action_value")],
-            var_nums=var_nums,
-            spec=spec,
+        net, _, head = _actor_steps(
+            type(self).__name__, QValueModule,
+            "the action, the action values and the chosen action value",
+            module, in_keys, action_value_key, out_keys, spec, with_chosen=True,
+            action_space=action_space, action_mask_key=action_mask_key, var_nums=var_nums,
             safe=safe,
         )
         super().__init__(net, head)
@@ -874,25 +894,11 @@ class DistributionalQValueActor(SafeSequential):
         make_log_softmax: bool = True,
         out_keys: Any = None,
     ) -> None:
-        name = type(self).__name__
-        if out_keys is not None:
-            raise TypeError(
-                f"{name} does not take out_keys: it writes the action and the action values "
-                "(use DistributionalQValueModule for custom keys)"
-            )
-        action_key = _action_key_from_spec(spec)
-        net, value_key = _network_step(
-            module, in_keys, action_value_key, _sibling(action_key, "action_value"), name
-        )
-        head = DistributionalQValueModule(
-            action_space=action_space,
-            support=support,
-            action_value_key=value_key,
-            action_mask_key=action_mask_key,
-            out_keys=[action_key, value_key],
-            var_nums=var_nums,
-            spec=spec,
-            safe=safe,
+        net, value_key, head = _actor_steps(
+            type(self).__name__, DistributionalQValueModule, "the action and the action values",
+            module, in_keys, action_value_key, out_keys, spec, with_chosen=False,
+            action_space=action_space, action_mask_key=action_mask_key, var_nums=var_nums,
+            safe=safe, support=support,
         )
         modules = [net, _AtomLogSoftmax(value_key), head] if make_log_softmax else [net, head]
         super().__init__(*modules)
