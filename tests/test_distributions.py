@@ -724,14 +724,23 @@ _floats = st.floats(-12.0, 12.0, allow_nan=False)
 _scales = st.floats(0.001, 8.0, allow_nan=False)
 
 
+def _draw_shape(draw, max_n):
+    """``(n,)`` or ``(b, n)``: ``n`` in ``[1, max_n]``, ``b`` in ``[0, 3]`` (0: no batch dim)."""
+    n = draw(st.integers(1, max_n))
+    b = draw(st.integers(0, 3))
+    return (b, n) if b else (n,)
+
+
+def _draw_tensor(draw, elements, shape):
+    numel = math.prod(shape)
+    return torch.tensor(draw(st.lists(elements, min_size=numel, max_size=numel))).reshape(shape)
+
+
 @st.composite
 def _continuous_params(draw):
-    n = draw(st.integers(1, 4))
-    b = draw(st.integers(0, 3))
-    shape = (b, n) if b else (n,)
-    numel = b * n if b else n
-    loc = torch.tensor(draw(st.lists(_floats, min_size=numel, max_size=numel))).reshape(shape)
-    scale = torch.tensor(draw(st.lists(_scales, min_size=numel, max_size=numel))).reshape(shape)
+    shape = _draw_shape(draw, 4)
+    loc = _draw_tensor(draw, _floats, shape)
+    scale = _draw_tensor(draw, _scales, shape)
     low = draw(st.floats(-5.0, 4.0, allow_nan=False))
     high = low + draw(st.floats(0.01, 6.0, allow_nan=False))
     dtype = draw(st.sampled_from([torch.float32, F64]))
@@ -778,16 +787,11 @@ def test_property_deltas(params):
 
 @st.composite
 def _categorical_params(draw):
-    n = draw(st.integers(1, 6))
-    b = draw(st.integers(0, 3))
-    shape = (b, n) if b else (n,)
-    numel = b * n if b else n
-    logits = torch.tensor(draw(st.lists(st.floats(-30, 30, width=32), min_size=numel,
-                                        max_size=numel))).reshape(shape)
-    mask = torch.tensor(draw(st.lists(st.booleans(), min_size=numel, max_size=numel)))
-    mask = mask.reshape(shape)
+    shape = _draw_shape(draw, 6)
+    logits = _draw_tensor(draw, st.floats(-30, 30, width=32), shape)
+    mask = _draw_tensor(draw, st.booleans(), shape)
     # at least one allowed category per row
-    first = draw(st.integers(0, n - 1))
+    first = draw(st.integers(0, shape[-1] - 1))
     mask[..., first] = True
     return logits, mask
 
