@@ -4,7 +4,7 @@ One file, top to bottom, in the CleanRL spirit:
 
 1. ``build_qnet``: an ``MLP`` mapping the observation to one value per action,
    wrapped in a ``QValueActor`` (writes ``"action"``, ``"action_value"`` and
-   ``"chosen_action_value"``); exploration is a ``TensorDictSequential`` of the
+   ``"chosen_action_value"``); exploration is a ``SafeSequential`` of the
    actor and an ``EGreedyModule`` whose epsilon anneals linearly over
    ``exploration_fraction * total_steps`` env steps.
 2. ``ReplayBuffer``: a preallocated ``TensorDict`` ring of transitions; the next
@@ -37,10 +37,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from tensordict import TensorDict
-from tensordict.nn import TensorDictSequential
 from torch import nn
 
+from tdrl.data import Categorical
 from tdrl.envs.utils import ExplorationType, set_exploration_type
+from tdrl.modules import MLP, EGreedyModule, QValueActor, SafeSequential
 from tdrl.recipes.common import (
     CommonConfig,
     EpisodeStats,
@@ -179,10 +180,6 @@ def build_qnet(cfg: DQNConfig, obs_space: Any, action_space: Any) -> Any:
         >>> td["action"].shape, td["action_value"].shape
         (torch.Size([5]), torch.Size([5, 3]))
     """
-    from tdrl.data import Categorical
-    from tdrl.modules import MLP
-    from tdrl.modules.tensordict_module.qvalue import QValueActor
-
     act = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}[cfg.activation]
     mlp = MLP(
         in_features=int(np.prod(obs_space.shape)),
@@ -280,9 +277,6 @@ class DQN:
     def __init__(
         self, cfg: DQNConfig, obs_space: Any, action_space: Any, threshold: float | None, clock
     ) -> None:
-        from tdrl.data import Categorical
-        from tdrl.modules.tensordict_module.exploration import EGreedyModule
-
         self.cfg = cfg
         self.clock = clock
         self.device = torch.device(cfg.device)
@@ -295,7 +289,7 @@ class DQN:
             annealing_num_steps=max(1, int(cfg.exploration_fraction * cfg.total_steps)),
             action_key="action",
         ).to(self.device)
-        self.explorer = TensorDictSequential(self.qnet, self.egreedy)
+        self.explorer = SafeSequential(self.qnet, self.egreedy)
         self.optimizer = make_adam(self.qnet.parameters(), cfg.lr)
         self.buffer = ReplayBuffer(cfg.buffer_size, int(np.prod(obs_space.shape)), self.device)
         self.stats = EpisodeStats(cfg.num_envs, threshold)
@@ -357,17 +351,22 @@ class DQN:
         batch = self.buffer.sample(cfg.batch_size)
         obs, next_obs = batch["observation"], batch["next_observation"]
         b = obs.shape[0]
+        if cfg.double_dqn:  # one online pass over [obs; next_obs]: Q(s, .) and argmax Q(s', .)
+            both = TensorDict({"observation": torch.cat([obs, next_obs])}, batch_size=[2 * b])
+            q_both = self.qnet(both)["action_value"]
+            q_all = q_both[:b]
+            next_action = q_both[b:].detach().argmax(-1, keepdim=True)
+        else:
+            q_all = self.qnet(TensorDict({"observation": obs}, batch_size=[b]))["action_value"]
         with torch.no_grad():
             next_td = TensorDict({"observation": next_obs}, batch_size=[b])
             next_q_target = self.target(next_td)["action_value"]
             if cfg.double_dqn:
-                next_action = self.qnet(next_td)["action_value"].argmax(-1, keepdim=True)
                 next_q = next_q_target.gather(-1, next_action).squeeze(-1)
             else:
                 next_q = next_q_target.max(-1).values
             not_done = (~batch["terminated"]).float()
             target = batch["reward"] + cfg.gamma * not_done * next_q
-        q_all = self.qnet(TensorDict({"observation": obs}, batch_size=[b]))["action_value"]
         q = q_all.gather(-1, batch["action"].unsqueeze(-1)).squeeze(-1)
         loss = F.smooth_l1_loss(q, target)
         self.optimizer.zero_grad(set_to_none=True)

@@ -39,7 +39,18 @@ import torch
 from tensordict import TensorDict
 from torch import nn
 
+from tdrl.data import Bounded, Categorical, OneHot
 from tdrl.envs.utils import ExplorationType, set_exploration_type
+from tdrl.modules import (
+    MLP,
+    ActorValueOperator,
+    NormalParamExtractor,
+    OneHotCategorical,
+    ProbabilisticActor,
+    SafeModule,
+    TanhNormal,
+    ValueOperator,
+)
 from tdrl.recipes.common import (
     CommonConfig,
     EpisodeStats,
@@ -88,7 +99,11 @@ class PPOConfig(CommonConfig):
         default=True, metadata={"help": "normalize advantages per minibatch"}
     )
     reward_scale: float = dataclasses.field(
-        default=1.0, metadata={"help": "multiply rewards by this for learning (stats use raw)"}
+        default=0.1,
+        metadata={
+            "help": "rewards are multiplied by this for learning, keeping the value loss (which "
+            "shares the trunk with the policy) small; episode stats use raw rewards"
+        },
     )
     hidden: tuple = dataclasses.field(
         default=(64, 64), metadata={"help": "shared trunk layer sizes"}
@@ -232,17 +247,6 @@ def build_agent(cfg: PPOConfig, obs_space: Any, action_space: Any) -> AgentParts
         >>> td["action"].shape, td["state_value"].shape
         (torch.Size([5, 2]), torch.Size([5, 1]))
     """
-    from tdrl.data import Bounded, Categorical, OneHot
-    from tdrl.modules import (
-        MLP,
-        NormalParamExtractor,
-        OneHotCategorical,
-        ProbabilisticActor,
-        SafeModule,
-        TanhNormal,
-        ValueOperator,
-    )
-    from tdrl.modules.tensordict_module.actor_critic import ActorValueOperator
 
     obs_dim = int(np.prod(obs_space.shape))
     act = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}[cfg.activation]
@@ -396,36 +400,50 @@ class PPO:
     @torch.no_grad()
     def collect(self) -> TensorDict:
         """Run ``n_steps`` vector steps under RANDOM exploration; returns a [T, N] batch."""
-        cfg, n_envs = self.cfg, self.cfg.num_envs
-        steps: list[TensorDict] = []
-        rewards = torch.empty(cfg.n_steps, n_envs)
-        dones = torch.empty(cfg.n_steps, n_envs)
+        cfg, n_envs, device = self.cfg, self.cfg.num_envs, self.device
+        keys = ("observation", "action", self.log_prob_key, "state_value")
+        store: dict[str, list[torch.Tensor]] = {k: [] for k in keys}
+        rewards = np.empty((cfg.n_steps, n_envs), dtype=np.float32)
+        dones = np.empty((cfg.n_steps, n_envs), dtype=np.float32)
         with set_exploration_type(ExplorationType.RANDOM):
             for t in range(cfg.n_steps):
-                td = TensorDict({"observation": self.obs}, batch_size=[n_envs], device=self.device)
-                td = self.agent(td)
-                obs, reward, terminated, truncated, info = self.envs.step(self.to_env(td["action"]))
+                # the whole operator once: trunk, sampled action + log-prob, state value
+                td = self.agent(
+                    TensorDict({"observation": self.obs}, batch_size=[n_envs], device=device)
+                )
+                for k in keys:
+                    store[k].append(td.get(k))
+                obs, reward, terminated, truncated, info = self.envs.step(
+                    self.to_env(td.get("action"))
+                )
                 self.global_step += n_envs
                 done = terminated | truncated
                 self.stats.update(reward, done, self.global_step, self.clock())
-                reward = torch.as_tensor(reward, dtype=torch.float32) * cfg.reward_scale
+                rewards[t] = reward * cfg.reward_scale
                 cut = truncated & ~terminated
                 if cut.any():  # bootstrap episodes cut by the time limit from their final obs
                     final = self._obs_tensor(final_observations(info, cut))
                     v = self.value_operator(
                         TensorDict({"observation": final}, batch_size=final.shape[:1])
                     )["state_value"]
-                    reward[torch.as_tensor(cut)] += cfg.gamma * v.reshape(-1).cpu()
-                rewards[t] = reward
-                dones[t] = torch.as_tensor(done, dtype=torch.float32)
-                steps.append(td.select("observation", "action", self.log_prob_key, "state_value"))
+                    rewards[t, cut] += cfg.gamma * v.reshape(-1).cpu().numpy()
+                dones[t] = done
                 self.obs = self._obs_tensor(obs)
             last_value = self.value_operator(
-                TensorDict({"observation": self.obs}, batch_size=[n_envs])
+                TensorDict({"observation": self.obs}, batch_size=[n_envs], device=device)
             )["state_value"].reshape(-1)
-        batch = torch.stack(steps, 0)
+        batch = TensorDict(
+            {k: torch.stack(v) for k, v in store.items()},
+            batch_size=[cfg.n_steps, n_envs],
+            device=device,
+        )
         values = batch["state_value"].reshape(cfg.n_steps, n_envs)
-        advantages = self.gae(rewards.to(self.device), values, dones.to(self.device), last_value)
+        advantages = self.gae(
+            torch.from_numpy(rewards).to(device),
+            values,
+            torch.from_numpy(dones).to(device),
+            last_value,
+        )
         batch["advantage"] = advantages
         batch["value_target"] = advantages + values
         return batch
@@ -467,24 +485,39 @@ class PPO:
         adv_all = flat["advantage"]
         target_all = flat["value_target"]
         params = list(self.agent.parameters())
-        sums = torch.zeros(4, device=self.device)
-        n_updates = 0
-        for _ in range(cfg.epochs):
-            perm = torch.randperm(n, device=self.device)
-            for start in range(0, n - cfg.batch_size + 1, cfg.batch_size):
-                idx = perm[start : start + cfg.batch_size]
-                td = TensorDict({"observation": obs_all[idx]}, batch_size=[idx.shape[0]])
-                td = self.common(td)
-                dist = self.policy.get_dist(td)
-                new_lp = dist.log_prob(act_all[idx])
-                value = self.value(td)["state_value"].reshape(-1)
-                log_ratio = new_lp - old_lp_all[idx]
+        if cfg.norm_adv and n > 1:
+            adv_full = (adv_all - adv_all.mean()) / (adv_all.std() + 1e-8)
+        else:
+            adv_full = adv_all
+        whole = cfg.batch_size >= n  # one minibatch per epoch: the whole rollout, no shuffling
+        logged: list[torch.Tensor] = []
+        for epoch in range(cfg.epochs):
+            if whole:
+                minibatches: list[torch.Tensor | None] = [None]
+            else:
+                perm = torch.randperm(n, device=self.device)
+                minibatches = [perm[i : i + cfg.batch_size] for i in range(0, n, cfg.batch_size)]
+            for idx in minibatches:
+                if idx is None:
+                    obs, action, old_lp, adv, target = (
+                        obs_all,
+                        act_all,
+                        old_lp_all,
+                        adv_full,
+                        target_all,
+                    )
+                else:
+                    obs, action, old_lp = obs_all[idx], act_all[idx], old_lp_all[idx]
+                    adv, target = adv_all[idx], target_all[idx]
+                    if cfg.norm_adv and adv.shape[0] > 1:
+                        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+                td = self.common(TensorDict({"observation": obs}, batch_size=obs.shape[:1]))
+                dist = self.policy.get_dist(td)  # the operator's own distribution
+                log_ratio = dist.log_prob(action) - old_lp
                 ratio = log_ratio.exp()
-                adv = adv_all[idx]
-                if cfg.norm_adv and adv.shape[0] > 1:
-                    adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+                value = self.value(td)["state_value"].reshape(-1)
                 policy_loss = torch.max(-adv * ratio, -adv * ratio.clamp(1 - clip, 1 + clip)).mean()
-                value_loss = (target_all[idx] - value).pow(2).mean()
+                value_loss = (target - value).pow(2).mean()
                 loss = policy_loss + cfg.vf_coef * value_loss
                 if cfg.ent_coef > 0:
                     loss = loss - cfg.ent_coef * _entropy(dist).mean()
@@ -492,23 +525,25 @@ class PPO:
                 loss.backward()
                 nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
                 self.optimizer.step()
-                with torch.no_grad():
-                    sums += torch.stack(
-                        [
-                            policy_loss,
-                            value_loss,
-                            ((ratio - 1) - log_ratio).mean(),
-                            ((ratio - 1).abs() > clip).float().mean(),
-                        ]
-                    )
-                n_updates += 1
+                if epoch == cfg.epochs - 1:  # log the last epoch's minibatches
+                    with torch.no_grad():
+                        logged.append(
+                            torch.stack(
+                                [
+                                    policy_loss,
+                                    value_loss,
+                                    ((ratio - 1) - log_ratio).mean(),
+                                    ((ratio - 1).abs() > clip).float().mean(),
+                                ]
+                            )
+                        )
         with torch.no_grad():
             td = self.common(TensorDict({"observation": obs_all}, batch_size=[n]))
             entropy = _entropy(self.policy.get_dist(td)).mean()
             values = self.value(td)["state_value"].reshape(-1)
             var = target_all.var()
             explained = 1 - (target_all - values).var() / var if var > 0 else torch.tensor(0.0)
-        policy_loss, value_loss, kl, clip_frac = (sums / max(n_updates, 1)).tolist()
+        policy_loss, value_loss, kl, clip_frac = torch.stack(logged).mean(0).tolist()
         return {
             "policy_loss": policy_loss,
             "value_loss": value_loss,
