@@ -181,9 +181,46 @@ class TestSafeSequential:
 
     def test_lean_path_used_for_plain_tensordict_module(self):
         tdm = TensorDictModule(nn.Linear(4, 2), ["observation"], ["out"])
-        assert type(as_step(tdm)).__name__ == "_LeanTensorDictModule"
+        assert type(as_step(tdm)).__name__ == "_LeafStep"
+        assert type(as_step(SafeModule(nn.Linear(4, 2), ["observation"], ["out"]))).__name__ == (
+            "_LeafStep"
+        )
         sub = type("Sub", (TensorDictModule,), {})(nn.Linear(4, 2), ["observation"], ["out"])
         assert as_step(sub) is sub
+
+    def test_hooks_on_wrapped_network_registered_after_first_call(self):
+        lin = nn.Linear(4, 2)
+        seq = SafeSequential(SafeModule(lin, ["observation"], ["out"]),
+                             TensorDictModule(nn.Linear(2, 2), ["out"], ["out2"]))
+        seq(_td())  # the fast path is primed
+        handle = lin.register_forward_hook(lambda m, args, out: out * 0)
+        td = seq(_td())
+        assert (td["out"] == 0).all()
+        handle.remove()
+        assert not (seq(_td())["out"] == 0).all()
+
+    def test_global_hooks_are_honoured(self):
+        seq = SafeSequential(SafeModule(nn.Linear(4, 2), ["observation"], ["out"]))
+        seen = []
+        handle = torch.nn.modules.module.register_module_forward_hook(
+            lambda m, args, out: seen.append(type(m).__name__)
+        )
+        try:
+            seq(_td())
+        finally:
+            handle.remove()
+        assert "Linear" in seen and "SafeModule" in seen
+
+    def test_subclass_overriding_run_is_not_bypassed(self):
+        class Doubler(SafeModule):
+            def _run(self, td):
+                td = super()._run(td)
+                return td.set("out", td["out"] * 2)
+
+        lin = nn.Linear(4, 2)
+        seq = SafeSequential(Doubler(lin, ["observation"], ["out"]))
+        td = _td()
+        torch.testing.assert_close(seq(td)["out"], lin(td["observation"]) * 2)
 
     def test_missing_late_input_leaves_td_untouched(self):
         seq = SafeSequential(

@@ -149,6 +149,11 @@ class SafeModule(TDRLModuleBase):
         self._projector = SpecProjector(self.spec if safe else None, self.out_keys)
         self._single = self._single_plan()
 
+    def _leaf_plan(self) -> tuple[Any, list, list, list[str] | None] | None:
+        if self._projector or type(self)._run is not SafeModule._run:
+            return None
+        return self.module, self.in_keys, self.out_keys, self._kw_names
+
     def _single_plan(self) -> tuple[str, str] | None:
         if (
             self._kw_names is None

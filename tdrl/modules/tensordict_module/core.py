@@ -305,6 +305,14 @@ class TDRLModuleBase(TensorDictModuleBase):
             return self._run(args[0])
         return super().__call__(*args, **kwargs)
 
+    def _leaf_plan(self) -> tuple[Any, list, list, list[str] | None] | None:
+        """``(fn, in_keys, out_keys, kw_names)`` when the module is a plain read-call-write leaf.
+
+        Containers then run it through a dispatch-free step; ``None`` (the
+        default) means the module's own ``_run`` is needed.
+        """
+        return None
+
     def _step(self, td: TensorDictBase) -> TensorDictBase:
         """Runs the module as a child of a container: hooks are honoured if present."""
         if hook_free(self):
@@ -353,32 +361,62 @@ class TDRLModuleBase(TensorDictModuleBase):
         return outs[0] if len(outs) == 1 else outs
 
 
-class _LeanTensorDictModule:
-    """A step that runs a hook-free ``TensorDictModule`` without its generic dispatch."""
+class _LeafStep:
+    """A step that reads ``in_keys``, calls ``fn`` and writes ``out_keys``, with no dispatch.
 
-    __slots__ = ("tdm", "fn", "in_keys", "out_keys", "kw_names")
+    It stands for a hook-free leaf: a user-built ``TensorDictModule`` or a tdrl
+    leaf that offers a ``_leaf_plan()`` (a ``SafeModule`` without projection).
+    When the leaf or its network carries hooks (checked against torch's
+    hook-handle counter, see :func:`hook_free`), the step calls the leaf itself.
+    """
 
-    def __init__(self, tdm: TensorDictModule) -> None:
-        self.tdm = tdm
-        self.fn = FastCall(tdm.module)
-        self.in_keys = list(tdm.in_keys)
-        self.out_keys = list(tdm.out_keys)
-        self.kw_names = getattr(tdm, "_kwargs", None)
+    __slots__ = ("owner", "fn", "is_module", "in_keys", "out_keys", "kw_names", "single", "epoch")
+
+    def __init__(
+        self,
+        owner: nn.Module,
+        fn: Callable[..., Any],
+        in_keys: Sequence[NestedKey],
+        out_keys: Sequence[NestedKey],
+        kw_names: Sequence[str] | None,
+    ) -> None:
+        self.owner = owner
+        self.fn = fn
+        self.is_module = isinstance(fn, nn.Module)
+        self.in_keys = tuple(in_keys)
+        self.out_keys = tuple(out_keys)
+        self.kw_names = None if kw_names is None else tuple(kw_names)
+        self.single = (
+            kw_names is None
+            and len(in_keys) == 1
+            and len(out_keys) == 1
+            and type(in_keys[0]) is str
+        )
+        self.epoch = -1
 
     def __call__(self, td: TensorDictBase) -> TensorDictBase:
-        tdm = self.tdm
-        if not hook_free(tdm):
-            return tdm(td)
-        if self.kw_names is None:
-            out = self.fn(*[read_key(td, k, tdm) for k in self.in_keys])
+        if self.epoch != RemovableHandle.next_id:
+            if not hook_free(self.owner) or (self.is_module and not hook_free(self.fn)):
+                return self.owner(td)
+            self.epoch = RemovableHandle.next_id
+        fn = self.fn.forward if self.is_module else self.fn
+        owner = self.owner
+        if self.single:
+            key = self.in_keys[0]
+            x = td._get_str(key, None)
+            if x is None:
+                raise missing_key_error(owner, key, td)
+            out = fn(x)
+            if type(out) is torch.Tensor:
+                return set_value(td, self.out_keys[0], out)
+        elif self.kw_names is None:
+            out = fn(*[read_key(td, k, owner) for k in self.in_keys])
         else:
-            out = self.fn(
-                **{n: read_key(td, k, tdm) for n, k in zip(self.kw_names, self.in_keys)}
-            )
-        return write_outputs(td, self.out_keys, out, tdm)
+            out = fn(**{n: read_key(td, k, owner) for n, k in zip(self.kw_names, self.in_keys)})
+        return write_outputs(td, self.out_keys, out, owner)
 
     def __repr__(self) -> str:
-        return f"Lean({self.tdm!r})"
+        return f"LeafStep({self.owner!r})"
 
 
 def _lean_ok(m: TensorDictModule) -> bool:
@@ -395,9 +433,14 @@ def _lean_ok(m: TensorDictModule) -> bool:
 def as_step(child: Callable[[TensorDictBase], TensorDictBase]) -> Step:
     """Returns the fastest ``td -> td`` callable that behaves like ``child(td)``."""
     if isinstance(child, TDRLModuleBase):
+        plan = child._leaf_plan()
+        if plan is not None:
+            return _LeafStep(child, *plan)
         return child._step
     if isinstance(child, TensorDictModule) and _lean_ok(child):
-        return _LeanTensorDictModule(child)
+        return _LeafStep(
+            child, child.module, child.in_keys, child.out_keys, getattr(child, "_kwargs", None)
+        )
     return child
 
 
