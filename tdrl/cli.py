@@ -155,7 +155,8 @@ def _train(args: argparse.Namespace) -> int:
         obs_space, act_space, threshold = probe_env(cfg.env)
         check_action_space(cfg.env, act_space, args.algo, recipe.ACTION_SPACES)
         check_device(cfg.device)
-        if resume_state["global_step"] >= cfg.total_steps:
+        finished = resume_state["global_step"] >= cfg.total_steps
+        if finished and (run_dir / "summary.json").exists():
             print(
                 f"{run_dir} already finished at step {resume_state['global_step']:,} "
                 f"(total steps {cfg.total_steps:,}); pass a larger --total-steps to train on"
@@ -281,6 +282,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TrainError as err:
         print(f"tdrl: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # a second Ctrl-C, or one outside the training loop
+        print("tdrl: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -280,3 +280,31 @@ def test_python_dash_m_and_light_import():
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("tdrl: error: unknown environment id 'Foo-v0'")
     assert "Traceback" not in proc.stderr
+
+
+def test_progress_bar_quiet_when_not_a_tty(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "ppo", *TINY_PPO[:-1], "--out", str(out)]) == 0  # no --no-progress
+    captured = capsys.readouterr()
+    assert captured.err == ""
+    assert "final eval return" in captured.out
+    assert main(["train", "ppo", *TINY_PPO[:-1], "--progress", "--out", str(out), "--force"]) == 0
+    err = capsys.readouterr().err
+    assert "ppo CartPole-v1" in err and "512/512 steps" in err and "steps/s" in err
+
+
+def test_resume_finished_run_without_summary_finalizes(tmp_path, capsys):
+    """Killed during the final evaluation: --resume only redoes the evaluation and files."""
+    out = tmp_path / "run"
+    assert main(["train", "ppo", *TINY_PPO, "--out", str(out)]) == 0
+    first = json.loads((out / "summary.json").read_text())
+    (out / "summary.json").unlink()
+    (out / "learning_curve.png").unlink()
+    rows = (out / "metrics.csv").read_text()
+    assert main(["train", "ppo", "--out", str(out), "--resume", "--no-progress"]) == 0
+    again = json.loads((out / "summary.json").read_text())
+    assert again["final_eval_returns"] == first["final_eval_returns"]
+    assert again["total_steps"] == first["total_steps"] == 512
+    assert (out / "metrics.csv").read_text() == rows
+    assert (out / "learning_curve.png").exists()
+    capsys.readouterr()

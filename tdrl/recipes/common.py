@@ -770,36 +770,50 @@ class ProgressBar:
         from rich.console import Console
         from rich.progress import (
             BarColumn,
-            MofNCompleteColumn,
             Progress,
             TextColumn,
             TimeElapsedColumn,
             TimeRemainingColumn,
         )
 
+        self.total = total
         self._progress = Progress(
             TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("steps  return {task.fields[ret]}  {task.fields[sps]} steps/s"),
+            BarColumn(bar_width=20),
+            TextColumn("{task.fields[steps]} steps"),
+            TextColumn("return [bold]{task.fields[ret]}"),
+            TextColumn("{task.fields[sps]} steps/s"),
             TimeElapsedColumn(),
             TextColumn("eta"),
             TimeRemainingColumn(),
             console=Console(stderr=True),
+            auto_refresh=False,  # refreshed from update(), no background thread
         )
         self._progress.start()
         self._task = self._progress.add_task(
-            description, total=total, completed=start, ret="  n/a", sps="n/a"
+            description, total=total, completed=start, steps="", ret="n/a", sps="n/a"
         )
+        self._last_refresh = 0.0
+        self.update(start, float("nan"), float("nan"))
 
     def update(self, step: int, ret: float, sps: float) -> None:
         if self._progress is None:
             return
-        shown = f"{ret:7.1f}" if math.isfinite(ret) else "    n/a"
-        self._progress.update(self._task, completed=step, ret=shown, sps=f"{sps:,.0f}")
+        self._progress.update(
+            self._task,
+            completed=step,
+            steps=f"{step:,}/{self.total:,}",
+            ret=f"{ret:.1f}" if math.isfinite(ret) else "n/a",
+            sps=f"{sps:,.0f}" if math.isfinite(sps) else "n/a",
+        )
+        now = time.perf_counter()
+        if now - self._last_refresh >= 0.1 or step >= self.total:
+            self._progress.refresh()
+            self._last_refresh = now
 
     def close(self) -> None:
         if self._progress is not None:
+            self._progress.refresh()
             self._progress.stop()
             self._progress = None
 
