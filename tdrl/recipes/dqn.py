@@ -7,14 +7,17 @@ One file, top to bottom, in the CleanRL spirit:
    ``"chosen_action_value"``); exploration is a ``SafeSequential`` of the
    actor and an ``EGreedyModule`` whose epsilon anneals linearly over
    ``exploration_fraction * total_steps`` env steps.
-2. ``ReplayBuffer``: a preallocated ``TensorDict`` ring of transitions; the next
-   observation of an episode cut by the time limit is its true final
-   observation, and only real terminations stop the bootstrap.
+2. ``NStepReturns`` + ``ReplayBuffer``: per-env n-step transitions (reward =
+   discounted sum of the next n rewards, bootstrap discount gamma**n) in a
+   preallocated ``TensorDict`` ring; the next observation of an episode cut
+   by the time limit is its true final observation, and only real
+   terminations stop the bootstrap.
 3. ``DQN.train_step``: every ``train_freq`` env steps, ``gradient_steps``
-   updates on uniform minibatches; Huber loss against a target network
-   (Double DQN by default), gradient clipping, optional linear learning-rate
-   decay; the target network is copied every ``target_update`` env steps (or
-   Polyak-averaged with ``tau < 1``).
+   updates on uniform minibatches; Huber loss between the chosen action's
+   value and ``r + discount * Q_target(s', argmax_a Q(s', a))`` (Double DQN;
+   ``max_a Q_target`` without it), gradient clipping, learning rate decayed
+   linearly; the target network is copied every ``target_update`` env steps
+   (or Polyak-averaged with ``tau < 1``).
 
 Acting uses ``ExplorationType.RANDOM`` (epsilon-greedy), evaluation
 ``ExplorationType.DETERMINISTIC`` (greedy). Only discrete action spaces.
@@ -59,7 +62,13 @@ ACTION_SPACES = "discrete"
 
 @dataclasses.dataclass
 class DQNConfig(CommonConfig):
-    """DQN hyperparameters (defaults tuned on CartPole-v1: solves within 50k steps).
+    """DQN hyperparameters, tuned on CartPole-v1 (solves within 50k steps).
+
+    RL-Zoo's CartPole-v1 DQN (lr 2.3e-3, batch 64, 100k buffer, train every
+    256 steps with 128 gradient steps, target refreshed every 10 steps,
+    epsilon to 0.04 over 16% of the run) on a 128x128 network, plus 3-step
+    returns, Double DQN and a learning rate decayed to 0, which make every
+    seed reach 500 and stay there instead of stalling around 100-200.
 
     Examples:
         >>> cfg = DQNConfig()
@@ -74,34 +83,37 @@ class DQNConfig(CommonConfig):
     num_envs: int = dataclasses.field(
         default=4, metadata={"help": "parallel environments (gymnasium SyncVectorEnv)"}
     )
-    lr: float = dataclasses.field(default=1e-3, metadata={"help": "Adam learning rate"})
+    lr: float = dataclasses.field(default=2.3e-3, metadata={"help": "Adam learning rate"})
     anneal_lr: bool = dataclasses.field(
         default=True, metadata={"help": "decay the learning rate linearly to 0"}
     )
     gamma: float = dataclasses.field(default=0.99, metadata={"help": "discount factor"})
     buffer_size: int = dataclasses.field(
-        default=50_000, metadata={"help": "replay buffer capacity (transitions)"}
+        default=100_000, metadata={"help": "replay buffer capacity (transitions)"}
     )
-    batch_size: int = dataclasses.field(default=128, metadata={"help": "minibatch size"})
+    batch_size: int = dataclasses.field(default=64, metadata={"help": "minibatch size"})
     learning_starts: int = dataclasses.field(
         default=1_000, metadata={"help": "env steps of pure collection before learning"}
     )
     train_freq: int = dataclasses.field(
-        default=8, metadata={"help": "env steps between training phases"}
+        default=256, metadata={"help": "env steps between training phases"}
     )
     gradient_steps: int = dataclasses.field(
-        default=2, metadata={"help": "gradient steps per training phase"}
+        default=128, metadata={"help": "gradient steps per training phase"}
     )
     target_update: int = dataclasses.field(
-        default=500, metadata={"help": "env steps between target network updates"}
+        default=10, metadata={"help": "env steps between target network updates"}
     )
     tau: float = dataclasses.field(
         default=1.0, metadata={"help": "target update rate (1 = hard copy)"}
     )
     eps_init: float = dataclasses.field(default=1.0, metadata={"help": "initial epsilon"})
-    eps_end: float = dataclasses.field(default=0.02, metadata={"help": "final epsilon"})
+    eps_end: float = dataclasses.field(default=0.04, metadata={"help": "final epsilon"})
     exploration_fraction: float = dataclasses.field(
-        default=0.2, metadata={"help": "fraction of total steps over which epsilon anneals"}
+        default=0.16, metadata={"help": "fraction of total steps over which epsilon anneals"}
+    )
+    n_step: int = dataclasses.field(
+        default=3, metadata={"help": "n-step returns (1 = classic one-step DQN target)"}
     )
     double_dqn: bool = dataclasses.field(
         default=True, metadata={"help": "Double DQN target (online argmax, target value)"}
@@ -156,6 +168,7 @@ def validate(cfg: DQNConfig) -> None:
             "target_update",
             "max_grad_norm",
             "log_every",
+            "n_step",
         ],
     )
     for name in ("gamma", "eps_init", "eps_end", "exploration_fraction"):
@@ -217,6 +230,61 @@ def _make_act(qnet: Any, device: Any):
     return act
 
 
+class NStepReturns:
+    """Turns per-env streams of one-step transitions into n-step ones.
+
+    Each emitted transition carries ``reward`` = sum of the next ``m <= n``
+    discounted rewards, the observation ``m`` steps later, whether the episode
+    *terminated* in between, and ``discount`` = ``gamma ** m`` for the
+    bootstrap. An ending episode (terminated or truncated) flushes its pending
+    steps with shorter horizons; a truncated one still bootstraps from its
+    final observation.
+
+    Examples:
+        >>> ns = NStepReturns(n=2, gamma=0.5, num_envs=1)
+        >>> o = np.zeros((1, 1), dtype=np.float32)
+        >>> ns.push(o, np.array([0]), np.array([1.0]), o + 1, np.array([False]), np.array([False]))
+        []
+        >>> out = ns.push(o + 1, np.array([1]), np.array([2.0]), o + 2, np.array([True]),
+        ...               np.array([True]))
+        >>> [(t[2], t[4], t[5]) for t in out]  # (return, terminated, discount)
+        [(2.0, True, 0.25), (2.0, True, 0.5)]
+    """
+
+    def __init__(self, n: int, gamma: float, num_envs: int) -> None:
+        self.n, self.gamma = n, gamma
+        self.pending: list[list[tuple[np.ndarray, int, float]]] = [[] for _ in range(num_envs)]
+
+    def _emit(self, steps: list, next_obs: np.ndarray, terminated: bool) -> tuple:
+        ret = 0.0
+        for k, (_, _, r) in enumerate(steps):
+            ret += (self.gamma**k) * r
+        obs, action, _ = steps[0]
+        return (obs, action, ret, next_obs, terminated, self.gamma ** len(steps))
+
+    def push(
+        self,
+        obs: np.ndarray,
+        action: np.ndarray,
+        reward: np.ndarray,
+        next_obs: np.ndarray,
+        terminated: np.ndarray,
+        done: np.ndarray,
+    ) -> list[tuple]:
+        """Add one vector step; returns the transitions that are now complete."""
+        out = []
+        for i, steps in enumerate(self.pending):
+            steps.append((obs[i], int(action[i]), float(reward[i])))
+            if done[i]:
+                while steps:
+                    out.append(self._emit(steps, next_obs[i], bool(terminated[i])))
+                    steps.pop(0)
+            elif len(steps) == self.n:
+                out.append(self._emit(steps, next_obs[i], False))
+                steps.pop(0)
+        return out
+
+
 class ReplayBuffer:
     """Fixed-capacity ring of transitions stored in one preallocated ``TensorDict``.
 
@@ -224,7 +292,8 @@ class ReplayBuffer:
         >>> rb = ReplayBuffer(capacity=4, obs_dim=2)
         >>> batch = TensorDict(observation=torch.zeros(3, 2), action=torch.zeros(3, dtype=torch.long),
         ...     reward=torch.ones(3), next_observation=torch.ones(3, 2),
-        ...     terminated=torch.zeros(3, dtype=torch.bool), batch_size=[3])
+        ...     terminated=torch.zeros(3, dtype=torch.bool), discount=torch.ones(3),
+        ...     batch_size=[3])
         >>> rb.add(batch); rb.add(batch); len(rb)
         4
         >>> rb.sample(2)["next_observation"].shape
@@ -240,6 +309,7 @@ class ReplayBuffer:
                 "reward": torch.zeros(capacity),
                 "next_observation": torch.zeros(capacity, obs_dim),
                 "terminated": torch.zeros(capacity, dtype=torch.bool),
+                "discount": torch.zeros(capacity),
             },
             batch_size=[capacity],
             device=device,
@@ -292,6 +362,7 @@ class DQN:
         self.explorer = SafeSequential(self.qnet, self.egreedy)
         self.optimizer = make_adam(self.qnet.parameters(), cfg.lr)
         self.buffer = ReplayBuffer(cfg.buffer_size, int(np.prod(obs_space.shape)), self.device)
+        self.nstep = NStepReturns(cfg.n_step, cfg.gamma, cfg.num_envs) if cfg.n_step > 1 else None
         self.stats = EpisodeStats(cfg.num_envs, threshold)
         self.global_step = 0
         self.updates = 0
@@ -328,19 +399,41 @@ class DQN:
         if done.any():  # same-step autoreset: the true last observation is in info
             next_obs = obs.copy()
             next_obs[done] = final_observations(info, done)
-        self.buffer.add(
-            TensorDict(
-                {
-                    "observation": self.obs,
-                    "action": action,
-                    "reward": torch.as_tensor(reward, dtype=torch.float32),
-                    "next_observation": self._obs_tensor(next_obs),
-                    "terminated": torch.as_tensor(terminated),
-                },
-                batch_size=[n],
-                device=self.device,
+        if self.nstep is None:
+            self.buffer.add(
+                TensorDict(
+                    {
+                        "observation": self.obs,
+                        "action": action,
+                        "reward": torch.as_tensor(reward, dtype=torch.float32),
+                        "next_observation": self._obs_tensor(next_obs),
+                        "terminated": torch.as_tensor(terminated),
+                        "discount": torch.full((n,), self.cfg.gamma),
+                    },
+                    batch_size=[n],
+                    device=self.device,
+                )
             )
-        )
+        else:
+            ready = self.nstep.push(
+                self.obs.cpu().numpy(), action.cpu().numpy(), reward, next_obs, terminated, done
+            )
+            if ready:
+                o, a, r, o2, term, disc = zip(*ready)
+                self.buffer.add(
+                    TensorDict(
+                        {
+                            "observation": self._obs_tensor(np.stack(o)),
+                            "action": torch.tensor(a, dtype=torch.long),
+                            "reward": torch.tensor(r, dtype=torch.float32),
+                            "next_observation": self._obs_tensor(np.stack(o2)),
+                            "terminated": torch.tensor(term),
+                            "discount": torch.tensor(disc, dtype=torch.float32),
+                        },
+                        batch_size=[len(ready)],
+                        device=self.device,
+                    )
+                )
         self.egreedy.step(n)
         self.obs = self._obs_tensor(obs)
 
@@ -366,7 +459,7 @@ class DQN:
             else:
                 next_q = next_q_target.max(-1).values
             not_done = (~batch["terminated"]).float()
-            target = batch["reward"] + cfg.gamma * not_done * next_q
+            target = batch["reward"] + batch["discount"] * not_done * next_q
         q = q_all.gather(-1, batch["action"].unsqueeze(-1)).squeeze(-1)
         loss = F.smooth_l1_loss(q, target)
         self.optimizer.zero_grad(set_to_none=True)
@@ -427,6 +520,7 @@ class DQN:
             "global_step": self.global_step,
             "updates": self.updates,
             "since_train": self.since_train,
+            "nstep_pending": None if self.nstep is None else self.nstep.pending,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -442,6 +536,8 @@ class DQN:
         self.global_step = int(state["global_step"])
         self.updates = int(state["updates"])
         self.since_train = int(state["since_train"])
+        if self.nstep is not None:
+            self.nstep.pending = state["nstep_pending"]
 
     def close(self) -> None:
         self.envs.close()

@@ -143,7 +143,7 @@ ENV_DEFAULTS: dict[str, dict[str, Any]] = {
         "lr": 1e-3,
         "anneal_lr": False,
         "anneal_clip": False,
-        "total_steps": 200_000,
+        "total_steps": 100_000,
     },
     "Pendulum-v1": {},
 }
