@@ -67,8 +67,8 @@ from tdrl.data.tensor_specs import (
 from tdrl.modules.tensordict_module.common import SafeModule
 from tdrl.modules.tensordict_module.core import (
     TDRLModuleBase,
-    _has_hooks,
     get_or_none,
+    hook_free,
     missing_key_error,
     normalize_keys,
     set_value,
@@ -817,7 +817,7 @@ class QValueActor(SafeSequential):
         if fused is None:
             return super()._run(td)
         net, head, call, in_key, value_key = fused
-        if _has_hooks(net) or _has_hooks(head):
+        if not (hook_free(net) and hook_free(head)):
             return super()._run(td)
         for key in self._late_inputs:  # the mask: checked before anything is written
             if get_or_none(td, key) is None:
