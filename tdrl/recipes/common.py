@@ -1006,6 +1006,18 @@ def run_training(
     ``act(obs)`` (deterministic), ``state_dict()``/``load_state_dict()`` and
     ``close()``. Returns the process exit status: 0 when finished, 128 + the
     signal number when stopped by SIGINT/SIGTERM (after saving a checkpoint).
+
+    Examples:
+        >>> import tempfile
+        >>> from tdrl.recipes import ppo
+        >>> cfg = ppo.PPOConfig(total_steps=256, epochs=1, eval_episodes=1)
+        >>> obs_space, act_space, threshold = probe_env(cfg.env)
+        >>> algo = ppo.PPO(cfg, obs_space, act_space, threshold, clock=None)
+        >>> run_dir = Path(tempfile.mkdtemp())
+        >>> run_training("ppo", algo, cfg, run_dir, threshold, progress=False, log=lambda s: None)
+        0
+        >>> sorted(p.name for p in run_dir.iterdir())
+        ['checkpoint.pt', 'learning_curve.png', 'metrics.csv', 'summary.json']
     """
     run_dir = Path(run_dir)
     ckpt_path = run_dir / "checkpoint.pt"

@@ -340,7 +340,25 @@ class ReplayBuffer:
 
 
 class DQN:
-    """One DQN run: envs, Q-network, target network, epsilon-greedy explorer, replay buffer."""
+    """One DQN run: envs, Q-network, target network, epsilon-greedy explorer, replay buffer.
+
+    ``iterate()`` acts and learns up to the next ``log_every`` boundary;
+    ``state_dict()`` captures everything needed to continue exactly (networks,
+    optimizer, epsilon, replay buffer, pending n-step transitions, the pickled
+    vector env, episode stats).
+
+    Examples:
+        >>> import time
+        >>> import gymnasium as gym
+        >>> cfg = DQNConfig(total_steps=400, learning_starts=200, train_freq=64, gradient_steps=2,
+        ...                 buffer_size=1000)
+        >>> algo = DQN(cfg, gym.spaces.Box(-1, 1, (4,)), gym.spaces.Discrete(2), 475.0,
+        ...            clock=time.perf_counter)
+        >>> row = algo.iterate()
+        >>> algo.global_step, row["updates"], len(algo.buffer) > 350
+        (400, 6, True)
+        >>> algo.close()
+    """
 
     loss_columns = ["loss", "q_mean", "epsilon", "lr", "updates"]
 

@@ -353,6 +353,17 @@ class PPO:
     ``iterate()`` collects one rollout and updates; ``state_dict()`` captures
     everything needed to continue exactly (weights, optimizer, the pickled
     vector env and its current observation, episode stats).
+
+    Examples:
+        >>> import time
+        >>> import gymnasium as gym
+        >>> cfg = PPOConfig(total_steps=256, epochs=1)
+        >>> algo = PPO(cfg, gym.spaces.Box(-1, 1, (4,)), gym.spaces.Discrete(2), 475.0,
+        ...            clock=time.perf_counter)
+        >>> row = algo.iterate()
+        >>> algo.global_step, sorted(row) == sorted(PPO.loss_columns)
+        (256, True)
+        >>> algo.close()
     """
 
     loss_columns = [
