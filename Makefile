@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/tdrl train ppo --env CartPole-v1 --out runs/ppo-cartpole
+	$(BIN)/tdrl train ppo --env CartPole-v1 --out runs/ppo-cartpole --force
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
