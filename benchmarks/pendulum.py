@@ -20,34 +20,15 @@ import tempfile
 import time
 from pathlib import Path
 
+import train_cartpole  # the sibling benchmark script (benchmarks/ is on sys.path)
+
 ROOT = Path(__file__).resolve().parent.parent
 TARGET = -300.0
 
 
 def run_tdrl(seed: int, threads: int, workdir: Path, extra: list[str]) -> dict:
-    out = workdir / f"ppo-pendulum-s{seed}"
-    cmd = [
-        sys.executable,
-        "-m",
-        "tdrl",
-        "train",
-        "ppo",
-        "--env",
-        "Pendulum-v1",
-        "--seed",
-        str(seed),
-        "--threads",
-        str(threads),
-        "--out",
-        str(out),
-        "--force",
-        "--no-progress",
-        *extra,
-    ]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}")
-    return json.loads((out / "summary.json").read_text())
+    """One ``tdrl train ppo --env Pendulum-v1`` run in a subprocess; returns its summary."""
+    return train_cartpole.run_tdrl("ppo", seed, threads, workdir, ["--env", "Pendulum-v1", *extra])
 
 
 def sb3_worker(seed: int, threads: int) -> dict:
