@@ -1,0 +1,71 @@
+"""TorchRL's import paths work with the prefix changed (torchrl -> tdrl)."""
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+PATHS = {
+    "tdrl.modules": [
+        "MLP", "Actor", "ProbabilisticActor", "ValueOperator", "SafeModule", "SafeSequential",
+        "SafeProbabilisticModule", "SafeProbabilisticTensorDictSequential", "QValueModule",
+        "QValueActor", "DistributionalQValueModule", "DistributionalQValueActor", "QValueHook",
+        "EGreedyModule", "AdditiveGaussianModule", "OrnsteinUhlenbeckProcessModule",
+        "ActorValueOperator", "ActorCriticOperator", "ActorCriticWrapper", "TanhNormal",
+        "NormalParamExtractor", "TanhDelta", "Delta", "IndependentNormal", "TruncatedNormal",
+        "OneHotCategorical", "MaskedCategorical", "MaskedOneHotCategorical",
+    ],
+    "tdrl.modules.tensordict_module": [
+        "Actor", "ProbabilisticActor", "ValueOperator", "SafeModule", "SafeSequential",
+        "SafeProbabilisticModule", "SafeProbabilisticTensorDictSequential", "QValueModule",
+        "QValueActor", "DistributionalQValueActor", "EGreedyModule", "ActorValueOperator",
+        "ActorCriticOperator", "ActorCriticWrapper",
+    ],
+    "tdrl.modules.tensordict_module.actors": [
+        "Actor", "ProbabilisticActor", "ValueOperator", "QValueModule", "QValueActor",
+        "DistributionalQValueModule", "DistributionalQValueActor", "QValueHook",
+        "ActorValueOperator", "ActorCriticOperator", "ActorCriticWrapper",
+    ],
+    "tdrl.modules.tensordict_module.common": ["SafeModule"],
+    "tdrl.modules.tensordict_module.sequence": ["SafeSequential"],
+    "tdrl.modules.tensordict_module.probabilistic": [
+        "SafeProbabilisticModule", "SafeProbabilisticTensorDictSequential",
+    ],
+    "tdrl.modules.tensordict_module.exploration": [
+        "EGreedyModule", "AdditiveGaussianModule", "OrnsteinUhlenbeckProcessModule",
+    ],
+    "tdrl.modules.distributions": [
+        "TanhNormal", "NormalParamExtractor", "TanhDelta", "Delta", "IndependentNormal",
+        "TruncatedNormal", "OneHotCategorical", "MaskedCategorical", "MaskedOneHotCategorical",
+    ],
+    "tdrl.modules.distributions.continuous": [
+        "TanhNormal", "NormalParamExtractor", "TanhDelta", "Delta", "IndependentNormal",
+        "TruncatedNormal",
+    ],
+    "tdrl.modules.distributions.discrete": [
+        "OneHotCategorical", "MaskedCategorical", "MaskedOneHotCategorical",
+    ],
+    "tdrl.modules.models": ["MLP"],
+    "tdrl.data": [
+        "Unbounded", "Bounded", "OneHot", "Categorical", "MultiOneHot", "MultiCategorical",
+        "Binary", "Composite", "TensorSpec",
+    ],
+    "tdrl.data.tensor_specs": [
+        "Unbounded", "Bounded", "OneHot", "Categorical", "MultiOneHot", "MultiCategorical",
+        "Binary", "Composite", "TensorSpec",
+    ],
+    "tdrl.envs.utils": ["ExplorationType", "set_exploration_type", "exploration_type"],
+}
+
+
+PATHS_CANONICAL = {
+    **{n: "tdrl.modules" for n in PATHS["tdrl.modules"]},
+    **{n: "tdrl.data" for n in PATHS["tdrl.data"]},
+}
+
+
+@pytest.mark.parametrize(("module", "name"), [(m, n) for m, names in PATHS.items() for n in names])
+def test_name_importable_at_torchrl_path(module, name):
+    obj = getattr(importlib.import_module(module), name)
+    # one object per concept, whatever the path
+    assert obj is getattr(importlib.import_module(PATHS_CANONICAL.get(name, module)), name)
