@@ -846,3 +846,25 @@ def test_event_dim_errors_for_independent_normal_and_tanh_delta():
     with pytest.raises(ValueError, match=r"event_dims must be an int in \[0, 1\].*got 2"):
         TanhDelta(torch.zeros(3), event_dims=2)
     assert TanhDelta(torch.zeros(()), event_dims=1).event_shape == ()
+
+
+@pytest.mark.parametrize(("loc", "scale"), [(6.0, 1.0), (6.0, 2.0), (-7.0, 3.0), (0.0, 1.0)])
+def test_tanh_normal_log_prob_of_sample_equals_recomputed(loc, scale):
+    # PPO stores the log-prob at collection and recomputes it from a copy of the action:
+    # the two must agree even for saturated draws (tanh rounds to the bounds there).
+    torch.manual_seed(0)
+    d = TanhNormal(torch.full((4096, 1), loc), torch.full((4096, 1), scale), low=-2.0, high=2.0)
+    y = d.rsample()
+    stored = d.log_prob(y)
+    recomputed = d.log_prob(y.clone())
+    assert torch.isfinite(stored).all()
+    torch.testing.assert_close(stored, recomputed, rtol=1e-5, atol=1e-5)
+
+
+def test_tanh_normal_in_place_edit_of_sample_is_not_served_from_cache():
+    torch.manual_seed(0)
+    d = TanhNormal(torch.zeros(3, 2), torch.ones(3, 2))
+    y = d.sample()
+    expected = d.log_prob(y.clone().clamp(-0.1, 0.1))
+    y.clamp_(-0.1, 0.1)
+    torch.testing.assert_close(d.log_prob(y), expected)

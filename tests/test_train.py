@@ -250,6 +250,15 @@ def test_ppo_onehot_head(tmp_path):
     assert summary(out)["final_eval_return"] > 0
 
 
+def test_dqn_learning_starts_zero_with_n_step_returns(tmp_path):
+    # the first training phase can come before any n-step transition is complete
+    out = tmp_path / "dqn0"
+    argv = ["train", "dqn", "--learning-starts", "0", "--train-freq", "4", "--gradient-steps",
+            "1", "--total-steps", "64", "--eval-episodes", "1", *QUIET, "--out", str(out)]
+    assert main(argv) == 0
+    assert summary(out)["total_steps"] == 64
+
+
 def test_ppo_uses_operator_get_dist(monkeypatch):
     """The loss goes through the policy operator's get_dist, not a re-implementation."""
     import gymnasium as gym

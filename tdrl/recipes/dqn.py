@@ -328,6 +328,8 @@ class ReplayBuffer:
         self.size = min(self.size + n, self.capacity)
 
     def sample(self, batch_size: int) -> TensorDict:
+        if self.size == 0:
+            raise RuntimeError("cannot sample from an empty replay buffer")
         idx = torch.randint(0, self.size, (batch_size,))
         return self.storage[idx]
 
@@ -499,7 +501,8 @@ class DQN:
         while self.global_step < stop:
             before = self.global_step
             self.env_step()
-            if self.global_step >= cfg.learning_starts:
+            # the buffer can still be empty here with --learning-starts 0 and n-step returns
+            if self.global_step >= cfg.learning_starts and len(self.buffer):
                 self.since_train += cfg.num_envs
                 if self.since_train >= cfg.train_freq:
                     self.since_train -= cfg.train_freq

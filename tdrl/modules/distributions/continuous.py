@@ -308,7 +308,19 @@ class TanhNormal(BoundedSupportMixin, D.Distribution):
         z = _noise(loc, shape, sample_shape)
         u = torch.addcmul(loc, self.scale, z)
         y = self._squash(u, self.safe_tanh)
-        self._cache = (y, u, z, torch.is_grad_enabled())
+        # Cache the pre-image that log_prob would recover from y itself (tanh saturates
+        # and rounds near the bounds), keeping u's gradient: the log-prob of a stored
+        # action then equals the one recomputed later from a copy of it (PPO's ratio
+        # starts at exactly 1).
+        if self._bounds.unit and self.safe_tanh:  # y is already inside (-lim, lim)
+            u_value = torch.atanh(y.detach())
+        else:
+            u_value = self._unsquash(y.detach())
+        z = ((u_value - loc) / self.scale).detach()
+        u = u + (u_value - u).detach() if u.requires_grad else u_value
+        # the version counter detects in-place edits of the sample (not tracked when compiling)
+        version = -1 if torch.compiler.is_compiling() else y._version
+        self._cache = (y, u, z, torch.is_grad_enabled(), version)
         return y
 
     def sample(self, sample_shape: Sequence[int] = _EMPTY) -> Tensor:
@@ -318,7 +330,11 @@ class TanhNormal(BoundedSupportMixin, D.Distribution):
 
     def log_prob(self, value: Tensor) -> Tensor:
         cache = self._cache
-        if cache is not None and value is cache[0]:
+        if (
+            cache is not None
+            and value is cache[0]
+            and (cache[4] == -1 or value._version == cache[4])
+        ):
             u, z = cache[1], cache[2]
             if not cache[3] and torch.is_grad_enabled():
                 # drawn without gradient: rebuild z so that it depends on loc/scale
@@ -331,7 +347,7 @@ class TanhNormal(BoundedSupportMixin, D.Distribution):
     def rsample_and_log_prob(self, sample_shape: Sequence[int] = _EMPTY) -> tuple[Tensor, Tensor]:
         """``(rsample(sample_shape), log_prob of that draw)`` in one pass."""
         y = self.rsample(sample_shape)
-        _, u, z, _ = self._cache
+        _, u, z, _, _ = self._cache
         return y, self._log_prob_pre(u, z)
 
     def sample_and_log_prob(self, sample_shape: Sequence[int] = _EMPTY) -> tuple[Tensor, Tensor]:
