@@ -52,7 +52,7 @@ from tensordict.nn import TensorDictModuleBase
 from tensordict.utils import NestedKey
 from torch import nn
 
-from tdrl.modules.tensordict_module.core import Step
+from tdrl.modules.tensordict_module.core import Step, covers, produced
 from tdrl.modules.tensordict_module.probabilistic import SafeProbabilisticTensorDictSequential
 from tdrl.modules.tensordict_module.sequence import SafeSequential
 
@@ -63,20 +63,6 @@ _TRUNK_GRAD_CHOICES = ("both", "policy", "value")
 
 
 # --- key helpers ------------------------------------------------------------------------
-def _key_tuple(key: NestedKey) -> tuple[str, ...]:
-    return (key,) if isinstance(key, str) else tuple(key)
-
-
-def _covers(written: NestedKey, read: NestedKey) -> bool:
-    """True when reading ``read`` gets (part of) what ``written`` is: same key or a sub-key."""
-    w, r = _key_tuple(written), _key_tuple(read)
-    return r[: len(w)] == w
-
-
-def _produced(read: NestedKey, written: Iterable[NestedKey]) -> bool:
-    return any(_covers(w, read) for w in written)
-
-
 def _leaf(key: NestedKey) -> str:
     return key if isinstance(key, str) else key[-1]
 
@@ -94,9 +80,9 @@ def _check_td_module(module: Any, name: str, owner: str) -> None:
 def _check_connects(owner: str, role: str, head: Any, producer: str, written: list) -> None:
     """Raises when ``head`` reads nothing that ``written`` provides, naming the keys."""
     reads = list(head.in_keys)
-    if any(_produced(k, written) for k in reads):
+    if any(produced(k, written) for k in reads):
         return
-    missing = [k for k in reads if not _produced(k, written)]
+    missing = [k for k in reads if not produced(k, written)]
     raise ValueError(
         f"{owner}: the {role} reads {missing} but the {producer} does not write "
         f"{'it' if len(missing) == 1 else 'them'} (it writes {list(written)}); the {role} must "
@@ -372,7 +358,7 @@ class ActorValueOperator(_OperatorMixin, SafeSequential):
         keys = [
             w
             for w in trunk_out
-            if any(_covers(w, k) for k in head.in_keys) and w not in head.out_keys
+            if any(covers(w, k) for k in head.in_keys) and w not in head.out_keys
         ]
         steps[i] = _DetachedInputs(steps[i], keys)
         self._steps = tuple(steps)
@@ -464,7 +450,7 @@ class ActorCriticOperator(ActorValueOperator):
                 f"Q(s, a)), but its out_keys are {writes}"
             )
         policy_out = list(policy.out_keys)
-        if not any(_produced(k, policy_out) for k in value.in_keys):
+        if not any(produced(k, policy_out) for k in value.in_keys):
             raise ValueError(
                 f"{owner}: the critic must read the action written by the policy head (one of "
                 f"{policy_out}) to compute Q(s, a), but it reads {list(value.in_keys)}"

@@ -50,6 +50,9 @@ __all__ = [
     "set_value",
     "write_outputs",
     "missing_key_error",
+    "covers",
+    "produced",
+    "key_tuple",
 ]
 
 Step = Callable[[TensorDictBase], TensorDictBase]
@@ -442,6 +445,39 @@ def as_step(child: Callable[[TensorDictBase], TensorDictBase]) -> Step:
             child, child.module, child.in_keys, child.out_keys, getattr(child, "_kwargs", None)
         )
     return child
+
+
+def key_tuple(key: NestedKey) -> tuple[str, ...]:
+    """A key as a tuple of strings: ``"a"`` -> ``("a",)``.
+
+    Examples:
+        >>> key_tuple("a"), key_tuple(("a", "b"))
+        (('a',), ('a', 'b'))
+    """
+    return (key,) if isinstance(key, str) else tuple(key)
+
+
+def covers(written: NestedKey, read: NestedKey) -> bool:
+    """Whether reading ``read`` gets (part of) what writing ``written`` wrote.
+
+    True for the same key and for a key inside a written sub-TensorDict.
+
+    Examples:
+        >>> covers("feats", ("feats", "a")), covers(("feats", "a"), "feats"), covers("a", "a")
+        (True, False, True)
+    """
+    w, r = key_tuple(written), key_tuple(read)
+    return r[: len(w)] == w
+
+
+def produced(read: NestedKey, written: Iterable[NestedKey]) -> bool:
+    """Whether any of ``written`` :func:`covers` ``read``.
+
+    Examples:
+        >>> produced(("h", "x"), ["obs", "h"]), produced("y", ["obs", "h"])
+        (True, False)
+    """
+    return any(covers(w, read) for w in written)
 
 
 def key_str(key: NestedKey) -> str:

@@ -16,6 +16,7 @@ from tdrl.modules.tensordict_module.core import (
     as_step,
     get_or_none,
     missing_key_error,
+    produced,
 )
 
 __all__ = ["SafeSequential", "chain_keys"]
@@ -40,7 +41,7 @@ def chain_keys(modules: Sequence[Any]) -> tuple[list[NestedKey], list[NestedKey]
     written: set[NestedKey] = set()
     for i, m in enumerate(modules):
         for k in m.in_keys:
-            if not _is_written(k, written) and k not in in_keys:
+            if not produced(k, written) and k not in in_keys:
                 in_keys.append(k)
                 readers.append(i)
         for k in m.out_keys:
@@ -48,15 +49,6 @@ def chain_keys(modules: Sequence[Any]) -> tuple[list[NestedKey], list[NestedKey]
             if k not in out_keys:
                 out_keys.append(k)
     return in_keys, out_keys, readers
-
-
-def _is_written(key: NestedKey, written: set[NestedKey]) -> bool:
-    """Whether ``key`` or an enclosing sub-TensorDict of it was written."""
-    if key in written:
-        return True
-    if isinstance(key, tuple):
-        return any(key[:i] in written or (i == 1 and key[0] in written) for i in range(1, len(key)))
-    return False
 
 
 class SafeSequential(TDRLModuleBase):
