@@ -259,6 +259,14 @@ def test_dqn_learning_starts_zero_with_n_step_returns(tmp_path):
     assert summary(out)["total_steps"] == 64
 
 
+def test_dqn_buffer_smaller_than_one_flush_is_refused(tmp_path, capsys):
+    out = tmp_path / "tiny"
+    argv = ["train", "dqn", "--buffer-size", "2", "--num-envs", "2", *QUIET, "--out", str(out)]
+    assert main(argv) == 2
+    assert "--buffer-size 2 must be >= num_envs * n_step" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_ppo_uses_operator_get_dist(monkeypatch):
     """The loss goes through the policy operator's get_dist, not a re-implementation."""
     import gymnasium as gym

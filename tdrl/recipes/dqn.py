@@ -180,6 +180,12 @@ def validate(cfg: DQNConfig) -> None:
         raise TrainError(f"--tau must be in (0, 1], got {cfg.tau}")
     if cfg.learning_starts < 0:
         raise TrainError(f"--learning-starts must be >= 0, got {cfg.learning_starts}")
+    # one env step can flush up to num_envs * n_step transitions into the buffer at once
+    if cfg.buffer_size < cfg.num_envs * cfg.n_step:
+        raise TrainError(
+            f"--buffer-size {cfg.buffer_size} must be >= num_envs * n_step = "
+            f"{cfg.num_envs * cfg.n_step}"
+        )
 
 
 def build_qnet(cfg: DQNConfig, obs_space: Any, action_space: Any) -> Any:
