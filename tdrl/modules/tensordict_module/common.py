@@ -5,7 +5,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
-from tensordict import TensorDict, TensorDictBase
+from tensordict import TensorDictBase
 from tensordict.nn import TensorDictModuleBase
 from tensordict.utils import NestedKey
 
@@ -14,8 +14,6 @@ from tdrl.modules.tensordict_module.core import (
     FastCall,
     TDRLModuleBase,
     get_or_none,
-    hook_free,
-    missing_key_error,
     normalize_keys,
     read_key,
     set_value,
@@ -139,7 +137,6 @@ class SafeModule(TDRLModuleBase):
             raise ValueError(f"{type(self).__name__} needs at least one out_key")
         self.module = module
         self._call = FastCall(module)
-        self._is_nn = isinstance(module, torch.nn.Module)
         self.spec = as_composite(spec, self.out_keys)
         if safe and self.spec is None:
             raise ValueError(
@@ -147,37 +144,13 @@ class SafeModule(TDRLModuleBase):
             )
         self.safe = safe
         self._projector = SpecProjector(self.spec if safe else None, self.out_keys)
-        self._single = self._single_plan()
 
     def _leaf_plan(self) -> tuple[Any, list, list, list[str] | None] | None:
         if self._projector or type(self)._run is not SafeModule._run:
             return None
         return self.module, self.in_keys, self.out_keys, self._kw_names
 
-    def _single_plan(self) -> tuple[str, str] | None:
-        if (
-            self._kw_names is None
-            and not self._projector
-            and len(self.in_keys) == 1
-            and len(self.out_keys) == 1
-            and type(self.in_keys[0]) is str
-            and type(self.out_keys[0]) is str
-        ):
-            return self.in_keys[0], self.out_keys[0]
-        return None
-
     def _run(self, td: TensorDictBase) -> TensorDictBase:
-        single = self._single
-        if single is not None and type(td) is TensorDict:
-            # the common case: one string key in, one string key out, a plain TensorDict
-            x = td._get_str(single[0], None)
-            if x is None:
-                raise missing_key_error(self, single[0], td)
-            module = self.module
-            out = module.forward(x) if self._is_nn and hook_free(module) else module(x)
-            if type(out) is torch.Tensor:
-                return td._set_str(single[1], out, inplace=False, validated=False)
-            return write_outputs(td, self.out_keys, out, self)
         if self._kw_names is None:
             if len(self.in_keys) == 1:
                 out = self._call(read_key(td, self.in_keys[0], self))
@@ -200,8 +173,7 @@ class SafeModule(TDRLModuleBase):
         if device is not None and self.spec is not None:
             self.spec = self.spec.to(device)
             self._projector = SpecProjector(self.spec if self.safe else None, self.out_keys)
-            self._single = self._single_plan()
-        return out
+            return out
 
     def extra_repr(self) -> str:
         return f"in_keys={self.in_keys}, out_keys={self.out_keys}, safe={self.safe}"
