@@ -30,6 +30,7 @@ from tdrl.modules.tensordict_module import (
     SafeProbabilisticModule,
     SafeProbabilisticTensorDictSequential,
     SafeSequential,
+    TanhModule,
     TDRLModuleBase,
     ValueOperator,
 )
@@ -53,6 +54,7 @@ __all__ = [
     "SafeSequential",
     "TDRLModuleBase",
     "TanhDelta",
+    "TanhModule",
     "TanhNormal",
     "TruncatedNormal",
     "ValueOperator",

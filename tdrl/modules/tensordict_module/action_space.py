@@ -250,8 +250,9 @@ def masked(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Masked entries become -inf, allowed ones at least the lowest finite value.
 
     Examples:
-        >>> masked(torch.tensor([1.0, float("-inf")]), torch.tensor([False, True]))
-        tensor([-inf, -3.4028e+38])
+        >>> out = masked(torch.tensor([1.0, float("-inf")]), torch.tensor([False, True]))
+        >>> out[0].item(), out[1].item() == torch.finfo(torch.float32).min
+        (-inf, True)
     """
     lowest = torch.finfo(values.dtype).min
     return torch.where(mask, values.clamp_min(lowest), float("-inf"))

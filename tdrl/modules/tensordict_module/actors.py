@@ -145,6 +145,7 @@ from tdrl.modules.tensordict_module.actor_critic import (  # noqa: E402
 )
 
 __all__ += ["ActorCriticOperator", "ActorCriticWrapper", "ActorValueOperator"]
+from tdrl.modules.tensordict_module.action_space import _process_action_space_spec  # noqa: E402,F401
 from tdrl.modules.tensordict_module.qvalue import (  # noqa: E402
     DistributionalQValueActor,
     DistributionalQValueHook,
@@ -153,8 +154,10 @@ from tdrl.modules.tensordict_module.qvalue import (  # noqa: E402
     QValueHook,
     QValueModule,
 )
+from tdrl.modules.tensordict_module.tanh import TanhModule  # noqa: E402
 
 __all__ += [
+    "TanhModule",
     "QValueModule",
     "QValueActor",
     "DistributionalQValueModule",
