@@ -173,7 +173,7 @@ class SafeModule(TDRLModuleBase):
         if device is not None and self.spec is not None:
             self.spec = self.spec.to(device)
             self._projector = SpecProjector(self.spec if self.safe else None, self.out_keys)
-        return out
+            return out
 
     def extra_repr(self) -> str:
         return f"in_keys={self.in_keys}, out_keys={self.out_keys}, safe={self.safe}"

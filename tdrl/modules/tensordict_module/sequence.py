@@ -41,7 +41,9 @@ def chain_keys(modules: Sequence[Any]) -> tuple[list[NestedKey], list[NestedKey]
     written: set[NestedKey] = set()
     for i, m in enumerate(modules):
         for k in m.in_keys:
-            if not produced(k, written) and k not in in_keys:
+            # a key is produced when written, or when written under (a sub-TensorDict)
+            inside = any(produced(w, [k]) for w in written)
+            if not produced(k, written) and not inside and k not in in_keys:
                 in_keys.append(k)
                 readers.append(i)
         for k in m.out_keys:
