@@ -376,8 +376,8 @@ def test_nested_keys():
     spec = Composite({("agent", "action"): OneHot(4)})
     actor = QValueActor(nn.Linear(5, 4), in_keys=[("agent", "obs")], spec=spec)
     assert actor.out_keys == [
-        ("agent", "action_value"),
         ("agent", "action"),
+        ("agent", "action_value"),
         ("agent", "chosen_action_value"),
     ]
     td = actor(TensorDict({("agent", "obs"): torch.randn(3, 5)}, batch_size=[3]))
@@ -391,7 +391,8 @@ def test_actor_with_plain_module_is_a_safe_sequential():
     actor = QValueActor(net, spec=OneHot(3))
     assert isinstance(actor, SafeSequential)
     assert actor.in_keys == ["observation"]
-    assert actor.out_keys == ["action_value", "action", "chosen_action_value"]
+    # a rewritten key takes its last place (tensordict.nn's order): action, values, chosen
+    assert actor.out_keys == ["action", "action_value", "chosen_action_value"]
     obs = torch.randn(6, 4)
     td = actor(TensorDict(observation=obs, batch_size=[6]))
     torch.testing.assert_close(td["action_value"], net(obs))
@@ -404,7 +405,7 @@ def test_actor_with_plain_module_is_a_safe_sequential():
 def test_actor_with_tensordict_module():
     net = TensorDictModule(nn.Linear(4, 3), in_keys=["obs"], out_keys=["q"])
     actor = QValueActor(net, spec=OneHot(3))  # the only out_key feeds the Q-value step
-    assert actor.out_keys == ["q", "action", "chosen_action_value"]
+    assert actor.out_keys == ["action", "q", "chosen_action_value"]
     assert net.out_keys == ["q"]  # the user's module is not modified
     td = actor(TensorDict(obs=torch.randn(2, 4), batch_size=[2]))
     assert td["action"].shape == (2, 3)

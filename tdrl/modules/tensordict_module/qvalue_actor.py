@@ -135,8 +135,9 @@ class QValueActor(SafeSequential):
     module, the Q-value step reads ``action_value_key`` if given (it must be
     one of the module's out_keys), else its ``"action_value"`` output, else
     its only output; the module itself is not modified. The actor's out_keys
-    are the module's out_keys followed by ``"action"`` and
-    ``"chosen_action_value"``. With a ``Composite`` spec, its ``"action"``
+    are the module's other out_keys followed by ``"action"``, the action-value
+    key and ``"chosen_action_value"`` (a rewritten key takes its last place, as
+    in ``tensordict.nn``), so a call with tensors returns them in that order. With a ``Composite`` spec, its ``"action"``
     entry (or single leaf, e.g. ``("agent", "action")``) names the action key,
     and the chosen value goes next to it. ``out_keys`` cannot be passed.
 

@@ -48,8 +48,9 @@ def chain_keys(modules: Sequence[Any]) -> tuple[list[NestedKey], list[NestedKey]
                 readers.append(i)
         for k in m.out_keys:
             written.add(k)
-            if k not in out_keys:
-                out_keys.append(k)
+            if k in out_keys:  # a rewritten key takes its last place (as in tensordict.nn)
+                out_keys.remove(k)
+            out_keys.append(k)
     return in_keys, out_keys, readers
 
 
