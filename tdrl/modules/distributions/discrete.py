@@ -20,7 +20,7 @@ from torch import Tensor
 from torch import distributions as D
 from torch.distributions import constraints
 
-from tdrl.modules.distributions.utils import _is_compiling
+from tdrl.modules.distributions.bounds import _is_compiling
 
 __all__ = [
     "MaskedCategorical",

@@ -1,0 +1,97 @@
+"""Private helpers shared by the continuous distributions (parameters, event dims, noise)."""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from numbers import Number
+
+import torch
+from torch import Tensor
+
+from tdrl.modules.distributions.bounds import Bounds
+
+_EMPTY = torch.Size()
+_ScaleLike = Tensor | float | Callable[[Tensor], Tensor]
+
+
+def _prepare_loc_scale(
+    loc: Tensor, scale: _ScaleLike, upscale: Tensor | float, tanh_loc: bool, cls: str
+) -> tuple[Tensor, Tensor]:
+    if not isinstance(loc, Tensor):
+        raise TypeError(f"{cls}: loc must be a torch.Tensor, got {type(loc).__name__}")
+    if not isinstance(scale, Tensor):
+        if callable(scale):
+            scale = scale(loc)
+        elif isinstance(scale, Number):
+            if not scale > 0:
+                raise ValueError(f"{cls}: scale must be > 0, got {scale}")
+            scale = torch.full_like(loc, float(scale))
+        else:
+            raise TypeError(
+                f"{cls}: scale must be a tensor, a positive number or a callable, "
+                f"got {type(scale).__name__}"
+            )
+    if loc.shape != scale.shape:
+        try:
+            loc, scale = torch.broadcast_tensors(loc, scale)
+        except RuntimeError as err:
+            raise ValueError(
+                f"{cls}: loc and scale must broadcast together, got shapes "
+                f"{tuple(loc.shape)} and {tuple(scale.shape)}"
+            ) from err
+    if tanh_loc:
+        loc = torch.tanh(loc / upscale) * upscale
+    return loc, scale
+
+
+def _validate_scale(scale: Tensor, cls: str) -> None:
+    bad = ~(scale > 0)
+    if bool(bad.any()):
+        raise ValueError(
+            f"{cls}: scale must be > 0 everywhere, got {int(bad.sum())} non-positive or "
+            f"NaN entries (min {scale.min().item()})"
+        )
+
+
+def _fit_bounds(loc: Tensor, scale: Tensor, b: Bounds, cls: str) -> tuple[Tensor, Tensor]:
+    """Expands loc/scale when tensor bounds have a larger broadcast shape (rare)."""
+    bshape = b.shape
+    if not bshape:
+        return loc, scale
+    n = len(bshape)
+    if n <= loc.ndim and loc.shape[loc.ndim - n :] == bshape:
+        return loc, scale
+    try:
+        shape = torch.broadcast_shapes(loc.shape, bshape)
+    except RuntimeError as err:
+        raise ValueError(
+            f"{cls}: low/high of shape {tuple(bshape)} do not broadcast with the parameters "
+            f"of shape {tuple(loc.shape)}"
+        ) from err
+    if shape != loc.shape:
+        loc, scale = loc.expand(shape), scale.expand(shape)
+    return loc, scale
+
+
+def _event_dims(event_dims: int | None, ndim: int, cls: str, name: str = "event_dims") -> int:
+    if event_dims is None:
+        return min(1, ndim)
+    if not isinstance(event_dims, int) or not 0 <= event_dims <= ndim:
+        raise ValueError(
+            f"{cls}: {name} must be an int in [0, {ndim}] for parameters with {ndim} dims, "
+            f"got {event_dims!r}"
+        )
+    return event_dims
+
+
+def _sum_dims(event_dims: int) -> int | tuple[int, ...] | None:
+    if event_dims == 0:
+        return None
+    if event_dims == 1:
+        return -1
+    return tuple(range(-event_dims, 0))
+
+
+def _noise(loc: Tensor, shape: torch.Size, sample_shape: Sequence[int]) -> Tensor:
+    if not sample_shape:
+        return torch.randn_like(loc)
+    return torch.randn(shape, dtype=loc.dtype, device=loc.device)
