@@ -10,12 +10,13 @@ from torch import distributions as D
 
 from tdrl.modules.distributions._common import (
     _EMPTY,
+    _check_loc_scale,
     _event_dims,
     _noise,
     _prepare_loc_scale,
     _ScaleLike,
+    _should_validate,
     _sum_dims,
-    _validate_scale,
 )
 from tdrl.modules.distributions.safe_tanh import LOG_SQRT_2PI
 
@@ -35,8 +36,10 @@ class IndependentNormal(D.Independent):
             Defaults to ``False``.
         event_dim (int, optional): number of trailing event dims. Defaults to
             ``1`` (``0`` for a 0-dim ``loc``).
-        validate_args (bool, optional): check ``scale > 0`` (one device sync).
-            Defaults to ``False``.
+        validate_args (bool, optional): check that ``scale > 0`` and ``loc`` has
+            no NaN (one device sync, skipped under ``torch.compile``). Defaults to
+            torch's global default (on unless
+            ``torch.distributions.Distribution.set_default_validate_args(False)``).
 
     ``mode``, ``mean`` and ``deterministic_sample`` are ``loc``. Built on
     :class:`torch.distributions.Independent` of a ``Normal`` (constructed
@@ -61,13 +64,23 @@ class IndependentNormal(D.Independent):
         upscale: Tensor | float = 5.0,
         tanh_loc: bool = False,
         event_dim: int = 1,
-        validate_args: bool = False,
+        validate_args: bool | None = None,
     ) -> None:
-        if not isinstance(scale, Tensor) or loc.shape != scale.shape or tanh_loc:
-            loc, scale = _prepare_loc_scale(loc, scale, upscale, tanh_loc, "IndependentNormal")
-        if validate_args:
-            _validate_scale(scale, "IndependentNormal")
+        self.upscale = upscale
+        self.tanh_loc = tanh_loc
+        self._event_dim_arg = event_dim
+        self._validate = validate_args
+        self._set_params(loc, scale)
+
+    def _set_params(self, loc: Tensor, scale: _ScaleLike) -> None:
+        if not isinstance(scale, Tensor) or loc.shape != scale.shape or self.tanh_loc:
+            loc, scale = _prepare_loc_scale(
+                loc, scale, self.upscale, self.tanh_loc, "IndependentNormal"
+            )
+        if _should_validate(self._validate):
+            _check_loc_scale(loc, scale, "IndependentNormal")
         ndim = loc.ndim
+        event_dim = self._event_dim_arg
         # the default (1) falls back to 0 for a 0-dim loc; other values are checked
         ed = _event_dims(0 if event_dim == 1 and ndim == 0 else event_dim, ndim,
                          "IndependentNormal", "event_dim")
@@ -78,11 +91,25 @@ class IndependentNormal(D.Independent):
         shape = loc.shape
         self.base_dist = base
         self.reinterpreted_batch_ndims = ed
-        self.upscale = upscale
-        self.tanh_loc = tanh_loc
         self._sum = _sum_dims(ed)
         self._neg_const = -(shape[ndim - ed :].numel()) * LOG_SQRT_2PI
         D.Distribution.__init__(self, shape[: ndim - ed], shape[ndim - ed :], validate_args=False)
+
+    def update(self, loc: Tensor, scale: _ScaleLike) -> None:
+        """Replaces ``loc`` and ``scale`` in place (``tanh_loc`` and the checks apply again).
+
+        Examples:
+            >>> d = IndependentNormal(torch.zeros(2), 1.0)
+            >>> d.update(torch.ones(2), torch.ones_like)
+            >>> d.mean
+            tensor([1., 1.])
+        """
+        self._set_params(loc, scale)
+
+    @property
+    def device(self) -> torch.device:
+        """The device of the parameters."""
+        return self.base_dist.loc.device
 
     @property
     def loc(self) -> Tensor:

@@ -13,13 +13,14 @@ from torch.distributions import constraints
 
 from tdrl.modules.distributions._common import (
     _EMPTY,
+    _check_loc_scale,
     _event_dims,
     _fit_bounds,
     _noise,
     _prepare_loc_scale,
     _ScaleLike,
+    _should_validate,
     _sum_dims,
-    _validate_scale,
 )
 from tdrl.modules.distributions.bounds import BoundedSupportMixin, get_bounds
 from tdrl.modules.distributions.safe_tanh import LOG_2, LOG_SQRT_2PI, log1m_tanh_sq, tanh_limit
@@ -76,17 +77,23 @@ class TanhNormal(BoundedSupportMixin, D.Distribution):
             strictly inside ``(low, high)`` (to the nearest representable
             values), so that they never equal the bounds. Draws are always
             clamped into ``[low, high]``. Defaults to ``True``.
-        validate_args (bool, optional): also check ``scale > 0`` (one device
-            sync). Defaults to ``False``.
+        validate_args (bool, optional): check that ``scale > 0`` and ``loc`` has
+            no NaN, raising a ``ValueError`` that names the bad entries (one
+            device sync, skipped under ``torch.compile``). Defaults to torch's
+            global default: on, unless
+            ``torch.distributions.Distribution.set_default_validate_args(False)``.
 
-    Numerics: ``log_prob`` uses
-    ``log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u))`` and inverts values
-    with ``atanh`` of the normalized value clamped to ``[-1 + eps, 1 - eps]``
+    Numerics: ``log_prob(value)`` uses
+    ``log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u))`` at the pre-image
+    ``u = atanh(x)`` of the normalized value, clamped to ``[-1 + eps, 1 - eps]``
     (``eps`` of the dtype), so it is finite for values at or next to the
-    bounds. The most recent ``sample``/``rsample`` keeps its pre-tanh value:
-    ``log_prob(value)`` with ``value`` being that very tensor (``is``) scores
-    the draw exactly, without ``atanh``. Values outside ``[low, high]`` are
-    clamped to the bounds (no validation).
+    bounds; values outside ``[low, high]`` are clamped to the bounds. It is a
+    function of ``value`` only: for the latest draw (the very tensor, unmodified)
+    it gives the same value as for a copy, with the gradient of the pre-tanh
+    draw. ``rsample_and_log_prob``/``sample_and_log_prob`` instead score the
+    draw from its exact pre-tanh value (as TorchRL does); the two agree except
+    where ``tanh`` saturates (``|u|`` above about 9 in float32), where only the
+    exact pre-tanh value gives the true density.
 
     ``mean`` and ``variance`` use 48-point Gauss-Hermite quadrature (deterministic,
     differentiable; exact to float precision unless ``scale`` is very large).
@@ -126,23 +133,29 @@ class TanhNormal(BoundedSupportMixin, D.Distribution):
         event_dims: int | None = None,
         tanh_loc: bool = False,
         safe_tanh: bool = True,
-        validate_args: bool = False,
+        validate_args: bool | None = None,
     ) -> None:
-        if not isinstance(scale, Tensor) or loc.shape != scale.shape or tanh_loc:
-            loc, scale = _prepare_loc_scale(loc, scale, upscale, tanh_loc, "TanhNormal")
-        b = get_bounds(low, high, loc)
-        if b.shape:
-            loc, scale = _fit_bounds(loc, scale, b, "TanhNormal")
-        if validate_args:
-            _validate_scale(scale, "TanhNormal")
-        shape = loc.shape
-        ndim = len(shape)
-        ed = 1 if event_dims is None and ndim else _event_dims(event_dims, ndim, "TanhNormal")
-        self.loc = loc
-        self.scale = scale
         self.upscale = upscale
         self.tanh_loc = tanh_loc
         self.safe_tanh = safe_tanh
+        self._validate = validate_args
+        self._low, self._high, self._event_dims_arg = low, high, event_dims
+        self._set_params(loc, scale)
+
+    def _set_params(self, loc: Tensor, scale: _ScaleLike) -> None:
+        if not isinstance(scale, Tensor) or loc.shape != scale.shape or self.tanh_loc:
+            loc, scale = _prepare_loc_scale(loc, scale, self.upscale, self.tanh_loc, "TanhNormal")
+        b = get_bounds(self._low, self._high, loc)
+        if b.shape:
+            loc, scale = _fit_bounds(loc, scale, b, "TanhNormal")
+        if _should_validate(self._validate):
+            _check_loc_scale(loc, scale, "TanhNormal")
+        shape = loc.shape
+        ndim = len(shape)
+        event_dims = self._event_dims_arg
+        ed = 1 if event_dims is None and ndim else _event_dims(event_dims, ndim, "TanhNormal")
+        self.loc = loc
+        self.scale = scale
         self.event_dims = ed
         self._bounds = b
         self._batch_shape = shape[: ndim - ed]
@@ -154,6 +167,22 @@ class TanhNormal(BoundedSupportMixin, D.Distribution):
             LOG_SQRT_2PI + 2.0 * LOG_2 + (0.0 if b.is_tensor else b.log_half)
         )
         self._cache: tuple | None = None
+
+    def update(self, loc: Tensor, scale: _ScaleLike) -> None:
+        """Replaces ``loc`` and ``scale`` in place (``tanh_loc``, bounds and checks apply again).
+
+        Examples:
+            >>> d = TanhNormal(torch.zeros(3), torch.ones_like)
+            >>> d.update(torch.ones(3), torch.ones_like)
+            >>> d.loc
+            tensor([1., 1., 1.])
+        """
+        self._set_params(loc, scale)
+
+    @property
+    def device(self) -> torch.device:
+        """The device of the parameters."""
+        return self.loc.device
 
     # -- core maps ----------------------------------------------------------------------
     def _squash(self, u: Tensor, clamp: bool) -> Tensor:
@@ -195,59 +224,68 @@ class TanhNormal(BoundedSupportMixin, D.Distribution):
         return torch.rsub(v, self._neg_const)
 
     # -- sampling -----------------------------------------------------------------------
-    def rsample(self, sample_shape: Sequence[int] = _EMPTY) -> Tensor:
-        """Reparameterized draw; its pre-tanh value is cached for ``log_prob``."""
+    def _draw(self, sample_shape: Sequence[int]) -> tuple[Tensor, Tensor, Tensor]:
+        """``(y, u, z)``: standard noise ``z``, pre-tanh ``u = loc + scale z``, draw ``y``."""
         loc = self.loc
         shape = self._extended_shape(sample_shape) if sample_shape else loc.shape
         z = _noise(loc, shape, sample_shape)
         u = torch.addcmul(loc, self.scale, z)
         y = self._squash(u, self.safe_tanh)
-        # Cache the pre-image that log_prob would recover from y itself (tanh saturates
-        # and rounds near the bounds), keeping u's gradient: the log-prob of a stored
-        # action then equals the one recomputed later from a copy of it (PPO's ratio
-        # starts at exactly 1).
-        if self._bounds.unit and self.safe_tanh:  # y is already inside (-lim, lim)
-            u_value = torch.atanh(y.detach())
-        else:
-            u_value = self._unsquash(y.detach())
-        z = ((u_value - loc) / self.scale).detach()
-        u = u + (u_value - u).detach() if u.requires_grad else u_value
         # the version counter detects in-place edits of the sample (not tracked when compiling)
         version = -1 if torch.compiler.is_compiling() else y._version
-        self._cache = (y, u, z, torch.is_grad_enabled(), version)
-        return y
+        self._cache = (y, u, torch.is_grad_enabled(), version)
+        return y, u, z
+
+    def rsample(self, sample_shape: Sequence[int] = _EMPTY) -> Tensor:
+        """Reparameterized draw; its pre-tanh value is kept for ``log_prob`` (see the class doc)."""
+        return self._draw(sample_shape)[0]
 
     def sample(self, sample_shape: Sequence[int] = _EMPTY) -> Tensor:
-        """Draw without gradient; its pre-tanh value is cached for ``log_prob``."""
+        """Draw without gradient; its pre-tanh value is kept for ``log_prob``."""
         with torch.no_grad():
-            return self.rsample(sample_shape)
+            return self._draw(sample_shape)[0]
 
     def log_prob(self, value: Tensor) -> Tensor:
+        """Log-density of ``value``, from its pre-image ``atanh`` (clamped; see the class doc)."""
         cache = self._cache
         if (
             cache is not None
             and value is cache[0]
-            and (cache[4] == -1 or value._version == cache[4])
+            and (cache[3] == -1 or value._version == cache[3])
         ):
-            u, z = cache[1], cache[2]
-            if not cache[3] and torch.is_grad_enabled():
-                # drawn without gradient: rebuild z so that it depends on loc/scale
-                z = (u - self.loc) / self.scale
+            # the latest draw: the same value as for a copy of it, but with the gradient of
+            # the pre-tanh draw (the tanh and clamp of a saturated draw have none)
+            y = value.detach()
+            u_value = torch.atanh(y) if self._bounds.unit and self.safe_tanh else self._unsquash(y)
+            u = cache[1]
+            if cache[2] and u.requires_grad:
+                u = u + (u_value - u).detach()
+                return self._log_prob_pre(u, ((u_value - self.loc) / self.scale).detach())
+            u = u_value
         else:
             u = self._unsquash(value)
-            z = (u - self.loc) / self.scale
-        return self._log_prob_pre(u, z)
+        return self._log_prob_pre(u, (u - self.loc) / self.scale)
 
     def rsample_and_log_prob(self, sample_shape: Sequence[int] = _EMPTY) -> tuple[Tensor, Tensor]:
-        """``(rsample(sample_shape), log_prob of that draw)`` in one pass."""
-        y = self.rsample(sample_shape)
-        _, u, z, _, _ = self._cache
+        """``(rsample(sample_shape), log-prob of the draw)``, scored from its exact pre-tanh value.
+
+        The log-prob is that of the normal draw ``u`` plus the log-Jacobian of the
+        squashing at ``u`` itself (never recovered from the rounded action), with
+        pathwise gradients. Once ``tanh`` saturates it differs from
+        ``log_prob(action)``, which can only see the rounded action.
+        """
+        y, u, z = self._draw(sample_shape)
         return y, self._log_prob_pre(u, z)
 
     def sample_and_log_prob(self, sample_shape: Sequence[int] = _EMPTY) -> tuple[Tensor, Tensor]:
-        """``(sample(sample_shape), log_prob of that draw)``; the log-prob keeps its gradient."""
-        y = self.sample(sample_shape)
-        return y, self.log_prob(y)
+        """``(sample(sample_shape), log-prob of the draw)``, scored from its exact pre-tanh value.
+
+        The draw carries no gradient; the log-prob keeps its (score-function)
+        gradient with respect to ``loc`` and ``scale``.
+        """
+        with torch.no_grad():
+            y, u, _ = self._draw(sample_shape)
+        return y, self._log_prob_pre(u, (u - self.loc) / self.scale)
 
     # -- summaries ----------------------------------------------------------------------
     @property
@@ -282,6 +320,16 @@ class TanhNormal(BoundedSupportMixin, D.Distribution):
                     break
             u = torch.where(loc >= 0, u, -u)
             return self._squash(u, True)
+
+    def get_mode(self) -> Tensor:
+        """The mode (TorchRL's name for an estimate of it); here the exact :attr:`mode`.
+
+        Examples:
+            >>> d = TanhNormal(torch.tensor([0.5]), torch.tensor([0.1]), event_dims=0)
+            >>> torch.allclose(d.get_mode(), d.mode)
+            True
+        """
+        return self.mode
 
     @property
     def mean(self) -> Tensor:
@@ -327,4 +375,5 @@ class TanhNormal(BoundedSupportMixin, D.Distribution):
             high=b.high,
             event_dims=self.event_dims,
             safe_tanh=self.safe_tanh,
+            validate_args=False,
         )

@@ -13,11 +13,12 @@ from torch.distributions.utils import lazy_property
 
 from tdrl.modules.distributions._common import (
     _EMPTY,
+    _check_loc_scale,
     _fit_bounds,
     _prepare_loc_scale,
     _ScaleLike,
+    _should_validate,
     _sum_dims,
-    _validate_scale,
 )
 from tdrl.modules.distributions.bounds import BoundedSupportMixin, get_bounds
 from tdrl.modules.distributions.safe_tanh import LOG_2, LOG_SQRT_2PI
@@ -47,8 +48,10 @@ class TruncatedNormal(BoundedSupportMixin, D.Distribution):
         low (Tensor or float, optional): lower bound. Defaults to ``-1.0``.
         high (Tensor or float, optional): upper bound. Defaults to ``1.0``.
         tanh_loc (bool, optional): rescale ``loc`` as above. Defaults to ``False``.
-        validate_args (bool, optional): check ``scale > 0`` (one device sync).
-            Defaults to ``False``.
+        validate_args (bool, optional): check that ``scale > 0`` and ``loc`` has
+            no NaN (one device sync, skipped under ``torch.compile``). Defaults to
+            torch's global default (on unless
+            ``torch.distributions.Distribution.set_default_validate_args(False)``).
 
     ``log_prob`` is ``-inf`` outside ``[low, high]``; ``mode`` is ``loc``
     clamped to the bounds; ``deterministic_sample`` is the (closed-form) mean.
@@ -78,22 +81,46 @@ class TruncatedNormal(BoundedSupportMixin, D.Distribution):
         low: Tensor | float = -1.0,
         high: Tensor | float = 1.0,
         tanh_loc: bool = False,
-        validate_args: bool = False,
+        validate_args: bool | None = None,
     ) -> None:
-        if not isinstance(scale, Tensor) or loc.shape != scale.shape or tanh_loc:
-            loc, scale = _prepare_loc_scale(loc, scale, upscale, tanh_loc, "TruncatedNormal")
-        b = get_bounds(low, high, loc)
+        self.upscale, self.tanh_loc = upscale, tanh_loc
+        self._low, self._high = low, high
+        self._validate = validate_args
+        self._set_params(loc, scale)
+
+    def _set_params(self, loc: Tensor, scale: _ScaleLike) -> None:
+        if not isinstance(scale, Tensor) or loc.shape != scale.shape or self.tanh_loc:
+            loc, scale = _prepare_loc_scale(
+                loc, scale, self.upscale, self.tanh_loc, "TruncatedNormal"
+            )
+        b = get_bounds(self._low, self._high, loc)
         if b.shape:
             loc, scale = _fit_bounds(loc, scale, b, "TruncatedNormal")
-        if validate_args:
-            _validate_scale(scale, "TruncatedNormal")
+        if _should_validate(self._validate):
+            _check_loc_scale(loc, scale, "TruncatedNormal")
         self.loc, self.scale = loc, scale
-        self.upscale, self.tanh_loc = upscale, tanh_loc
         self._bounds = b
+        self.__dict__.pop("_std", None)  # drop the lazily computed standardized bounds
         shape = loc.shape
         ed = min(1, len(shape))
         self._sum = _sum_dims(ed)
         super().__init__(shape[: len(shape) - ed], shape[len(shape) - ed :], validate_args=False)
+
+    def update(self, loc: Tensor, scale: _ScaleLike) -> None:
+        """Replaces ``loc`` and ``scale`` in place (``tanh_loc``, bounds and checks apply again).
+
+        Examples:
+            >>> d = TruncatedNormal(torch.zeros(2), torch.ones(2))
+            >>> d.update(torch.full((2,), 5.0), torch.ones(2))
+            >>> d.mode
+            tensor([1., 1.])
+        """
+        self._set_params(loc, scale)
+
+    @property
+    def device(self) -> torch.device:
+        """The device of the parameters."""
+        return self.loc.device
 
     # standardized, mirrored bounds and log-normalizer -------------------------------
     @lazy_property
