@@ -218,7 +218,7 @@ class SafeProbabilisticModule(TDRLModuleBase):
         if num_samples is not None:
             num_samples = torch.Size([num_samples] if isinstance(num_samples, int) else num_samples)
         self.num_samples: torch.Size | None = num_samples
-        self._rng = GeneratorSource(generator, name)
+        self._rng = GeneratorSource(generator, name) if generator is not None else None
         self._set_out_keys()
 
     # what TorchRL's losses read ------------------------------------------------------------
@@ -299,7 +299,7 @@ class SafeProbabilisticModule(TDRLModuleBase):
     def _run(self, td: TensorDictBase) -> TensorDictBase:
         dist = self.get_dist(td)
         kind = interaction_type() or self.default_interaction_type
-        if self._rng:
+        if self._rng is not None:
             gen, finish = self._rng.resolve(td)
             with using_generator(gen):
                 value, log_prob = self._sample(dist, kind)

@@ -1,6 +1,7 @@
 """``QValueModule`` and ``DistributionalQValueModule``: the greedy step of a Q-value policy."""
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -237,7 +238,8 @@ class QValueModule(TDRLModuleBase):
 
     def _check_nan(self, values: torch.Tensor, chosen: torch.Tensor) -> None:
         probe = values if self._nan_in_values else chosen
-        if bool(probe.isnan().any()):
+        # one reduction + one read (NaN propagates through the sum); inf - inf is ruled out below
+        if math.isnan(probe.sum()) and bool(probe.isnan().any()):
             rows = values.isnan().reshape(-1, values.shape[-1]).any(-1)
             raise ValueError(
                 f"{type(self).__name__}: the action values {self._value_key!r} contain NaN "

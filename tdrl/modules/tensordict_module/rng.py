@@ -107,9 +107,6 @@ class GeneratorSource:
                 f"or None, got {type(generator).__name__}"
             )
 
-    def __bool__(self) -> bool:
-        return self.generator is not None or self.key is not None
-
     def resolve(self, td: TensorDictBase) -> tuple[torch.Generator | None, Any]:
         """``(generator, finish)``: ``finish(td)`` writes the next seed back when one was read."""
         if self.key is None:
