@@ -162,10 +162,40 @@ def test_egreedy_errors():
         mask=torch.tensor([[True, False, False], [False, False, False]]),
         batch_size=[2],
     )
-    with pytest.raises(ValueError, match="'mask' has a row where every action is masked"):
+    # the error names the module the user built, not its internal picker
+    with pytest.raises(ValueError, match="^EGreedyModule: the action mask 'mask' has a row where"):
         module(td)
-    with pytest.raises(ValueError, match=r"shape \(2, 5\), which does not end with .*\(3,\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"^Action spec shape does not match the action shape: .*\(2, 5\), which does not "
+        r"end with .*\(3,\)",
+    ):
         module(TensorDict(action=torch.zeros(2, 5), batch_size=[2]))
+    with pytest.raises(KeyError, match="Action mask key mask not found in TensorDict.*keys present"):
+        module(TensorDict(action=torch.zeros(2, 3, dtype=torch.int64), batch_size=[2]))
+
+
+def test_egreedy_spec_can_be_set_after_construction():
+    module = EGreedyModule(spec=None, eps_init=1.0)
+    assert module.spec is None and module._spec is None
+    td = TensorDict(action=torch.zeros(4, 3, dtype=torch.int64), batch_size=[4])
+    with pytest.raises(RuntimeError, match="spec must be provided.*set module.spec"):
+        module(td)
+    assert torch.equal(td["action"], torch.zeros(4, 3, dtype=torch.int64))  # nothing written
+    module.spec = OneHot(3)
+    assert module.spec["action"] == OneHot(3)
+    out = module(td)["action"]
+    assert torch.equal(out.sum(-1), torch.ones(4, dtype=torch.int64))
+
+
+def test_additive_gaussian_add_noise_and_ou_process_handle():
+    spec = Bounded(-1.0, 1.0, shape=(2,))
+    noise = AdditiveGaussianModule(spec, sigma_init=0.0, sigma_end=0.0)
+    action = torch.tensor([[0.5, 3.0]])
+    # sigma 0: the noisy action is the action, projected into the spec
+    assert torch.equal(noise._add_noise(action), torch.tensor([[0.5, 1.0]]))
+    ou = OrnsteinUhlenbeckProcessModule(spec)
+    assert ou.ou.steps_key == ou.steps_key and ou.ou.noise_key == ou.noise_key
 
 
 def test_egreedy_continuous_spec_and_nested_key():

@@ -659,3 +659,103 @@ def test_property_action_in_spec_never_masked(sid, batch, seed, masked, ties, di
     if distributional:
         values = (td["action_value"].exp() * module.support.unsqueeze(-1)).sum(-2)
     _check(sid, spec, values, mask, td)
+
+
+# --- reliability: NaN action values ---------------------------------------------------------------
+@pytest.mark.parametrize("sid", list(SPACES))
+def test_nan_action_values_raise_naming_the_key(sid):
+    spec = SPACES[sid][0]()
+    values = _values((3,), sid)
+    values[1, 1] = float("nan")
+    td = TensorDict(q=values, batch_size=[3])
+    with pytest.raises(ValueError, match=r"QValueModule: the action values 'q' contain NaN \(1 of 3 rows\)"):
+        QValueModule(spec=spec, action_value_key="q")(td)
+    assert "action" not in td.keys()
+
+
+def test_nan_in_qvalue_actor_fused_path_and_distributional():
+    # TorchRL picks action 1 for [0, nan, 5] (max propagates NaN); tdrl refuses
+    net = nn.Linear(1, 3)
+    with torch.no_grad():
+        net.weight.zero_()
+        net.bias.copy_(torch.tensor([0.0, float("nan"), 5.0]))
+    actor = QValueActor(net, spec=OneHot(3))
+    with pytest.raises(ValueError, match="'action_value' contain NaN"):
+        actor(TensorDict(observation=torch.zeros(2, 1), batch_size=[2]))
+    # an all-NaN row is refused too (TorchRL picks 0)
+    module = QValueModule(action_space="categorical")
+    with pytest.raises(ValueError, match="contain NaN"):
+        module(TensorDict(action_value=torch.full((1, 3), float("nan")), batch_size=[1]))
+    dist = DistributionalQValueModule(spec=OneHot(2), support=torch.tensor([0.0, 1.0]))
+    log_p = torch.full((2, 2), 0.5).log()
+    log_p[0, 1] = float("nan")
+    with pytest.raises(ValueError, match="DistributionalQValueModule: .* contain NaN"):
+        dist(TensorDict(action_value=log_p, batch_size=[]))
+
+
+def test_nan_at_a_masked_action_is_ignored_and_inf_is_not_nan():
+    # a NaN the mask excludes cannot be chosen: no error; +inf and -inf are valid values
+    module = QValueModule(spec=Categorical(3), action_mask_key="mask")
+    td = TensorDict(
+        action_value=torch.tensor([[float("nan"), 1.0, 2.0], [float("inf"), float("-inf"), 0.0]]),
+        mask=torch.tensor([[False, True, True], [True, True, True]]),
+        batch_size=[2],
+    )
+    assert module(td)["action"].tolist() == [2, 0]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    sid=st.sampled_from(sorted(SPACES)),
+    rows=st.integers(1, 4),
+    nan_at=st.data(),
+)
+def test_property_any_unmasked_nan_raises(sid, rows, nan_at):
+    spec = SPACES[sid][0]()
+    values = _values((rows,), sid)
+    r = nan_at.draw(st.integers(0, rows - 1))
+    c = nan_at.draw(st.integers(0, values.shape[-1] - 1))
+    values[r, c] = float("nan")
+    with pytest.raises(ValueError, match="contain NaN"):
+        QValueModule(spec=spec)(TensorDict(action_value=values, batch_size=[rows]))
+
+
+# --- TorchRL's argument names and error phrases -------------------------------------------------
+def test_strict_shape():
+    spec = Categorical(4, shape=(1,))
+    for strict in (None, True, False, "auto"):
+        actor = QValueActor(nn.Linear(3, 4), spec=spec, strict_shape=strict)
+        td = actor(TensorDict(observation=torch.randn(12, 3), batch_size=[12]))
+        assert td["action"].shape == (12, 1)  # always the spec's shape
+    bad = TensorDict(observation=torch.randn(12, 3), batch_size=[12])
+    with pytest.raises(RuntimeError, match=r"\(12, 1\), which does not match expected shape \[\.\.\., 4\]"):
+        QValueActor(nn.Linear(3, 1), spec=spec, strict_shape=True)(bad)
+    with pytest.raises(ValueError, match="does not match expected shape"):
+        QValueActor(nn.Linear(3, 1), spec=spec, strict_shape="auto")(bad)
+    with pytest.raises(ValueError, match=r"strict_shape must be one of \[None, True, False, 'auto'\]"):
+        QValueModule(spec=spec, strict_shape="yes")
+
+
+def test_torchrl_error_phrases_keep_tdrl_detail():
+    with pytest.raises(ValueError, match="^action_space was not specified/not compatible: .*'wrong'"):
+        QValueHook(action_space="wrong")
+    with pytest.raises(ValueError, match="^Neither action_space nor spec was defined: QValueActor"):
+        QValueActor(nn.Linear(3, 3))
+    with pytest.raises(
+        ValueError, match="^The action spec and the action space do not match: .*OneHot.*'mult-one-hot'"
+    ):
+        QValueActor(nn.Linear(3, 3), spec=OneHot(3), action_space="mult-one-hot")
+    process = actors_mod._process_action_space_spec
+    assert process("one_hot", None) == ("one-hot", None)
+    spec = MultiOneHot([3, 3])
+    assert process(spec, spec) == ("mult-one-hot", spec)
+    with pytest.raises(ValueError, match="^Passing an action_space as a TensorSpec and a spec"):
+        process(OneHot(3), spec)
+    with pytest.raises(ValueError, match="^action_space cannot be of type Composite"):
+        process(Composite(), spec)
+    with pytest.raises(KeyError, match="action could not be found in the spec.*its keys: \\[\\]"):
+        process(None, Composite())
+    with pytest.raises(KeyError, match="Action mask key m not found in TensorDict.*keys present"):
+        QValueActor(nn.Linear(3, 3), spec=OneHot(3), action_mask_key="m")(
+            TensorDict(observation=torch.zeros(1, 3), batch_size=[1])
+        )

@@ -11,6 +11,7 @@ from tensordict.utils import NestedKey
 from torch import nn
 
 from tdrl.data.tensor_specs import Composite, TensorSpec
+from tdrl.modules.tensordict_module.action_space import resolve_action_space
 from tdrl.modules.tensordict_module.common import SafeModule
 from tdrl.modules.tensordict_module.core import (
     TDRLModuleBase,
@@ -115,6 +116,8 @@ def _actor_steps(
             f"{owner} does not take out_keys: it writes {writes} "
             f"(use {head_cls.__name__} for custom keys)"
         )
+    # the action space is checked here first, so that errors name the actor the user built
+    resolve_action_space(head_kwargs.get("action_space"), spec, head_kwargs.get("var_nums"), owner)
     action_key = _action_key_from_spec(spec)
     net, value_key = _network_step(
         module, in_keys, action_value_key, _sibling(action_key, "action_value"), owner

@@ -239,7 +239,7 @@ class QValueModule(TDRLModuleBase):
     def _check_nan(self, values: torch.Tensor, chosen: torch.Tensor) -> None:
         probe = values if self._nan_in_values else chosen
         # one reduction + one read (NaN propagates through the sum); inf - inf is ruled out below
-        if math.isnan(probe.sum()) and bool(probe.isnan().any()):
+        if math.isnan(probe.sum().item()) and bool(probe.isnan().any()):
             rows = values.isnan().reshape(-1, values.shape[-1]).any(-1)
             raise ValueError(
                 f"{type(self).__name__}: the action values {self._value_key!r} contain NaN "
