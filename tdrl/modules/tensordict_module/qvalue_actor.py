@@ -188,6 +188,8 @@ class QValueActor(SafeSequential):
         >>> printing.unset()
     """
 
+    _auto_batch_size = False  # see QValueModule
+
     def __init__(
         self,
         module: nn.Module | TensorDictModuleBase,
@@ -293,6 +295,8 @@ class DistributionalQValueActor(SafeSequential):
         >>> bool(torch.allclose(td["action_value"].exp().sum(-2), torch.ones(5, 2)))
         True
     """
+
+    _auto_batch_size = False  # see QValueModule
 
     def __init__(
         self,

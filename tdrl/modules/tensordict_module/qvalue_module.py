@@ -94,6 +94,9 @@ class QValueModule(TDRLModuleBase):
     """
 
     _default_out = ("action", None, "chosen_action_value")
+    #: called with tensors, the TensorDict built for them has batch size ``[]`` (TorchRL's
+    #: ``dispatch(auto_batch_size=False)``): distributional values ``[atoms, n]`` are one row
+    _auto_batch_size = False
 
     def __init__(
         self,
