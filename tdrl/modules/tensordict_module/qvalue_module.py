@@ -1,7 +1,6 @@
 """``QValueModule`` and ``DistributionalQValueModule``: the greedy step of a Q-value policy."""
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -241,8 +240,10 @@ class QValueModule(TDRLModuleBase):
 
     def _check_nan(self, values: torch.Tensor, chosen: torch.Tensor) -> None:
         probe = values if self._nan_in_values else chosen
-        # one reduction + one read (NaN propagates through the sum); inf - inf is ruled out below
-        if math.isnan(probe.sum().item()) and bool(probe.isnan().any()):
+        # one read (one reduction first for several rows: NaN propagates through the sum);
+        # a NaN total from inf - inf is ruled out by the exact check below
+        total = probe.item() if probe.numel() == 1 else probe.sum().item()
+        if total != total and bool(probe.isnan().any()):
             rows = values.isnan().reshape(-1, values.shape[-1]).any(-1)
             raise ValueError(
                 f"{type(self).__name__}: the action values {self._value_key!r} contain NaN "
