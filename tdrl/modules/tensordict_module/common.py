@@ -279,7 +279,10 @@ def is_tensordict_compatible(module: Any) -> bool:
     if isinstance(module, (TensorDictModule, TensorDictModuleBase)):
         return True
     has_in, has_out = hasattr(module, "in_keys"), hasattr(module, "out_keys")
-    params = inspect.signature(module.forward).parameters
+    forward = getattr(module, "forward", None)
+    if not callable(forward):
+        return False
+    params = inspect.signature(forward).parameters
     if has_in and has_out and len(params) == 1:
         return True
     if not has_in and not has_out:
