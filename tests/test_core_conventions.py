@@ -176,6 +176,17 @@ class TestSpecsMoveWithTheModule:
         moved = move_spec(spec, lambda t: t.double() if t.is_floating_point() else t)
         assert moved["a"].dtype == torch.int64 and moved["b"].dtype == torch.float64
 
+    def test_device_moves_reach_every_spec(self):
+        spec = Composite(y=Unbounded(shape=(2,)), z=Categorical(3))
+        mod = SafeModule(nn.Linear(2, 2), ["x"], ["y", "z"], spec=spec)
+        mod.to("meta")
+        assert {mod.spec.device, mod.spec["y"].device, mod.spec["z"].device} == {
+            torch.device("meta")
+        }
+        mod.to_empty(device="cpu")
+        assert mod.spec["y"].device == mod.spec["z"].device == torch.device("cpu")
+        assert spec["y"].device == torch.device("cpu")  # the user's spec is not touched
+
     def test_unchanged_spec_is_the_same_object(self):
         mod = self._mod()
         spec, projector = mod.spec, mod._projector
