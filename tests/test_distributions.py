@@ -266,22 +266,41 @@ class TestTanhNormalNumerics:
         (gb,) = torch.autograd.grad(b.sum(), u)
         torch.testing.assert_close(ga, gb)
 
-    def test_cached_pre_image_is_used_and_exact(self, monkeypatch):
-        loc = torch.tensor([[0.3, 20.0, -20.0]])
+    def test_joint_methods_score_the_exact_pre_image(self):
+        loc = torch.tensor([[0.3, 20.0, -20.0]], requires_grad=True)
+        scale = torch.tensor([[0.5, 0.1, 0.1]])
+        d = TanhNormal(loc, scale)
+        torch.manual_seed(0)
+        x, lp = d.rsample_and_log_prob()
+        torch.manual_seed(0)
+        u = loc + scale * torch.randn_like(loc)
+        # exact density of the draw, even where tanh saturates
+        ref = (D.Normal(loc, scale).log_prob(u) - log1m_tanh_sq(u)).sum(-1)
+        torch.testing.assert_close(lp, ref)
+        (g,) = torch.autograd.grad(lp.sum(), loc)
+        (g_ref,) = torch.autograd.grad(ref.sum(), loc)
+        torch.testing.assert_close(g, g_ref)
+        # the rounded action alone cannot tell where the saturated draw was
+        assert (d.log_prob(x.detach().clone()) < lp - 100).all()
+        torch.manual_seed(0)
+        y, lp_s = d.sample_and_log_prob()
+        assert not y.requires_grad and lp_s.requires_grad
+        torch.testing.assert_close(lp_s, ref.detach())
+
+    def test_log_prob_of_latest_draw_equals_that_of_a_copy(self, monkeypatch):
+        loc = torch.tensor([[0.3, 20.0, -20.0]], requires_grad=True)
         d = TanhNormal(loc, torch.tensor([[0.5, 0.1, 0.1]]))
         x = d.rsample()
-        u = d._cache[1]
         calls = []
         orig = d._unsquash
         monkeypatch.setattr(d, "_unsquash", lambda v: calls.append(1) or orig(v))
         lp = d.log_prob(x)
-        assert not calls
-        # exact density of the draw, even where tanh saturates
-        ref = (D.Normal(d.loc, d.scale).log_prob(u) - log1m_tanh_sq(u)).sum(-1)
-        torch.testing.assert_close(lp, ref)
-        assert torch.isfinite(lp).all()
-        d.log_prob(x.clone())
+        assert not calls  # unit bounds, safe_tanh: the draw is inverted without a clamp
+        torch.testing.assert_close(lp, d.log_prob(x.detach().clone()))
         assert calls
+        # the gradient follows the pre-tanh draw, also through the saturated entries
+        (g,) = torch.autograd.grad(lp.sum(), loc)
+        assert torch.isfinite(g).all() and (g[0, 1:].abs() > 1).all()
 
     def test_cache_matches_atanh_path_in_interior(self):
         d = TanhNormal(torch.randn(50, 3, dtype=F64), torch.rand(50, 3, dtype=F64) + 0.2,
@@ -361,7 +380,9 @@ class TestTanhNormalErrors:
     def test_bad_scale(self):
         with pytest.raises(ValueError, match="scale must be > 0, got -1"):
             TanhNormal(torch.zeros(2), -1.0)
-        with pytest.raises(ValueError, match="scale must be > 0 everywhere"):
+        with pytest.raises(ValueError, match=r"scale must be > 0 \(and not NaN\) everywhere, "
+                                             r"got 1 bad entry of 2: values \[0.0\], first at "
+                                             r"index \[1\]"):
             TanhNormal(torch.zeros(2), torch.tensor([1.0, 0.0]), validate_args=True)
         with pytest.raises(TypeError, match="scale must be a tensor"):
             TanhNormal(torch.zeros(2), "big")
@@ -414,7 +435,7 @@ class TestIndependentNormal:
         assert d.expand([2]).batch_shape == (2,)
 
     def test_bad_scale(self):
-        with pytest.raises(ValueError, match="scale must be > 0 everywhere"):
+        with pytest.raises(ValueError, match=r"IndependentNormal: scale must be > 0 .*\[-2.0\]"):
             IndependentNormal(torch.zeros(2), torch.tensor([1.0, -2.0]), validate_args=True)
 
 
@@ -586,7 +607,7 @@ class TestOneHotCategorical:
         torch.testing.assert_close(lp, d.log_prob(y))
 
     def test_errors_and_enumerate(self):
-        with pytest.raises(ValueError, match="exactly one of logits or probs, got both"):
+        with pytest.raises(ValueError, match=r"Either `probs` or `logits` must be specified, but not both \(got both\)"):
             OneHotCategorical(logits=torch.zeros(3), probs=torch.ones(3) / 3)
         with pytest.raises(ValueError, match="got neither"):
             OneHotCategorical()
@@ -660,7 +681,7 @@ class TestMaskedCategorical:
             MaskedCategorical(logits=logits, mask=torch.ones(3, 3, dtype=torch.bool))
         with pytest.raises(TypeError, match="mask must be a boolean tensor, got torch.int64"):
             MaskedCategorical(logits=logits, mask=torch.ones(2, 3, dtype=torch.long))
-        with pytest.raises(ValueError, match="exactly one of mask or indices, got neither"):
+        with pytest.raises(ValueError, match=r"A `mask` or some `indices` must be provided, but not both \(got neither\)"):
             MaskedCategorical(logits=logits)
         with pytest.raises(ValueError, match="all categories masked"):
             MaskedCategorical(logits=logits, mask=torch.tensor([[True, False, False]] * 1

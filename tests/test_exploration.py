@@ -232,8 +232,12 @@ def test_additive_gaussian_annealing_deterministic_and_errors():
     with set_exploration_type(DETERMINISTIC):
         td = noise(TensorDict(action=action.clone(), batch_size=[3]))
     assert torch.equal(td["action"], action)
-    with pytest.raises(ValueError, match=r"safe=True\) needs a spec"):
-        AdditiveGaussianModule()
+    unset = AdditiveGaussianModule()  # the spec may be set later (module.spec = ...)
+    with pytest.raises(RuntimeError, match=r"spec has not been set.*safe=True\) needs"):
+        unset(TensorDict(action=torch.zeros(3, 2), batch_size=[3]))
+    unset.spec = Bounded(-1.0, 1.0, shape=(2,))
+    out = unset(TensorDict(action=torch.full((3, 2), 5.0), batch_size=[3]))["action"]
+    assert torch.equal(out, torch.ones(3, 2))
     with pytest.raises(ValueError, match="std must be >= 0"):
         AdditiveGaussianModule(Unbounded(shape=(1,)), std=-1.0)
 
@@ -280,7 +284,7 @@ def test_ou_reset_clip_and_deterministic():
     # two modules keep separate state
     other = OrnsteinUhlenbeckProcessModule(spec)
     assert other.noise_key != ou.noise_key
-    with pytest.raises(ValueError, match="needs the action spec"):
+    with pytest.raises(RuntimeError, match="spec cannot be None.*needs the action spec"):
         OrnsteinUhlenbeckProcessModule()
     with pytest.raises(ValueError, match="dt must be > 0"):
         OrnsteinUhlenbeckProcessModule(spec, dt=0.0)

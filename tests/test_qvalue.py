@@ -141,7 +141,11 @@ def test_every_space_mask_and_batch(sid, masked, batch):
     out = module(td)
     assert out is td
     _check(sid, spec, values, mask, td)
-    assert td["action_value"] is values  # left as the network produced it
+    if mask is None:
+        assert td["action_value"] is values  # left as the network produced it
+    else:  # TorchRL's contract: masked actions hold the lowest finite value
+        lowest = torch.finfo(values.dtype).min
+        torch.testing.assert_close(td["action_value"], torch.where(mask, values, lowest))
 
 
 @pytest.mark.parametrize("sid", ["one-hot", "categorical", "binary"])
@@ -168,8 +172,10 @@ def test_multi_spaces_with_var_nums(sid):
     QValueModule(spec=MultiOneHot([3, 3]), var_nums=3)
     with pytest.raises(ValueError, match=r"var_nums=\[2, 2\] disagrees.*\[2, 3\]"):
         QValueModule(spec=SPACES[sid][0](), var_nums=[2, 2])
-    with pytest.raises(ValueError, match="needs var_nums"):
-        QValueModule(action_space=sid)
+    # without var_nums the module builds (as in TorchRL) and raises when called
+    lazy = QValueModule(action_space=sid)
+    with pytest.raises(ValueError, match=f"action_space='{sid}' without a spec needs var_nums"):
+        lazy(TensorDict(action_value=values, batch_size=[6]))
     with pytest.raises(ValueError, match="int var_nums"):
         QValueModule(action_space=sid, var_nums=3)
 
@@ -263,11 +269,19 @@ def test_mask_errors():
     td = TensorDict(action_value=torch.randn(2, 4), mask=torch.ones(2, 3, dtype=torch.bool))
     with pytest.raises(ValueError, match=r"'mask' has shape \(2, 3\), expected .*\(2, 4\)"):
         module(td)
-    with pytest.raises(KeyError, match="'mask'.*keys present"):
+    with pytest.raises(KeyError, match="Action mask key mask not found in TensorDict.*keys present"):
         module(TensorDict(action_value=torch.randn(2, 4)))
-    # a 0/1 integer mask is accepted
-    td = TensorDict(action_value=torch.tensor([[5.0, 1.0]]), mask=torch.tensor([[0, 1]]))
-    assert QValueModule(spec=OneHot(2), action_mask_key="mask")(td)["action"].tolist() == [[0, 1]]
+
+
+@pytest.mark.parametrize("mask", [[[0.3, 1.0]], [[0, 2]]], ids=["float", "int"])
+def test_non_bool_mask_raises_naming_the_dtype(mask):
+    # a float / int mask is not silently cast: 0.3 and 2 would both mean "allowed"
+    mask = torch.tensor(mask)
+    td = TensorDict(action_value=torch.tensor([[5.0, 1.0]]), mask=mask)
+    module = QValueModule(spec=OneHot(2), action_mask_key="mask")
+    with pytest.raises(ValueError, match=f"'mask' has dtype {mask.dtype}, expected torch.bool"):
+        module(td)
+    assert "action" not in td.keys()
 
 
 # --- spec / action_space rules ------------------------------------------------------------------
@@ -295,7 +309,7 @@ def test_unknown_action_space_lists_valid_names():
 def test_spec_rules_other_errors():
     with pytest.raises(ValueError, match="needs a spec or an action_space"):
         QValueModule()
-    with pytest.raises(ValueError, match="QValueModule: cannot pick discrete actions in a Bounded"):
+    with pytest.raises(ValueError, match="QValueModule cannot pick discrete actions in a Bounded"):
         QValueModule(spec=Bounded(-1.0, 1.0, shape=(2,)))
     with pytest.raises(ValueError, match=r"safe=True\) needs a spec"):
         QValueModule(action_space="one-hot", safe=True)
@@ -307,7 +321,7 @@ def test_spec_rules_other_errors():
 
 def test_value_shape_errors():
     module = QValueModule(spec=OneHot(4))
-    with pytest.raises(ValueError, match=r"shape \(2, 5\), expected a last dimension of 4"):
+    with pytest.raises(ValueError, match=r"shape \(2, 5\), which does not match expected shape \[\.\.\., 4\]"):
         module(TensorDict(action_value=torch.randn(2, 5), batch_size=[2]))
     with pytest.raises(KeyError, match="'action_value'.*keys present: \\['obs'\\]"):
         module(TensorDict(obs=torch.randn(2, 4), batch_size=[2]))
@@ -362,8 +376,8 @@ def test_nested_keys():
     spec = Composite({("agent", "action"): OneHot(4)})
     actor = QValueActor(nn.Linear(5, 4), in_keys=[("agent", "obs")], spec=spec)
     assert actor.out_keys == [
-        ("agent", "action_value"),
         ("agent", "action"),
+        ("agent", "action_value"),
         ("agent", "chosen_action_value"),
     ]
     td = actor(TensorDict({("agent", "obs"): torch.randn(3, 5)}, batch_size=[3]))
@@ -377,7 +391,8 @@ def test_actor_with_plain_module_is_a_safe_sequential():
     actor = QValueActor(net, spec=OneHot(3))
     assert isinstance(actor, SafeSequential)
     assert actor.in_keys == ["observation"]
-    assert actor.out_keys == ["action_value", "action", "chosen_action_value"]
+    # a rewritten key takes its last place (tensordict.nn's order): action, values, chosen
+    assert actor.out_keys == ["action", "action_value", "chosen_action_value"]
     obs = torch.randn(6, 4)
     td = actor(TensorDict(observation=obs, batch_size=[6]))
     torch.testing.assert_close(td["action_value"], net(obs))
@@ -390,7 +405,7 @@ def test_actor_with_plain_module_is_a_safe_sequential():
 def test_actor_with_tensordict_module():
     net = TensorDictModule(nn.Linear(4, 3), in_keys=["obs"], out_keys=["q"])
     actor = QValueActor(net, spec=OneHot(3))  # the only out_key feeds the Q-value step
-    assert actor.out_keys == ["q", "action", "chosen_action_value"]
+    assert actor.out_keys == ["action", "q", "chosen_action_value"]
     assert net.out_keys == ["q"]  # the user's module is not modified
     td = actor(TensorDict(obs=torch.randn(2, 4), batch_size=[2]))
     assert td["action"].shape == (2, 3)

@@ -31,6 +31,7 @@ from tdrl.modules.tensordict_module import (
     SafeProbabilisticModule,
     SafeProbabilisticTensorDictSequential,
     SafeSequential,
+    TanhModule,
     TDRLModuleBase,
     ValueOperator,
 )
@@ -55,6 +56,7 @@ __all__ = [
     "SafeSequential",
     "TDRLModuleBase",
     "TanhDelta",
+    "TanhModule",
     "TanhNormal",
     "TruncatedNormal",
     "ValueOperator",

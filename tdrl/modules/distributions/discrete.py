@@ -20,7 +20,7 @@ from torch import Tensor
 from torch import distributions as D
 from torch.distributions import constraints
 
-from tdrl.modules.distributions.utils import _is_compiling
+from tdrl.modules.distributions.bounds import _is_compiling
 
 __all__ = [
     "MaskedCategorical",
@@ -53,8 +53,8 @@ class ReparamGradientStrategy(Enum):
 def _check_params(logits: Tensor | None, probs: Tensor | None, cls: str) -> None:
     if (logits is None) == (probs is None):
         raise ValueError(
-            f"{cls}: pass exactly one of logits or probs, got "
-            f"{'both' if logits is not None else 'neither'}"
+            f"{cls}: Either `probs` or `logits` must be specified, but not both (got "
+            f"{'both' if logits is not None else 'neither'})"
         )
     t = logits if logits is not None else probs
     if not isinstance(t, Tensor):
@@ -288,6 +288,16 @@ class MaskedCategorical(_CategoricalBase):
             along its last dim (entries equal to ``padding_value`` are ignored).
         neg_inf (float, optional): ``log_prob`` of a masked category. Defaults to ``-inf``.
         padding_value (int, optional): filler value in ``indices``. Defaults to ``None``.
+        use_cross_entropy (bool, optional): accepted for TorchRL compatibility
+            (where it selects a ``cross_entropy`` kernel); ``log_prob`` is a
+            gather of the normalized logits either way, with the same values.
+            Defaults to ``True``.
+        padding_side (str, optional): ``"left"`` or ``"right"``, kept as an
+            attribute for TorchRL compatibility. Defaults to ``"left"``.
+
+    ``sparse_mask`` is ``True`` when the distribution was built from
+    ``indices``; ``mask`` is the dense boolean mask in both cases (TorchRL's
+    raises for sparse masks).
 
     Raises:
         ValueError: mask shape mismatch, both or neither of mask/indices, an
@@ -318,13 +328,17 @@ class MaskedCategorical(_CategoricalBase):
         indices: Tensor | None = None,
         neg_inf: float = -math.inf,
         padding_value: int | None = None,
+        use_cross_entropy: bool = True,
+        padding_side: str = "left",
     ) -> None:
         cls = type(self).__name__
+        if padding_side not in ("left", "right"):
+            raise ValueError(f"{cls}: padding_side must be 'left' or 'right', got {padding_side!r}")
         _check_params(logits, probs, cls)
         if (mask is None) == (indices is None):
             raise ValueError(
-                f"{cls}: pass exactly one of mask or indices, got "
-                f"{'both' if mask is not None else 'neither'}"
+                f"{cls}: A `mask` or some `indices` must be provided, but not both (got "
+                f"{'both' if mask is not None else 'neither'})"
             )
         if logits is None:
             logits = probs.log()  # zero -> -inf; the softmax below renormalizes
@@ -358,6 +372,9 @@ class MaskedCategorical(_CategoricalBase):
             )
         self.neg_inf = neg_inf
         self.padding_value = padding_value
+        self.use_cross_entropy = use_cross_entropy
+        self.padding_side = padding_side
+        self.sparse_mask = indices is not None
         self._mask = mask
         masked = logits.masked_fill(~mask, -math.inf)
         self._mode_src = masked
@@ -387,7 +404,8 @@ class MaskedCategorical(_CategoricalBase):
         shape = torch.Size(batch_shape) + (self._num_events,)
         return type(self)(
             logits=self.logits.expand(shape), mask=self._mask.expand(shape),
-            neg_inf=self.neg_inf,
+            neg_inf=self.neg_inf, use_cross_entropy=self.use_cross_entropy,
+            padding_side=self.padding_side,
         )
 
 

@@ -1,270 +1,182 @@
-"""Small numerical helpers shared by the tdrl distributions.
+"""Helpers around the distributions, at TorchRL's ``modules.distributions.utils`` path.
 
-Everything here is private to :mod:`tdrl.modules.distributions`; the helpers
-are kept in one place so that the bounded distributions (``TanhNormal``,
-``TanhDelta``, ``TruncatedNormal``) read and check their bounds the same way.
+- :func:`sample_and_log_prob` / :func:`rsample_and_log_prob`: draw once and
+  score that very draw (``TanhNormal`` scores its pre-tanh value exactly),
+  also component by component for a tensordict ``CompositeDistribution``.
+- :func:`composite_entropy`: per-component entropies of a ``CompositeDistribution``.
+- :func:`safetanh` / :func:`safeatanh` and friends (from
+  :mod:`~tdrl.modules.distributions.safe_tanh`) and the bounds helpers (from
+  :mod:`~tdrl.modules.distributions.bounds`), re-exported here.
 """
 from __future__ import annotations
 
-import math
-import weakref
-from numbers import Number
+from collections.abc import Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
+from tensordict import TensorDict, TensorDictBase, is_tensor_collection
+from tensordict.nn import CompositeDistribution, composite_lp_aggregate
 from torch import Tensor
-from torch.distributions import constraints
+from torch import distributions as D
+
+from tdrl.modules.distributions.bounds import BoundedSupportMixin, Bounds, get_bounds
+from tdrl.modules.distributions.safe_tanh import (
+    LOG_2,
+    LOG_SQRT_2PI,
+    SafeTanhTransform,
+    log1m_tanh_sq,
+    safeatanh,
+    safeatanh_noeps,
+    safetanh,
+    safetanh_noeps,
+    tanh_limit,
+)
 
 __all__ = [
-    "BoundedSupportMixin",
-    "Bounds",
     "LOG_2",
     "LOG_SQRT_2PI",
+    "BoundedSupportMixin",
+    "Bounds",
+    "SafeTanhTransform",
+    "composite_entropy",
     "get_bounds",
     "log1m_tanh_sq",
+    "rsample_and_log_prob",
+    "safeatanh",
+    "safeatanh_noeps",
+    "safetanh",
+    "safetanh_noeps",
+    "sample_and_log_prob",
     "tanh_limit",
 ]
 
-LOG_2 = math.log(2.0)
-LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
-
-_LIMITS: dict[torch.dtype, float] = {}
-
-
-def tanh_limit(dtype: torch.dtype) -> float:
-    """Largest value ``1 - eps`` kept strictly below 1 in ``dtype`` (cached per dtype).
-
-    Examples:
-        >>> tanh_limit(torch.float32) < 1.0
-        True
-        >>> torch.tensor(tanh_limit(torch.float32)) < 1.0
-        tensor(True)
-    """
-    lim = _LIMITS.get(dtype)
-    if lim is None:
-        lim = _LIMITS[dtype] = 1.0 - torch.finfo(dtype).eps
-    return lim
+def _suffixed(name: Any, suffix: str) -> Any:
+    """``"a" -> "a_suffix"``, ``("a", "b") -> ("a", "b_suffix")``."""
+    if isinstance(name, str):
+        return name + suffix
+    return (*name[:-1], name[-1] + suffix)
 
 
-def log1m_tanh_sq(u: Tensor) -> Tensor:
-    """``log(1 - tanh(u) ** 2)``, finite and accurate for every finite ``u``.
-
-    Uses ``log(1 - tanh(u)^2) = 2 * (log 2 - u - softplus(-2 u))``, which never
-    forms ``1 - tanh(u)^2`` (that difference rounds to 0 once ``|u| > ~9`` in
-    float32).
-
-    Examples:
-        >>> u = torch.tensor([0.0, 1.0, 30.0, -30.0])
-        >>> out = log1m_tanh_sq(u)
-        >>> bool(torch.isfinite(out).all())
-        True
-        >>> torch.allclose(out[:2], torch.log(1 - torch.tanh(u[:2]) ** 2))
-        True
-    """
-    return 2.0 * (LOG_2 - u - F.softplus(-2.0 * u))
+def _aggregate(parts: dict, batch_ndim: int) -> Tensor:
+    """Sum of per-component tensors, each first reduced to its leading ``batch_ndim`` dims."""
+    total: Tensor | float = 0.0
+    for part in parts.values():
+        if is_tensor_collection(part):
+            part = part.sum(dim="feature", reduce=True)
+        elif part.ndim > batch_ndim:
+            part = part.flatten(batch_ndim, -1).sum(-1)
+        total = total + part
+    return total
 
 
-class Bounds:
-    """The interval ``[low, high]`` of a bounded distribution, prepared for the hot path.
+def sample_and_log_prob(
+    distribution: D.Distribution,
+    sample_shape: Sequence[int] = (),
+    *,
+    reparameterize: bool = False,
+) -> tuple[Any, Tensor | TensorDictBase]:
+    """Draw once and return ``(sample, log-prob of that very draw)``.
 
-    ``lo``/``hi`` are the bounds, ``shift = (hi + lo) / 2`` and
-    ``half = (hi - lo) / 2`` map ``[-1, 1]`` onto ``[lo, hi]``. When both bounds
-    are Python numbers, or tensors whose entries are all equal, they are kept as
-    floats (``is_tensor`` False) and the map costs at most two scalar ops;
-    ``unit`` is True for ``[-1, 1]``, where the map is skipped. ``shape`` is the
-    broadcast shape of tensor bounds (``None`` for numbers); ``low``/``high``
-    are the bounds as given.
-    """
+    Uses the distribution's own ``sample_and_log_prob`` (or
+    ``rsample_and_log_prob`` with ``reparameterize=True``) when it has one,
+    so that e.g. a ``TanhNormal`` draw is scored from its exact pre-tanh value;
+    otherwise samples and calls ``log_prob``. A tensordict
+    ``CompositeDistribution`` is handled component by component: the sample is
+    a TensorDict, and the log-prob a TensorDict of ``<name>_log_prob`` entries
+    or, under ``composite_lp_aggregate()``, their sum over the feature dims.
 
-    __slots__ = (
-        "low", "high", "lo", "hi", "shift", "half", "log_half", "inv_half", "unit",
-        "is_tensor", "shape", "_inner", "__weakref__",
-    )
+    Args:
+        distribution (Distribution): the distribution.
+        sample_shape (sequence of int, optional): leading sample dims. Defaults to ``()``.
 
-    def __init__(self, low: Any, high: Any, lo: Any, hi: Any, shape: torch.Size | None):
-        self.low = low  # as given
-        self.high = high
-        self.lo = lo  # floats, or tensors in the parameters' dtype and device
-        self.hi = hi
-        self.shift = (hi + lo) / 2
-        self.half = (hi - lo) / 2
-        self.is_tensor = isinstance(lo, Tensor)
-        self.shape = shape
-        self._inner: dict = {}
-        if self.is_tensor:
-            self.log_half = self.half.log()
-            self.inv_half = self.half.reciprocal()
-            self.unit = False
-        else:
-            self.log_half = math.log(self.half)
-            self.inv_half = 1.0 / self.half
-            self.unit = lo == -1.0 and hi == 1.0
-
-    def inner(self, dtype: torch.dtype) -> tuple[Any, Any]:
-        """The closest values of ``dtype`` strictly inside ``(lo, hi)`` (cached per dtype).
-
-        Floats for number bounds, tensors for tensor bounds.
-        """
-        hit = self._inner.get(dtype)
-        if hit is None:
-            lo = torch.as_tensor(self.lo, dtype=dtype)
-            hi = torch.as_tensor(self.hi, dtype=dtype)
-            lo_in, hi_in = torch.nextafter(lo, hi), torch.nextafter(hi, lo)
-            if not self.is_tensor:
-                lo_in, hi_in = lo_in.item(), hi_in.item()
-            hit = self._inner[dtype] = (lo_in, hi_in)
-        return hit
-
-    def as_tensors(self, like: Tensor) -> tuple[Tensor, Tensor]:
-        """``(low, high)`` as tensors on the device and in the dtype of ``like``."""
-        kw = {"dtype": like.dtype, "device": like.device}
-        return torch.as_tensor(self.lo, **kw), torch.as_tensor(self.hi, **kw)
-
-
-class BoundedSupportMixin:
-    """``low``, ``high`` and ``support`` of a distribution bounded by ``self._bounds``.
-
-    The bounds come as tensors on the device and in the dtype of the parameter named
-    by ``_bounds_param`` (``"loc"`` by default); the support is an interval over the
-    event dims. Put the mixin before the ``Distribution`` base class.
+    Keyword Args:
+        reparameterize (bool, optional): draw with ``rsample`` (pathwise
+            gradient). Defaults to ``False``.
 
     Examples:
         >>> from tdrl.modules.distributions import TanhNormal
-        >>> d = TanhNormal(torch.zeros(2, 3), torch.ones(2, 3), low=0.0, high=2.0)
-        >>> d.low, d.high
-        (tensor(0.), tensor(2.))
-        >>> d.support.reinterpreted_batch_ndims
-        1
+        >>> d = TanhNormal(torch.tensor([20.0, -20.0]), torch.full((2,), 0.1))
+        >>> a, lp = sample_and_log_prob(d, (3,))
+        >>> a.shape, lp.shape, bool(torch.isfinite(lp).all())
+        (torch.Size([3, 2]), torch.Size([3]), True)
+        >>> x, lp = sample_and_log_prob(torch.distributions.Normal(0.0, 1.0))
+        >>> torch.allclose(lp, torch.distributions.Normal(0.0, 1.0).log_prob(x))
+        True
     """
-
-    _bounds: Bounds
-    _event_shape: torch.Size
-    _bounds_param = "loc"
-
-    @property
-    def low(self) -> Tensor:
-        """The lower bound, as a tensor on the parameters' device."""
-        return self._bounds.as_tensors(getattr(self, self._bounds_param))[0]
-
-    @property
-    def high(self) -> Tensor:
-        """The upper bound, as a tensor on the parameters' device."""
-        return self._bounds.as_tensors(getattr(self, self._bounds_param))[1]
-
-    @property
-    def support(self) -> constraints.Constraint:
-        low, high = self._bounds.as_tensors(getattr(self, self._bounds_param))
-        return constraints.independent(constraints.interval(low, high), len(self._event_shape))
-
-
-_FLOAT_CACHE: dict[tuple[float, float], Bounds] = {}
-# (low key, high key, dtype, device) -> (weakrefs to the tensor bounds, Bounds); a tensor's
-# key holds its id and version counter, the weakrefs guard against a reused id.
-_TENSOR_CACHE: dict[tuple, tuple[tuple, Bounds]] = {}
-_CACHE_MAX = 256
-
-
-def _bound_error(low: Any, high: Any, where: str = "") -> ValueError:
-    return ValueError(
-        f"low must be strictly smaller than high{where}, got low={low} and high={high}"
+    sample_shape = torch.Size(sample_shape)
+    if isinstance(distribution, CompositeDistribution):
+        samples, log_probs = {}, {}
+        for name, part in distribution.dists.items():
+            samples[name], log_probs[_suffixed(name, "_log_prob")] = sample_and_log_prob(
+                part, sample_shape, reparameterize=reparameterize
+            )
+        batch_size = sample_shape + distribution.batch_shape
+        sample = TensorDict(samples, batch_size=batch_size)
+        if not composite_lp_aggregate():
+            return sample, TensorDict(log_probs, batch_size=batch_size)
+        return sample, _aggregate(log_probs, len(batch_size))
+    joint = getattr(
+        distribution, "rsample_and_log_prob" if reparameterize else "sample_and_log_prob", None
     )
+    if joint is not None:
+        return joint(sample_shape)
+    sample = (distribution.rsample if reparameterize else distribution.sample)(sample_shape)
+    if isinstance(sample, Tensor) or is_tensor_collection(sample):
+        return sample, distribution.log_prob(sample)
+    return sample, distribution.log_prob(*sample)
 
 
-def _float_bounds(low: float, high: float) -> Bounds:
-    key = (low, high)
-    b = _FLOAT_CACHE.get(key)
-    if b is None:
-        if not (math.isfinite(low) and math.isfinite(high)):
-            raise ValueError(f"low and high must be finite, got low={low} and high={high}")
-        if not low < high:
-            raise _bound_error(low, high)
-        b = Bounds(low, high, low, high, None)
-        if len(_FLOAT_CACHE) > _CACHE_MAX:
-            _FLOAT_CACHE.clear()
-        _FLOAT_CACHE[key] = b
-    return b
-
-
-def _tensor_bounds(low: Any, high: Any, like: Tensor) -> Bounds:
-    dtype, device = like.dtype, like.device
-    low_t = torch.as_tensor(low, dtype=dtype, device=device)
-    high_t = torch.as_tensor(high, dtype=dtype, device=device)
-    try:
-        shape = torch.broadcast_shapes(low_t.shape, high_t.shape)
-    except RuntimeError as err:
-        raise ValueError(
-            f"low and high must broadcast together, got shapes {tuple(low_t.shape)} "
-            f"and {tuple(high_t.shape)}"
-        ) from err
-    if not bool(torch.isfinite(low_t).all() and torch.isfinite(high_t).all()):
-        raise ValueError(f"low and high must be finite, got low={low_t} and high={high_t}")
-    bad = low_t >= high_t
-    if bool(bad.any()):
-        idx = bad.nonzero()[0].tolist()
-        raise _bound_error(low_t, high_t, f" everywhere (first offending index {idx})")
-    # Uniform bounds (a spec's low/high are often all -1 and 1) become floats.
-    lo_min, lo_max = low_t.aminmax()
-    hi_min, hi_max = high_t.aminmax()
-    if bool(lo_min == lo_max) and bool(hi_min == hi_max):
-        return Bounds(low, high, lo_min.item(), hi_min.item(), shape)
-    return Bounds(low, high, low_t, high_t, shape)
-
-
-def _key(x: Any) -> tuple[Any, ...]:
-    if isinstance(x, Tensor):
-        return (id(x), x._version)
-    return (float(x),)
-
-
-try:
-    from torch.compiler import is_compiling as _is_compiling
-except ImportError:  # torch < 2.3
-    from torch._dynamo import is_compiling as _is_compiling
-
-
-def get_bounds(low: Any, high: Any, like: Tensor) -> Bounds:
-    """Checks and prepares ``[low, high]`` for distributions whose parameters look like ``like``.
-
-    ``low`` and ``high`` may be numbers or tensors (anything ``torch.as_tensor``
-    accepts). Results are cached: floats by value, tensors by identity and
-    version counter, so a spec's bound tensors passed on every call are checked
-    and converted once. Under ``torch.compile``, tensor bounds are used as they
-    are, without checks (which would need a device sync).
-
-    Raises:
-        ValueError: if ``low >= high`` somewhere (the message gives both), if a
-            bound is not finite, or if the bounds do not broadcast together.
+def rsample_and_log_prob(
+    distribution: D.Distribution, sample_shape: Sequence[int] = ()
+) -> tuple[Any, Tensor | TensorDictBase]:
+    """:func:`sample_and_log_prob` with ``reparameterize=True`` (a pathwise-differentiable draw).
 
     Examples:
-        >>> b = get_bounds(-1.0, 1.0, torch.zeros(3))
-        >>> b.unit, b.shift, b.half
-        (True, 0.0, 1.0)
-        >>> b = get_bounds(torch.zeros(2), torch.tensor([1.0, 4.0]), torch.zeros(2))
-        >>> b.is_tensor, b.shift
-        (True, tensor([0.5000, 2.0000]))
-        >>> get_bounds(1.0, 0.0, torch.zeros(1))
-        Traceback (most recent call last):
-        ...
-        ValueError: low must be strictly smaller than high, got low=1.0 and high=0.0
+        >>> from tdrl.modules.distributions import TanhNormal
+        >>> loc = torch.zeros(2, requires_grad=True)
+        >>> a, lp = rsample_and_log_prob(TanhNormal(loc, torch.ones(2)))
+        >>> a.requires_grad, lp.shape
+        (True, torch.Size([]))
     """
-    low_is_t = isinstance(low, Tensor)
-    high_is_t = isinstance(high, Tensor)
-    if not low_is_t and not high_is_t and isinstance(low, Number) and isinstance(high, Number):
-        return _float_bounds(float(low), float(high))
-    if _is_compiling():
-        kw = {"dtype": like.dtype, "device": like.device}
-        low_t, high_t = torch.as_tensor(low, **kw), torch.as_tensor(high, **kw)
-        return Bounds(low, high, low_t, high_t, torch.broadcast_shapes(low_t.shape, high_t.shape))
-    key = (_key(low), _key(high), like.dtype, like.device)
-    hit = _TENSOR_CACHE.get(key)
-    if hit is not None:
-        refs, b = hit
-        if all(r is None or r() is x for r, x in zip(refs, (low, high))):
-            return b
-    b = _tensor_bounds(low, high, like)
-    refs = tuple(weakref.ref(x) if isinstance(x, Tensor) else None for x in (low, high))
-    if len(_TENSOR_CACHE) > _CACHE_MAX:
-        _TENSOR_CACHE.clear()
-    _TENSOR_CACHE[key] = (refs, b)
-    return b
+    return sample_and_log_prob(distribution, sample_shape, reparameterize=True)
+
+
+def composite_entropy(
+    distribution: CompositeDistribution, samples_mc: int = 1
+) -> Tensor | TensorDictBase:
+    """Entropy of each component of a tensordict ``CompositeDistribution``.
+
+    A component's own ``entropy()`` is used when it has one; otherwise
+    ``-mean(log_prob)`` over ``samples_mc`` draws scored by
+    :func:`rsample_and_log_prob` (no inverse map). Returns a TensorDict of
+    ``<name>_entropy`` entries, or their sum over the feature dims under
+    ``composite_lp_aggregate()``.
+
+    Args:
+        distribution (CompositeDistribution): the distribution.
+        samples_mc (int, optional): Monte-Carlo draws for components without an
+            entropy. Defaults to ``1``.
+
+    Examples:
+        >>> from tensordict import TensorDict
+        >>> from tensordict.nn import CompositeDistribution, set_composite_lp_aggregate
+        >>> params = TensorDict(
+        ...     {"a": {"loc": torch.zeros(2, 3), "scale": torch.ones(2, 3)}}, batch_size=[2])
+        >>> d = CompositeDistribution(params, distribution_map={"a": torch.distributions.Normal})
+        >>> with set_composite_lp_aggregate(False):
+        ...     h = composite_entropy(d)
+        >>> h["a_entropy"].shape
+        torch.Size([2, 3])
+    """
+    entropies = {}
+    for name, part in distribution.dists.items():
+        try:
+            h = part.entropy()
+        except NotImplementedError:
+            if not part.has_rsample:
+                raise
+            h = -rsample_and_log_prob(part, (samples_mc,))[1].mean(0)
+        entropies[_suffixed(name, "_entropy")] = h
+    if not composite_lp_aggregate():
+        return TensorDict(entropies, batch_size=distribution.batch_shape)
+    return _aggregate(entropies, len(distribution.batch_shape))

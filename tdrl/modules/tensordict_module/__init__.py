@@ -25,6 +25,7 @@ from tdrl.modules.tensordict_module.qvalue import (
     QValueModule,
 )
 from tdrl.modules.tensordict_module.sequence import SafeSequential
+from tdrl.modules.tensordict_module.tanh import TanhModule
 
 __all__ = [
     "ActorCriticOperator",
@@ -36,6 +37,7 @@ __all__ = [
     "SafeProbabilisticModule",
     "SafeProbabilisticTensorDictSequential",
     "SafeSequential",
+    "TanhModule",
     "TDRLModuleBase",
     "ValueOperator",
     "QValueModule",

@@ -63,7 +63,10 @@ class ProbabilisticActor(SafeProbabilisticTensorDictSequential):
     writes the action under ``out_keys`` (default ``["action"]``), plus its
     log-probability under ``log_prob_key`` (``"sample_log_prob"``) when
     ``return_log_prob=True``. Outside any exploration context it uses
-    ``default_interaction_type`` (DETERMINISTIC).
+    ``default_interaction_type`` (DETERMINISTIC). Other keyword arguments
+    (``num_samples``, ``generator``, ``distribution_kwargs``...) are those of
+    :class:`SafeProbabilisticModule`; with a ``CompositeDistribution`` the
+    out_keys come from its ``distribution_map`` / ``name_map``.
 
     Examples:
         >>> import torch
@@ -98,10 +101,12 @@ class ProbabilisticActor(SafeProbabilisticTensorDictSequential):
                 "TensorDictModule writing the distribution parameters), got "
                 f"{type(module).__name__}"
             )
-        out_keys = normalize_keys(out_keys if out_keys is not None else ["action"], "out_keys")
-        if isinstance(spec, Composite) and len(out_keys) == 1 and out_keys[0] not in spec.keys(True):
-            raise KeyError(f"the spec has no entry for the action key {out_keys[0]!r}")
+        if out_keys is not None:
+            out_keys = normalize_keys(out_keys, "out_keys")
         head = SafeProbabilisticModule(in_keys=in_keys, out_keys=out_keys, spec=spec, **kwargs)
+        keys = head.dist_sample_keys
+        if isinstance(spec, Composite) and len(keys) == 1 and keys[0] not in spec.keys(True):
+            raise KeyError(f"the spec has no entry for the action key {keys[0]!r}")
         super().__init__(module, head)
 
 
@@ -145,6 +150,7 @@ from tdrl.modules.tensordict_module.actor_critic import (  # noqa: E402
 )
 
 __all__ += ["ActorCriticOperator", "ActorCriticWrapper", "ActorValueOperator"]
+from tdrl.modules.tensordict_module.action_space import _process_action_space_spec  # noqa: E402,F401
 from tdrl.modules.tensordict_module.qvalue import (  # noqa: E402
     DistributionalQValueActor,
     DistributionalQValueHook,
@@ -153,8 +159,10 @@ from tdrl.modules.tensordict_module.qvalue import (  # noqa: E402
     QValueHook,
     QValueModule,
 )
+from tdrl.modules.tensordict_module.tanh import TanhModule  # noqa: E402
 
 __all__ += [
+    "TanhModule",
     "QValueModule",
     "QValueActor",
     "DistributionalQValueModule",

@@ -35,13 +35,14 @@ from tensordict.utils import NestedKey
 
 from tdrl.data.tensor_specs import Composite, TensorSpec
 from tdrl.envs.utils import ExplorationType, exploration_type
+from tdrl.modules.tensordict_module.action_space import resolve_action_space
 from tdrl.modules.tensordict_module.core import (
     TDRLModuleBase,
     key_str,
     missing_key_error,
     normalize_keys,
 )
-from tdrl.modules.tensordict_module.qvalue import QValueModule, resolve_action_space
+from tdrl.modules.tensordict_module.qvalue_module import QValueModule, mask_missing_error
 
 __all__ = ["EGreedyModule", "AdditiveGaussianModule", "OrnsteinUhlenbeckProcessModule"]
 
@@ -70,16 +71,36 @@ def _batch_shape(action: torch.Tensor, spec: TensorSpec, key: NestedKey, owner: 
     n = len(spec.shape)
     if action.ndim < n or tuple(action.shape[action.ndim - n :]) != tuple(spec.shape):
         raise ValueError(
-            f"{owner}: the action {key_str(key)} has shape {tuple(action.shape)}, "
-            f"which does not end with the spec's shape {tuple(spec.shape)}"
+            f"Action spec shape does not match the action shape: {owner}: the action "
+            f"{key_str(key)} has shape {tuple(action.shape)}, which does not end with the "
+            f"spec's shape {tuple(spec.shape)}"
         )
     return action.shape[: action.ndim - n]
 
 
 class _Annealed(TDRLModuleBase):
-    """A linearly annealed factor kept in buffers ``<name>``, ``<name>_init``, ``<name>_end``."""
+    """A linearly annealed factor kept in buffers ``<name>``, ``<name>_init``, ``<name>_end``.
+
+    It also holds the action spec: ``spec`` (a ``Composite`` keyed by the action
+    key, or ``None`` until set) can be assigned after construction, as in TorchRL.
+    """
 
     _factor = "eps"
+    _action_key: NestedKey = "action"
+    _leaf: TensorSpec | None = None
+
+    @property
+    def spec(self) -> Composite | None:
+        """The action spec, as a ``Composite`` holding the action key (``None``: not set)."""
+        return self._spec
+
+    @spec.setter
+    def spec(self, spec: TensorSpec | None) -> None:
+        self._set_leaf(_leaf_spec(spec, self._action_key, type(self).__name__))
+
+    def _set_leaf(self, leaf: TensorSpec | None) -> None:
+        self._leaf = leaf
+        self._spec = Composite({self._action_key: leaf}) if leaf is not None else None
 
     def _init_factor(self, init: float, end: float, steps: int, device: Any) -> None:
         if steps <= 0:
@@ -155,32 +176,32 @@ class EGreedyModule(_Annealed):
             if action_mask_key is not None
             else None
         )
-        leaf = _leaf_spec(spec, self._action_key, name)
-        if leaf is None:
-            raise ValueError(f"{name} needs a spec to draw random actions from")
-        self._leaf = leaf
-        try:
-            resolve_action_space(None, leaf, owner=name)
-            discrete = True
-        except ValueError:
-            discrete = False
-        if discrete:
-            # draws a random discrete action: the greedy pick over random scores
-            self._picker: QValueModule | None = QValueModule(
-                spec=leaf, action_mask_key=self._mask_key
-            )
-            if device is not None:
-                self._picker.to(device)
-        else:
-            if self._mask_key is not None:
+        self._device = device
+        self.spec = spec
+        self.in_keys = [self._action_key] + ([self._mask_key] if self._mask_key else [])
+        self.out_keys = [self._action_key]
+
+    def _set_leaf(self, leaf: TensorSpec | None) -> None:
+        name = type(self).__name__
+        picker = None
+        if leaf is not None:
+            try:
+                resolve_action_space(None, leaf, owner=name)
+                discrete = True
+            except ValueError:
+                discrete = False
+            if discrete:
+                # draws a random discrete action: the greedy pick over random scores
+                picker = QValueModule(spec=leaf, action_mask_key=self._mask_key)
+                if self._device is not None:
+                    picker.to(self._device)
+            elif self._mask_key is not None:
                 raise ValueError(
                     f"{name}: action_mask_key needs a discrete action spec (OneHot, Categorical, "
                     f"MultiOneHot, MultiCategorical or Binary), got {type(leaf).__name__}"
                 )
-            self._picker = None
-        self.spec = Composite({self._action_key: leaf})
-        self.in_keys = [self._action_key] + ([self._mask_key] if self._mask_key else [])
-        self.out_keys = [self._action_key]
+        super()._set_leaf(leaf)
+        self._picker: QValueModule | None = picker
 
     def _values_shape(self, batch: torch.Size) -> tuple[int, ...]:
         """The shape of action values whose greedy action has the spec's shape."""
@@ -202,11 +223,11 @@ class EGreedyModule(_Annealed):
         if self._mask_key is not None:
             mask = td.get(self._mask_key, None)
             if mask is None:
-                raise missing_key_error(self, self._mask_key, td)
+                raise mask_missing_error(self, self._mask_key, td)
         # centred scores: argmax is uniform, and a binary bit is set with probability 1/2
         scores = torch.rand(self._values_shape(batch), device=action.device) - 0.5
         if mask is not None:
-            mask = picker._prepare_mask(mask, scores)
+            mask = picker._prepare_mask(mask, scores, type(self).__name__)
         random_action, _ = picker._select(picker, scores, mask)
         return random_action.to(action.dtype)
 
@@ -216,6 +237,11 @@ class EGreedyModule(_Annealed):
         action = td.get(self._action_key, None)
         if action is None:
             raise missing_key_error(self, self._action_key, td)
+        if self._leaf is None:
+            raise RuntimeError(
+                "spec must be provided to the exploration wrapper: EGreedyModule has no action "
+                "spec to draw random actions from; pass spec=... or set module.spec"
+            )
         batch = _batch_shape(action, self._leaf, self._action_key, type(self).__name__)
         random_action = self._random(td, action, batch)
         explore = torch.rand(batch, device=action.device) < self.eps
@@ -270,14 +296,23 @@ class AdditiveGaussianModule(_Annealed):
         self.register_buffer("mean", torch.tensor(float(mean), device=device))
         self.register_buffer("std", torch.tensor(float(std), device=device))
         self._action_key = normalize_keys(action_key, "action_key")[0]
-        leaf = _leaf_spec(spec, self._action_key, name)
-        if safe and leaf is None:
-            raise ValueError(f"{name}(safe=True) needs a spec to clip the noisy action into")
-        self._leaf = leaf
         self.safe = safe
-        self.spec = Composite({self._action_key: leaf}) if leaf is not None else None
+        self.spec = spec
         self.in_keys = [self._action_key]
         self.out_keys = [self._action_key]
+
+    def _add_noise(self, action: torch.Tensor) -> torch.Tensor:
+        """``action + sigma * N(mean, std)``, projected into the spec when ``safe``."""
+        if self.safe and self._leaf is None:
+            raise RuntimeError(
+                f"spec has not been set: {type(self).__name__}(safe=True) needs the action spec "
+                "to clip the noisy action into; pass spec=... or set module.spec (or safe=False)"
+            )
+        noise = torch.randn_like(action) * self.std + self.mean
+        out = action + noise * self.sigma
+        if self.safe:
+            out = self._leaf.project(out)
+        return out
 
     def _run(self, td: TensorDictBase) -> TensorDictBase:
         if not _exploring():
@@ -285,11 +320,7 @@ class AdditiveGaussianModule(_Annealed):
         action = td.get(self._action_key, None)
         if action is None:
             raise missing_key_error(self, self._action_key, td)
-        noise = torch.randn_like(action) * self.std + self.mean
-        out = action + noise * self.sigma
-        if self.safe:
-            out = self._leaf.project(out)
-        return td.set(self._action_key, out)
+        return td.set(self._action_key, self._add_noise(action))
 
     def extra_repr(self) -> str:
         return f"sigma={self.sigma.item():.4f}, action_key={self._action_key!r}, safe={self.safe}"
@@ -362,17 +393,20 @@ class OrnsteinUhlenbeckProcessModule(_Annealed):
         self.is_init_key = normalize_keys(
             is_init_key if is_init_key is not None else "is_init", "is_init_key"
         )[0]
-        leaf = _leaf_spec(spec, self._action_key, name)
-        if leaf is None:
-            raise ValueError(f"{name} needs the action spec")
-        self._leaf = leaf
+        if spec is None:
+            raise RuntimeError(f"spec cannot be None: {name} needs the action spec")
+        self.spec = spec
         self.safe = safe
-        self.spec = Composite({self._action_key: leaf})
         uid = next(self._ids)
         self.noise_key = f"_ou_prev_noise{uid}"
         self.steps_key = f"_ou_steps{uid}"
         self.in_keys = [self._action_key]
         self.out_keys = [self._action_key, self.noise_key, self.steps_key]
+
+    @property
+    def ou(self) -> OrnsteinUhlenbeckProcessModule:
+        """TorchRL keeps the process (``noise_key``, ``steps_key``) in ``.ou``; here it is the module."""
+        return self
 
     def _reset_rows(self, is_init: torch.Tensor, batch: torch.Size) -> torch.Tensor:
         if is_init.shape == batch:

@@ -44,13 +44,16 @@ def chain_keys(modules: Sequence[Any]) -> tuple[list[NestedKey], list[NestedKey]
     written: set[NestedKey] = set()
     for i, m in enumerate(modules):
         for k in m.in_keys:
-            if not produced(k, written) and k not in in_keys:
+            # a key is produced when written, or when written under (a sub-TensorDict)
+            inside = any(produced(w, [k]) for w in written)
+            if not produced(k, written) and not inside and k not in in_keys:
                 in_keys.append(k)
                 readers.append(i)
         for k in m.out_keys:
             written.add(k)
-            if k not in out_keys:
-                out_keys.append(k)
+            if k in out_keys:  # a rewritten key takes its last place (as in tensordict.nn)
+                out_keys.remove(k)
+            out_keys.append(k)
     return in_keys, out_keys, readers
 
 
