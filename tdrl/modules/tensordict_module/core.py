@@ -230,7 +230,8 @@ class TDRLModuleBase(TensorDictModuleBase):
     - ``module(x, y)`` (positional tensors, in the order of ``in_keys``) or
       ``module(obs=x)`` (keyword tensors named after the keys; a nested key
       joins its parts with ``"_"``) returns the ``out_keys`` entries: one
-      tensor, or a tuple.
+      tensor, or a tuple. The tensors go in a TensorDict with an empty batch
+      size, as ``tensordict.nn``'s dispatch builds it.
 
     ``forward`` takes the one argument ``tensordict``, so tools that inspect
     its signature (TorchRL's ``ensure_tensordict_compatible``) take tdrl
@@ -343,7 +344,9 @@ class TDRLModuleBase(TensorDictModuleBase):
                     "was given both positionally and by keyword"
                 )
             values[key] = value
-        td = TensorDict(batch_size=_common_batch(values.values()))
+        # as tensordict.nn's dispatch for TensorDictModule: an empty batch size, so outputs
+        # are free to have any leading shape
+        td = TensorDict()
         for key, value in values.items():
             td.set(key, value)
         td = self(td)
@@ -360,21 +363,6 @@ class TDRLModuleBase(TensorDictModuleBase):
 
     def _specs_moved(self) -> None:
         """Called after ``.to()`` & co. replaced the module's specs: rebuild what derives from them."""
-
-
-def _common_batch(values: Iterable[Any]) -> torch.Size:
-    """The longest leading shape shared by all inputs, each keeping its last dim as a feature."""
-    batch: tuple[int, ...] | None = None
-    for v in values:
-        shape = tuple(v.shape[:-1]) if getattr(v, "dim", lambda: 0)() else ()
-        if batch is None:
-            batch = shape
-            continue
-        n = 0
-        while n < min(len(batch), len(shape)) and batch[n] == shape[n]:
-            n += 1
-        batch = batch[:n]
-    return torch.Size(batch or ())
 
 
 class _LeafStep:
