@@ -23,13 +23,25 @@ Examples:
 from __future__ import annotations
 
 import functools
+import operator
+from collections.abc import Callable
 from typing import Any
 
 from tensordict import TensorDict, TensorDictBase, is_tensor_collection
 from tensordict.utils import NestedKey
 from torch import nn
 
-__all__ = ["get_or_none", "set_value", "has_hooks", "hook_epoch", "is_compiled", "overwrite_error"]
+__all__ = [
+    "get_or_none",
+    "read_key",
+    "missing_key_error",
+    "str_getter",
+    "set_value",
+    "has_hooks",
+    "hook_epoch",
+    "is_compiled",
+    "overwrite_error",
+]
 
 
 def overwrite_error(key: NestedKey, old: Any) -> KeyError:
@@ -45,6 +57,27 @@ def overwrite_error(key: NestedKey, old: Any) -> KeyError:
         f"cannot write a tensor under {key!r}: it holds a sub-TensorDict with entries "
         f"{entries} that the write would drop; rename the output key or delete the "
         "sub-TensorDict first"
+    )
+
+
+def _present_keys(td: TensorDictBase) -> list[str]:
+    return sorted(str(k) for k in td.keys(include_nested=True, leaves_only=True))
+
+
+def missing_key_error(owner: Any, key: NestedKey, td: TensorDictBase) -> KeyError:
+    """Builds the ``KeyError`` raised when ``owner`` cannot find ``key`` in ``td``.
+
+    Examples:
+        >>> import torch
+        >>> from tensordict import TensorDict
+        >>> err = missing_key_error("MyModule", "obs", TensorDict(a=torch.zeros(1)))
+        >>> print(err.args[0])
+        MyModule expected the key 'obs' in its input TensorDict, but it is missing; keys present: ['a']
+    """
+    name = owner if isinstance(owner, str) else type(owner).__name__
+    return KeyError(
+        f"{name} expected the key {key!r} in its input TensorDict, but it is missing; "
+        f"keys present: {_present_keys(td)}"
     )
 
 
@@ -76,6 +109,24 @@ if _FAST_STR:
             return td._get_str(key, None)
         return td.get(key, None)
 
+    def read_key(td: TensorDictBase, key: NestedKey, owner: Any) -> Any:
+        """Reads ``key`` from ``td``; a missing key raises a ``KeyError`` naming it.
+
+        Examples:
+            >>> import torch
+            >>> from tensordict import TensorDict
+            >>> read_key(TensorDict(a=torch.ones(2)), "a", "M")
+            tensor([1., 1.])
+        """
+        value = td._get_str(key, None) if type(key) is str else td.get(key, None)
+        if value is None:
+            raise missing_key_error(owner, key, td)
+        return value
+
+    def str_getter(key: str) -> Callable[[TensorDictBase], Any]:
+        """A C-level callable ``td -> td.get(key, None)`` for one string key (no Python frame)."""
+        return operator.methodcaller("_get_str", key, None)
+
     def set_value(td: TensorDictBase, key: NestedKey, value: Any) -> TensorDictBase:
         """``td.set(key, value)``; a tensor never silently replaces a sub-TensorDict.
 
@@ -93,6 +144,17 @@ else:  # pragma: no cover - public fallback
     def get_or_none(td: TensorDictBase, key: NestedKey) -> Any:
         """``td.get(key, None)``."""
         return td.get(key, None)
+
+    def read_key(td: TensorDictBase, key: NestedKey, owner: Any) -> Any:
+        """Reads ``key`` from ``td``; a missing key raises a ``KeyError`` naming it."""
+        value = td.get(key, None)
+        if value is None:
+            raise missing_key_error(owner, key, td)
+        return value
+
+    def str_getter(key: str) -> Callable[[TensorDictBase], Any]:
+        """A callable ``td -> td.get(key, None)`` for one string key."""
+        return lambda td: td.get(key, None)
 
     def set_value(td: TensorDictBase, key: NestedKey, value: Any) -> TensorDictBase:
         """``td.set(key, value)``; a tensor never silently replaces a sub-TensorDict."""

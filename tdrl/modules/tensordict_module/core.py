@@ -37,7 +37,16 @@ from tensordict.nn import TensorDictModule, TensorDictModuleBase
 from tensordict.utils import NestedKey, unravel_key, unravel_key_list
 from torch import nn
 
-from tdrl._compat import get_or_none, has_hooks, hook_epoch, is_compiled, set_value
+from tdrl._compat import (
+    get_or_none,
+    has_hooks,
+    hook_epoch,
+    is_compiled,
+    missing_key_error,
+    read_key,
+    set_value,
+    str_getter,
+)
 from tdrl.modules.tensordict_module.spec_moves import move_specs
 
 __all__ = [
@@ -80,42 +89,6 @@ def normalize_keys(keys: NestedKey | Iterable[NestedKey] | None, name: str) -> l
         raise TypeError(
             f"{name} must be a key (str or tuple of str) or a list of keys, got {keys!r}"
         ) from err
-
-
-def _present_keys(td: TensorDictBase) -> list[str]:
-    return sorted(str(k) for k in td.keys(include_nested=True, leaves_only=True))
-
-
-def missing_key_error(owner: Any, key: NestedKey, td: TensorDictBase) -> KeyError:
-    """Builds the ``KeyError`` raised when ``owner`` cannot find ``key`` in ``td``.
-
-    Examples:
-        >>> import torch
-        >>> from tensordict import TensorDict
-        >>> err = missing_key_error("MyModule", "obs", TensorDict(a=torch.zeros(1)))
-        >>> print(err.args[0])
-        MyModule expected the key 'obs' in its input TensorDict, but it is missing; keys present: ['a']
-    """
-    name = owner if isinstance(owner, str) else type(owner).__name__
-    return KeyError(
-        f"{name} expected the key {key!r} in its input TensorDict, but it is missing; "
-        f"keys present: {_present_keys(td)}"
-    )
-
-
-def read_key(td: TensorDictBase, key: NestedKey, owner: Any) -> torch.Tensor:
-    """Reads ``key`` from ``td``; a missing key raises a ``KeyError`` naming it.
-
-    Examples:
-        >>> import torch
-        >>> from tensordict import TensorDict
-        >>> read_key(TensorDict(a=torch.ones(2)), "a", "M")
-        tensor([1., 1.])
-    """
-    value = get_or_none(td, key)
-    if value is None:
-        raise missing_key_error(owner, key, td)
-    return value
 
 
 def write_outputs(
@@ -374,7 +347,9 @@ class _LeafStep:
     hook-handle counter, see :func:`hook_free`), the step calls the leaf itself.
     """
 
-    __slots__ = ("owner", "fn", "is_module", "in_keys", "out_keys", "kw_names", "single", "epoch")
+    __slots__ = (
+        "owner", "fn", "is_module", "in_keys", "out_keys", "kw_names", "single", "getter", "epoch"
+    )
 
     def __init__(
         self,
@@ -396,6 +371,7 @@ class _LeafStep:
             and len(out_keys) == 1
             and type(in_keys[0]) is str
         )
+        self.getter = str_getter(in_keys[0]) if self.single else None
         self.epoch = -1
 
     def __call__(self, td: TensorDictBase) -> TensorDictBase:
@@ -406,10 +382,9 @@ class _LeafStep:
         fn = self.fn.forward if self.is_module else self.fn
         owner = self.owner
         if self.single:
-            key = self.in_keys[0]
-            x = get_or_none(td, key)
+            x = self.getter(td)
             if x is None:
-                raise missing_key_error(owner, key, td)
+                raise missing_key_error(owner, self.in_keys[0], td)
             out = fn(x)
             if type(out) is torch.Tensor:
                 return set_value(td, self.out_keys[0], out)
