@@ -26,9 +26,12 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q -n 2
 
-# The module stack on the oldest supported tensordict (0.14.x), in a second venv.
+# The module stack on the oldest supported tensordict (0.14.x), in a second venv, plus
+# TorchRL's losses / collector on tdrl modules (tests/test_torchrl_losses.py): torchrl
+# 0.14.1 (which needs tensordict 0.14.x) is a test-only dependency of this venv.
 VENV14 := .venv-td014
 STAMP14 := $(VENV14)/.tdrl-installed
+STAMP14RL := $(VENV14)/.torchrl-installed
 
 $(STAMP14): pyproject.toml
 	test -x $(VENV14)/bin/python || $(PY) -m venv $(VENV14)
@@ -38,8 +41,13 @@ $(STAMP14): pyproject.toml
 	$(VENV14)/bin/python -m pip install -q -e ".[train,dev]"
 	touch $(STAMP14)
 
-test-td014: $(STAMP14)
+$(STAMP14RL): $(STAMP14)
+	$(VENV14)/bin/python -m pip install -q "torchrl==0.14.1"
+	touch $(STAMP14RL)
+
+test-td014: $(STAMP14RL)
 	$(VENV14)/bin/python -c "import tensordict; assert tensordict.__version__.startswith('0.14'), tensordict.__version__"
+	$(VENV14)/bin/python -c "import torch, torchrl; assert torch.__version__.startswith('2.13.0'), torch.__version__; assert torchrl.__version__ == '0.14.1', torchrl.__version__"
 	$(VENV14)/bin/python -m pytest -q -n 2 --ignore=tests/test_train.py --ignore=tests/test_cli.py --ignore=tests/test_compile.py
 
 bench: $(STAMP)

@@ -100,7 +100,7 @@ class TestSafeModule:
         assert (unsafe(td.clone())["action"] > 0.5).all()
 
     def test_safe_without_spec_raises(self):
-        with pytest.raises(ValueError, match="needs a spec"):
+        with pytest.raises(RuntimeError, match="not a valid configuration.*give a spec"):
             SafeModule(nn.Linear(4, 2), ["observation"], ["out"], safe=True)
 
     def test_bad_arguments(self):

@@ -32,12 +32,22 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
-from tensordict import TensorDict, TensorDictBase
+from tensordict import TensorDict, TensorDictBase, is_tensor_collection
 from tensordict.nn import TensorDictModule, TensorDictModuleBase
 from tensordict.utils import NestedKey, unravel_key, unravel_key_list
 from torch import nn
-from torch.nn.modules import module as _nn_module
-from torch.utils.hooks import RemovableHandle
+
+from tdrl._compat import (
+    get_or_none,
+    has_hooks,
+    hook_epoch,
+    is_compiled,
+    missing_key_error,
+    read_key,
+    set_value,
+    str_getter,
+)
+from tdrl.modules.tensordict_module.spec_moves import move_specs
 
 __all__ = [
     "TDRLModuleBase",
@@ -79,72 +89,6 @@ def normalize_keys(keys: NestedKey | Iterable[NestedKey] | None, name: str) -> l
         raise TypeError(
             f"{name} must be a key (str or tuple of str) or a list of keys, got {keys!r}"
         ) from err
-
-
-def _present_keys(td: TensorDictBase) -> list[str]:
-    return sorted(str(k) for k in td.keys(include_nested=True, leaves_only=True))
-
-
-def missing_key_error(owner: Any, key: NestedKey, td: TensorDictBase) -> KeyError:
-    """Builds the ``KeyError`` raised when ``owner`` cannot find ``key`` in ``td``.
-
-    Examples:
-        >>> import torch
-        >>> from tensordict import TensorDict
-        >>> err = missing_key_error("MyModule", "obs", TensorDict(a=torch.zeros(1)))
-        >>> print(err.args[0])
-        MyModule expected the key 'obs' in its input TensorDict, but it is missing; keys present: ['a']
-    """
-    name = owner if isinstance(owner, str) else type(owner).__name__
-    return KeyError(
-        f"{name} expected the key {key!r} in its input TensorDict, but it is missing; "
-        f"keys present: {_present_keys(td)}"
-    )
-
-
-def get_or_none(td: TensorDictBase, key: NestedKey) -> Any:
-    """``td.get(key, None)``, through tensordict's string-key fast path when it can.
-
-    Examples:
-        >>> import torch
-        >>> from tensordict import TensorDict
-        >>> get_or_none(TensorDict(a=torch.ones(1)), "a"), get_or_none(TensorDict(), ("x", "y"))
-        (tensor([1.]), None)
-    """
-    if type(key) is str:
-        return td._get_str(key, None)
-    return td.get(key, None)
-
-
-def set_value(td: TensorDictBase, key: NestedKey, value: Any) -> TensorDictBase:
-    """``td.set(key, value)``, through tensordict's string-key fast path when it can.
-
-    The value's batch dimensions and device are still validated by tensordict.
-
-    Examples:
-        >>> import torch
-        >>> from tensordict import TensorDict
-        >>> set_value(TensorDict(batch_size=[2]), "a", torch.zeros(2, 3))["a"].shape
-        torch.Size([2, 3])
-    """
-    if type(key) is str and type(td) is TensorDict:
-        return td._set_str(key, value, inplace=False, validated=False)
-    return td.set(key, value)
-
-
-def read_key(td: TensorDictBase, key: NestedKey, owner: Any) -> torch.Tensor:
-    """Reads ``key`` from ``td``; a missing key raises a ``KeyError`` naming it.
-
-    Examples:
-        >>> import torch
-        >>> from tensordict import TensorDict
-        >>> read_key(TensorDict(a=torch.ones(2)), "a", "M")
-        tensor([1., 1.])
-    """
-    value = td._get_str(key, None) if type(key) is str else td.get(key, None)
-    if value is None:
-        raise missing_key_error(owner, key, td)
-    return value
 
 
 def write_outputs(
@@ -190,28 +134,6 @@ def _owner_name(owner: Any) -> str:
     return owner if isinstance(owner, str) else type(owner).__name__
 
 
-_GLOBAL_HOOKS = (
-    _nn_module._global_forward_hooks,
-    _nn_module._global_forward_pre_hooks,
-    _nn_module._global_backward_hooks,
-    _nn_module._global_backward_pre_hooks,
-)
-
-
-def _has_hooks(m: nn.Module) -> bool:
-    g = _GLOBAL_HOOKS
-    return bool(
-        m._forward_hooks
-        or m._forward_pre_hooks
-        or m._backward_hooks
-        or m._backward_pre_hooks
-        or g[0]
-        or g[1]
-        or g[2]
-        or g[3]
-    )
-
-
 def hook_free(m: nn.Module) -> bool:
     """Whether ``m`` can be run without ``nn.Module.__call__``: no hooks, not ``.compile()``d.
 
@@ -232,10 +154,10 @@ def hook_free(m: nn.Module) -> bool:
         >>> hook_free(lin)
         True
     """
-    epoch = RemovableHandle.next_id
+    epoch = hook_epoch()
     if m.__dict__.get("_tdrl_hook_free") == epoch:
         return True
-    if _has_hooks(m) or m._compiled_call_impl is not None:
+    if has_hooks(m) or is_compiled(m):
         return False  # not cached: a removed hook does not bump the counter
     m.__dict__["_tdrl_hook_free"] = epoch
     return True
@@ -273,10 +195,22 @@ class TDRLModuleBase(TensorDictModuleBase):
     Subclasses set ``in_keys`` / ``out_keys`` and implement ``_run``, which
     reads from and writes into the tensordict it is given and returns it.
 
-    ``forward(td)`` runs the module in place and returns ``td``. With
-    ``tensordict_out=...`` the outputs are copied into that tensordict
-    instead. Called with keyword tensors named after its ``in_keys`` (string
-    keys only), the module returns its outputs as a tensor or a tuple.
+    The calling conventions are those of ``tensordict.nn.TensorDictModule``:
+
+    - ``module(td)`` runs in place and returns ``td``; with
+      ``tensordict_out=...`` the outputs are copied into that tensordict
+      instead and the input is left untouched;
+    - ``module(x, y)`` (positional tensors, in the order of ``in_keys``) or
+      ``module(obs=x)`` (keyword tensors named after the keys; a nested key
+      joins its parts with ``"_"``) returns the ``out_keys`` entries: one
+      tensor, or a tuple. The tensors go in a TensorDict with an empty batch
+      size, as ``tensordict.nn``'s dispatch builds it.
+
+    ``forward`` takes the one argument ``tensordict``, so tools that inspect
+    its signature (TorchRL's ``ensure_tensordict_compatible``) take tdrl
+    modules for what they are. ``.to()`` / ``.cpu()`` / ``.cuda()`` /
+    ``.double()`` move every spec the module holds along with its parameters
+    (floating specs follow a dtype cast, integer ones keep their dtype).
 
     Examples:
         >>> import torch
@@ -289,8 +223,8 @@ class TDRLModuleBase(TensorDictModuleBase):
         ...         return td.set("y", read_key(td, "x", self) + 1)
         >>> AddOne()(TensorDict(x=torch.zeros(2), batch_size=[2]))["y"]
         tensor([1., 1.])
-        >>> AddOne()(x=torch.zeros(2))
-        tensor([1., 1.])
+        >>> AddOne()(torch.zeros(2)), AddOne()(x=torch.zeros(2))
+        (tensor([1., 1.]), tensor([1., 1.]))
     """
 
     def _run(self, td: TensorDictBase) -> TensorDictBase:  # pragma: no cover - abstract
@@ -298,15 +232,11 @@ class TDRLModuleBase(TensorDictModuleBase):
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         # nn.Module.__call__ minus its bookkeeping when the module carries no hooks
-        if (
-            len(args) == 1
-            and not kwargs
-            and isinstance(args[0], TensorDictBase)
-            and type(self).forward is TDRLModuleBase.forward
-            and hook_free(self)
-        ):
-            return self._run(args[0])
-        return super().__call__(*args, **kwargs)
+        if len(args) == 1 and not kwargs and isinstance(args[0], TensorDictBase):
+            if type(self).forward is TDRLModuleBase.forward and hook_free(self):
+                return self._run(args[0])
+            return super().__call__(args[0])
+        return self._call_general(args, kwargs)
 
     def _leaf_plan(self) -> tuple[Any, list, list, list[str] | None] | None:
         """``(fn, in_keys, out_keys, kw_names)`` when the module is a plain read-call-write leaf.
@@ -322,46 +252,90 @@ class TDRLModuleBase(TensorDictModuleBase):
             return self._run(td)
         return self(td)
 
-    def forward(
-        self,
-        tensordict: TensorDictBase | None = None,
-        *,
-        tensordict_out: TensorDictBase | None = None,
-        **kwargs: torch.Tensor,
-    ) -> Any:
-        if tensordict is None:
-            return self._call_with_tensors(kwargs)
-        if kwargs:
-            raise TypeError(
-                f"{type(self).__name__} got unexpected keyword arguments {sorted(kwargs)}"
-            )
+    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
+        """Runs the module on ``tensordict`` (in place) and returns it.
+
+        Tensors given instead of a tensordict follow the calling conventions
+        of the class docstring.
+        """
         if not isinstance(tensordict, TensorDictBase):
+            return self._call_general((tensordict,), {})
+        return self._run(tensordict)
+
+    # calling conventions ---------------------------------------------------------------
+    def _call_general(self, args: tuple, kwargs: dict[str, Any]) -> Any:
+        name = type(self).__name__
+        tensordict_out = kwargs.pop("tensordict_out", None)
+        td = None
+        if args and is_tensor_collection(args[0]):
+            td, args = args[0], args[1:]
+        elif "tensordict" in kwargs and "tensordict" not in self._kw_keys():
+            td = kwargs.pop("tensordict")
+            if not is_tensor_collection(td):
+                raise TypeError(f"{name}: tensordict= must be a TensorDict, got {type(td).__name__}")
+        if td is None:
+            if tensordict_out is not None:
+                raise TypeError(f"{name}: tensordict_out= needs a TensorDict input, got tensors")
+            return self._call_with_tensors(args, kwargs)
+        if args or kwargs:
+            extra = [type(a).__name__ for a in args] + sorted(kwargs)
             raise TypeError(
-                f"{type(self).__name__} expects a TensorDict, got {type(tensordict).__name__}"
+                f"{name} was called with a TensorDict and unexpected extra arguments {extra}"
             )
         if tensordict_out is None:
-            return self._run(tensordict)
-        out = self._run(tensordict.copy())
+            return self(td)
+        out = self(td.copy())
         for key in self.out_keys:
             value = out.get(key, None)
             if value is not None:
                 tensordict_out.set(key, value)
         return tensordict_out
 
-    def _call_with_tensors(self, kwargs: dict[str, torch.Tensor]) -> Any:
-        wanted = [k for k in self.in_keys if isinstance(k, str)]
-        unknown = sorted(set(kwargs) - set(wanted))
+    def _kw_keys(self) -> dict[str, NestedKey]:
+        return {"_".join(key_tuple(k)): k for k in self.in_keys}
+
+    def _call_with_tensors(self, args: tuple, kwargs: dict[str, Any]) -> Any:
+        name = type(self).__name__
+        if len(args) > len(self.in_keys):
+            raise TypeError(
+                f"{name} got {len(args)} positional tensors but has {len(self.in_keys)} "
+                f"in_keys {list(self.in_keys)}"
+            )
+        values: dict[NestedKey, Any] = dict(zip(self.in_keys, args))
+        by_name = self._kw_keys()
+        unknown = sorted(set(kwargs) - set(by_name))
         if unknown:
             raise TypeError(
-                f"{type(self).__name__} got keyword arguments {unknown} that are not among "
-                f"its in_keys {list(self.in_keys)}"
+                f"{name} got keyword arguments {unknown} that are not among its in_keys "
+                f"{list(self.in_keys)} (keyword names: {sorted(by_name)})"
             )
-        first = next(iter(kwargs.values()), None)
-        batch = first.shape[:-1] if first is not None and first.dim() else ()
-        td = TensorDict(dict(kwargs), batch_size=batch)
-        td = self._run(td)
-        outs = tuple(td.get(k) for k in self.out_keys)
+        for kw, value in kwargs.items():
+            key = by_name[kw]
+            if key in values:
+                raise TypeError(
+                    f"{name}: Duplicated argument in args and kwargs: {kw!r} (in_key {key!r}) "
+                    "was given both positionally and by keyword"
+                )
+            values[key] = value
+        # as tensordict.nn's dispatch for TensorDictModule: an empty batch size, so outputs
+        # are free to have any leading shape
+        td = TensorDict()
+        for key, value in values.items():
+            td.set(key, value)
+        td = self(td)
+        outs = tuple(td.get(k) for k in self.out_keys if k != "_")
         return outs[0] if len(outs) == 1 else outs
+
+    # devices and dtypes ----------------------------------------------------------------
+    def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], *args: Any, **kwargs: Any):
+        out = super()._apply(fn, *args, **kwargs)
+        moved = move_specs(self.__dict__, fn)
+        if moved:
+            self._specs_moved()
+        return out
+
+    def _specs_moved(self) -> None:
+        """Called after ``.to()`` & co. replaced the module's specs: rebuild what derives from them."""
 
 
 class _LeafStep:
@@ -373,7 +347,9 @@ class _LeafStep:
     hook-handle counter, see :func:`hook_free`), the step calls the leaf itself.
     """
 
-    __slots__ = ("owner", "fn", "is_module", "in_keys", "out_keys", "kw_names", "single", "epoch")
+    __slots__ = (
+        "owner", "fn", "is_module", "in_keys", "out_keys", "kw_names", "single", "getter", "epoch"
+    )
 
     def __init__(
         self,
@@ -395,20 +371,20 @@ class _LeafStep:
             and len(out_keys) == 1
             and type(in_keys[0]) is str
         )
+        self.getter = str_getter(in_keys[0]) if self.single else None
         self.epoch = -1
 
     def __call__(self, td: TensorDictBase) -> TensorDictBase:
-        if self.epoch != RemovableHandle.next_id:
+        if self.epoch != hook_epoch():
             if not hook_free(self.owner) or (self.is_module and not hook_free(self.fn)):
                 return self.owner(td)
-            self.epoch = RemovableHandle.next_id
+            self.epoch = hook_epoch()
         fn = self.fn.forward if self.is_module else self.fn
         owner = self.owner
         if self.single:
-            key = self.in_keys[0]
-            x = td._get_str(key, None)
+            x = self.getter(td)
             if x is None:
-                raise missing_key_error(owner, key, td)
+                raise missing_key_error(owner, self.in_keys[0], td)
             out = fn(x)
             if type(out) is torch.Tensor:
                 return set_value(td, self.out_keys[0], out)

@@ -14,7 +14,7 @@ from tdrl.data.tensor_specs import TensorSpec
 from tdrl.envs.utils import ExplorationType as InteractionType
 from tdrl.envs.utils import exploration_type as interaction_type
 from tdrl.modules.distributions import Delta
-from tdrl.modules.tensordict_module.common import SpecProjector, as_composite
+from tdrl.modules.tensordict_module.common import SpecProjector, as_composite, check_safe
 from tdrl.modules.tensordict_module.core import (
     TDRLModuleBase,
     normalize_keys,
@@ -211,8 +211,9 @@ class SafeProbabilisticModule(TDRLModuleBase):
             else:
                 self._static_kwargs[arg] = value
         self.spec = as_composite(spec, out)
+        check_safe(self.spec, safe, type(self).__name__)
         self.safe = safe
-        self._projector = SpecProjector(self.spec if safe else None, out)
+        self._projector = SpecProjector(self.spec if safe else None, out, type(self).__name__)
         self.cache_dist = cache_dist
         self.n_empirical_estimate = int(n_empirical_estimate)
         if num_samples is not None:
@@ -311,7 +312,7 @@ class SafeProbabilisticModule(TDRLModuleBase):
         if self._composite:
             return self._write_composite(td, dist, value, log_prob)
         if self._projector:
-            value = self._projector.pairs[0][1].project(value)
+            value = self._projector.project(*self._projector.pairs[0], value)
         set_value(td, self._sample_key, value)
         if self._return_log_prob:
             set_value(td, self.log_prob_key, dist.log_prob(value) if log_prob is None else log_prob)

@@ -1,0 +1,217 @@
+"""The one place where tdrl reaches into private torch / tensordict internals.
+
+Each fast path here has a public fallback, chosen once at import time, so a
+torch or tensordict release that renames an internal makes tdrl slower, never
+wrong:
+
+- ``get_or_none`` / ``set_value``: tensordict's string-key accessors
+  (``_get_str`` / ``_set_str``) and its entry dict, else ``td.get`` /
+  ``td.set``.
+- ``has_hooks`` / ``hook_epoch`` / ``is_compiled``: ``nn.Module``'s hook dicts,
+  torch's global hook dicts and hook-handle counter, and the
+  ``.compile()`` marker; the fallback reports "hooks present", which sends
+  every call through ``nn.Module.__call__``.
+
+Examples:
+    >>> import torch
+    >>> from tensordict import TensorDict
+    >>> from tdrl._compat import get_or_none, set_value
+    >>> td = set_value(TensorDict(batch_size=[2]), "a", torch.zeros(2))
+    >>> get_or_none(td, "a"), get_or_none(td, "b")
+    (tensor([0., 0.]), None)
+"""
+from __future__ import annotations
+
+import functools
+import operator
+from collections.abc import Callable
+from typing import Any
+
+from tensordict import TensorDict, TensorDictBase, is_tensor_collection
+from tensordict.utils import NestedKey
+from torch import nn
+
+__all__ = [
+    "get_or_none",
+    "read_key",
+    "missing_key_error",
+    "str_getter",
+    "set_value",
+    "has_hooks",
+    "hook_epoch",
+    "is_compiled",
+    "overwrite_error",
+]
+
+
+def overwrite_error(key: NestedKey, old: Any) -> KeyError:
+    """The error raised when a tensor would replace the sub-TensorDict stored under ``key``.
+
+    Examples:
+        >>> from tensordict import TensorDict
+        >>> print(overwrite_error("h", TensorDict(a=0)).args[0])
+        cannot write a tensor under 'h': it holds a sub-TensorDict with entries ['a'] that the write would drop; rename the output key or delete the sub-TensorDict first
+    """
+    entries = sorted(str(k) for k in old.keys(include_nested=True, leaves_only=True))
+    return KeyError(
+        f"cannot write a tensor under {key!r}: it holds a sub-TensorDict with entries "
+        f"{entries} that the write would drop; rename the output key or delete the "
+        "sub-TensorDict first"
+    )
+
+
+def _present_keys(td: TensorDictBase) -> list[str]:
+    return sorted(str(k) for k in td.keys(include_nested=True, leaves_only=True))
+
+
+def missing_key_error(owner: Any, key: NestedKey, td: TensorDictBase) -> KeyError:
+    """Builds the ``KeyError`` raised when ``owner`` cannot find ``key`` in ``td``.
+
+    Examples:
+        >>> import torch
+        >>> from tensordict import TensorDict
+        >>> err = missing_key_error("MyModule", "obs", TensorDict(a=torch.zeros(1)))
+        >>> print(err.args[0])
+        MyModule expected the key 'obs' in its input TensorDict, but it is missing; keys present: ['a']
+    """
+    name = owner if isinstance(owner, str) else type(owner).__name__
+    return KeyError(
+        f"{name} expected the key {key!r} in its input TensorDict, but it is missing; "
+        f"keys present: {_present_keys(td)}"
+    )
+
+
+def _checked_set(td: TensorDictBase, key: NestedKey, value: Any) -> TensorDictBase:
+    # public path: any TensorDictBase, any key
+    if not is_tensor_collection(value):
+        old = td.get(key, None)
+        if old is not None and is_tensor_collection(old):
+            raise overwrite_error(key, old)
+    return td.set(key, value)
+
+
+try:  # the string-key accessors and the entry dict, checked on a real instance
+    _probe = TensorDict()
+    _FAST_STR = (
+        callable(getattr(_probe, "_get_str", None))
+        and callable(getattr(_probe, "_set_str", None))
+        and isinstance(getattr(_probe, "_tensordict", None), dict)
+    )
+    del _probe
+except Exception:  # pragma: no cover - depends on the tensordict release
+    _FAST_STR = False
+
+if _FAST_STR:
+
+    def get_or_none(td: TensorDictBase, key: NestedKey) -> Any:
+        """``td.get(key, None)``, through tensordict's string-key fast path when it can."""
+        if type(key) is str:
+            return td._get_str(key, None)
+        return td.get(key, None)
+
+    def read_key(td: TensorDictBase, key: NestedKey, owner: Any) -> Any:
+        """Reads ``key`` from ``td``; a missing key raises a ``KeyError`` naming it.
+
+        Examples:
+            >>> import torch
+            >>> from tensordict import TensorDict
+            >>> read_key(TensorDict(a=torch.ones(2)), "a", "M")
+            tensor([1., 1.])
+        """
+        value = td._get_str(key, None) if type(key) is str else td.get(key, None)
+        if value is None:
+            raise missing_key_error(owner, key, td)
+        return value
+
+    def str_getter(key: str) -> Callable[[TensorDictBase], Any]:
+        """A C-level callable ``td -> td.get(key, None)`` for one string key (no Python frame)."""
+        return operator.methodcaller("_get_str", key, None)
+
+    def set_value(td: TensorDictBase, key: NestedKey, value: Any) -> TensorDictBase:
+        """``td.set(key, value)``; a tensor never silently replaces a sub-TensorDict.
+
+        Batch dimensions and device are still validated by tensordict.
+        """
+        if type(key) is str and type(td) is TensorDict:
+            old = td._tensordict.get(key)
+            if old is not None and is_tensor_collection(old) and not is_tensor_collection(value):
+                raise overwrite_error(key, old)
+            return td._set_str(key, value, inplace=False, validated=False)
+        return _checked_set(td, key, value)
+
+else:  # pragma: no cover - public fallback
+
+    def get_or_none(td: TensorDictBase, key: NestedKey) -> Any:
+        """``td.get(key, None)``."""
+        return td.get(key, None)
+
+    def read_key(td: TensorDictBase, key: NestedKey, owner: Any) -> Any:
+        """Reads ``key`` from ``td``; a missing key raises a ``KeyError`` naming it."""
+        value = td.get(key, None)
+        if value is None:
+            raise missing_key_error(owner, key, td)
+        return value
+
+    def str_getter(key: str) -> Callable[[TensorDictBase], Any]:
+        """A callable ``td -> td.get(key, None)`` for one string key."""
+        return lambda td: td.get(key, None)
+
+    def set_value(td: TensorDictBase, key: NestedKey, value: Any) -> TensorDictBase:
+        """``td.set(key, value)``; a tensor never silently replaces a sub-TensorDict."""
+        return _checked_set(td, key, value)
+
+
+# --- hooks ------------------------------------------------------------------------------
+try:
+    from torch.nn.modules import module as _nn_module
+    from torch.utils.hooks import RemovableHandle
+
+    _GLOBAL_HOOKS = (
+        _nn_module._global_forward_hooks,
+        _nn_module._global_forward_pre_hooks,
+        _nn_module._global_backward_hooks,
+        _nn_module._global_backward_pre_hooks,
+    )
+    _ = RemovableHandle.next_id
+    _ = nn.Linear(1, 1)._forward_hooks, nn.Linear(1, 1)._compiled_call_impl
+    _HOOKS_KNOWN = True
+except Exception:  # pragma: no cover - depends on the torch release
+    _HOOKS_KNOWN = False
+
+if _HOOKS_KNOWN:
+
+    def has_hooks(m: nn.Module) -> bool:
+        """Whether ``m`` (or torch globally) has any forward / backward hook registered."""
+        g = _GLOBAL_HOOKS
+        return bool(
+            m._forward_hooks
+            or m._forward_pre_hooks
+            or m._backward_hooks
+            or m._backward_pre_hooks
+            or g[0]
+            or g[1]
+            or g[2]
+            or g[3]
+        )
+
+    # torch's hook-handle counter: it changes whenever any hook is registered (a C-level
+    # getattr: cheaper per call than a Python function)
+    hook_epoch = functools.partial(getattr, RemovableHandle, "next_id")
+
+    def is_compiled(m: nn.Module) -> bool:
+        """Whether ``m.compile()`` was called (its ``__call__`` then runs compiled)."""
+        return m._compiled_call_impl is not None
+
+else:  # pragma: no cover - public fallback: always go through nn.Module.__call__
+
+    def has_hooks(m: nn.Module) -> bool:
+        """Unknown torch internals: assume hooks, so every call goes through ``__call__``."""
+        return True
+
+    def hook_epoch() -> object:
+        """No counter available: a fresh object each time, so nothing stays cached."""
+        return object()
+
+    def is_compiled(m: nn.Module) -> bool:
+        """Unknown torch internals: assume compiled."""
+        return True
