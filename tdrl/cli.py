@@ -112,7 +112,7 @@ def _eval(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from tdrl.recipes.config import TrainError, check_device, config_from_dict
+    from tdrl.recipes.config import TrainError, WriteError, check_device, config_from_dict
     from tdrl.recipes.envs import EVAL_SEED_OFFSET, evaluate, probe_env
     from tdrl.recipes.report import render_gif
     from tdrl.recipes.runfiles import load_checkpoint
@@ -148,15 +148,29 @@ def _eval(args: argparse.Namespace) -> int:
         "std_return": float(np.std(returns)),
         "returns": [float(r) for r in returns],
     }
+    gif_error = None
     if args.render_gif:
-        ret, frames = render_gif(act, cfg.env, Path(args.render_gif), seed=seed)
-        result["gif"] = {"path": args.render_gif, "return": ret, "frames": frames}
+        try:
+            ret, frames = render_gif(act, cfg.env, Path(args.render_gif), seed=seed)
+            result["gif"] = {"path": args.render_gif, "return": ret, "frames": frames}
+        except WriteError as err:  # report the evaluation anyway, then fail
+            gif_error = err
     if args.json:
         print(json.dumps(result, indent=2))
-        return 0
+    else:
+        _print_eval(result, run_dir)
+    if gif_error is not None:
+        raise gif_error
+    if args.render_gif and not args.json:
+        print(f"wrote {args.render_gif} ({frames} frames, episode return {ret:.1f})")
+    return 0
+
+
+def _print_eval(result: dict, run_dir: Path) -> None:
     print(
-        f"{algo} {cfg.env} at step {result['step']:,}: deterministic return "
-        f"{result['mean_return']:.1f} +- {result['std_return']:.1f} over {episodes} episodes"
+        f"{result['algo']} {result['env']} at step {result['step']:,}: deterministic return "
+        f"{result['mean_return']:.1f} +- {result['std_return']:.1f} over {result['episodes']} "
+        "episodes"
     )
     summary_path = run_dir / "summary.json"
     if summary_path.exists():
@@ -166,9 +180,6 @@ def _eval(args: argparse.Namespace) -> int:
             final = None
         if final is not None:
             print(f"(summary.json final_eval_return: {final:.1f})")
-    if args.render_gif:
-        print(f"wrote {args.render_gif} ({frames} frames, episode return {ret:.1f})")
-    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -185,9 +196,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "train":
             return _train(args)
         return _eval(args)
-    except TrainError as err:
+    except TrainError as err:  # RunFailure (status 1): the run started, what was kept is named
         print(f"tdrl: error: {err}", file=sys.stderr)
-        return 2
+        return err.exit_status
     except KeyboardInterrupt:  # a second Ctrl-C, or one outside the training loop
         print("tdrl: interrupted", file=sys.stderr)
         return 130

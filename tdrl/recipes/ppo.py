@@ -53,7 +53,13 @@ from tdrl.modules import (
 )
 from tdrl.recipes.blocks import Clock, EpisodeStats, linear_schedule, make_adam
 from tdrl.recipes.config import CommonConfig, TrainError, check_positive, check_range, option
-from tdrl.recipes.envs import EnvInfo, final_observations, is_discrete, make_vec_env
+from tdrl.recipes.envs import (
+    EnvInfo,
+    check_env_step,
+    final_observations,
+    is_discrete,
+    make_vec_env,
+)
 from tdrl.recipes.protocol import Recipe
 
 
@@ -113,9 +119,8 @@ class PPOConfig(CommonConfig):
             raise TrainError(
                 f"--batch-size {self.batch_size} must be <= num_envs * n_steps = {rollout}"
             )
-        check_range(self, ["gamma", "gae_lambda"], 0.0, 1.0)
-        if self.clip < 0 or self.ent_coef < 0 or self.vf_coef < 0:
-            raise TrainError("--clip, --ent-coef and --vf-coef must be >= 0")
+        check_range(self, ["gamma", "gae_lambda", "clip", "lr"], 0.0, 1.0)
+        check_range(self, ["ent_coef", "vf_coef"], 0.0, math.inf)
 
 
 # Per-env defaults on top of the dataclass defaults ("box" = any continuous env).
@@ -360,6 +365,7 @@ class PPO:
                     self.to_env(td.get("action"))
                 )
                 self.global_step += n_envs
+                check_env_step(obs, reward, self.global_step)
                 done = terminated | truncated
                 self.stats.update(reward, done, self.global_step, self.clock())
                 rewards[t] = reward * cfg.reward_scale
