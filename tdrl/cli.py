@@ -4,7 +4,10 @@ Run ``tdrl train ppo`` to train PPO on CartPole-v1 (about 15 s on one core),
 ``tdrl train ppo --env Pendulum-v1`` for a continuous-action run, ``tdrl train
 dqn`` for DQN, and ``tdrl eval runs/ppo-CartPole-v1-s0`` to replay the saved
 policy deterministically. ``tdrl train ppo --help`` lists every option with its
-default. Errors the user can fix print one line and exit with status 2.
+default. Errors the user can fix print one line and exit with status 2 before
+anything is written; a run that fails once started (a file that cannot be
+written, a non-finite loss, observation or reward) prints what was kept and
+exits with status 1.
 
 Examples:
     >>> from tdrl.cli import build_parser
@@ -30,7 +33,8 @@ Flags left out take the algorithm's defaults, then the per-env defaults
 ({envs}); the resolved configuration is saved in RUN_DIR/config.json.
 Same seed + same machine + same --threads = same metrics.csv (except the
 wall_s and steps_per_s columns). Ctrl-C or SIGTERM saves a checkpoint and
-exits; continue with --resume.
+exits; continue with --resume. One run owns RUN_DIR at a time (RUN_DIR/.lock);
+a checkpoint exists from step 0, so a killed run can always --resume.
 """
 
 
