@@ -164,10 +164,11 @@ def check_action_space(
             f"{algo} supports {' and '.join(names[k] for k in allowed)} action spaces, "
             f"but {env_id} has {space}"
         )
-    described = "continuous" if kind == "box" else "discrete"
+    described = {"box": "continuous", "discrete": "discrete"}
+    wanted = {"box": "continuous (1-D Box)", "discrete": "discrete"}[allowed[0]]
     hint = "".join(f"; use `tdrl train {a} --env {env_id}` instead" for a in alternatives[:1])
     raise TrainError(
-        f"{algo} needs a {allowed[0]} action space, but {env_id} has {space} ({described}){hint}"
+        f"{algo} needs a {wanted} action space, but {env_id} has {space} ({described[kind]}){hint}"
     )
 
 
