@@ -9,7 +9,7 @@ gymnasium, so they are loaded on demand.
 Examples:
     >>> from tdrl.recipes import ALGOS, get_recipe
     >>> ALGOS
-    ('ppo', 'dqn')
+    ('ppo', 'dqn', 'sac')
     >>> get_recipe("ppo").NAME
     'ppo'
 """
@@ -19,7 +19,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-ALGOS = ("ppo", "dqn")
+ALGOS = ("ppo", "dqn", "sac")
 
 __all__ = ["ALGOS", "get_recipe"]
 
@@ -31,7 +31,7 @@ def get_recipe(name: str) -> ModuleType:
         >>> get_recipe("a2c")
         Traceback (most recent call last):
         ...
-        ValueError: unknown algorithm 'a2c'; choose one of: ppo, dqn
+        ValueError: unknown algorithm 'a2c'; choose one of: ppo, dqn, sac
     """
     if name not in ALGOS:
         raise ValueError(f"unknown algorithm {name!r}; choose one of: {', '.join(ALGOS)}")
