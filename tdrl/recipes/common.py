@@ -330,7 +330,12 @@ def check_action_space(env_id: str, space: Any, algo: str, allowed: str) -> None
     if is_discrete(space) and space.start != 0:
         raise TrainError(f"{env_id} has a Discrete action space starting at {space.start}; only 0")
     if is_discrete(space):
-        return
+        if "discrete" in allowed:
+            return
+        raise TrainError(
+            f"{algo} needs a continuous (Box) action space, but {env_id} has {space}; "
+            f"use `tdrl train dqn --env {env_id}` or `tdrl train ppo --env {env_id}` instead"
+        )
     if "box" in allowed and isinstance(space, gym.spaces.Box) and len(space.shape) == 1:
         if not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):
             raise TrainError(

@@ -1,0 +1,186 @@
+"""SAC on Pendulum-v1: tdrl against SB3, interleaved in one process, same settings.
+
+RL-Zoo's Pendulum-v1 SAC: 20,000 steps, learning rate 1e-3, otherwise SB3's
+SAC defaults (256x256 networks, batch 256, one gradient step per env step,
+tau 0.005, automatic entropy, learning_starts 100, buffer 1e6), one thread.
+For each seed both agents are built, then trained in alternating chunks of
+``--chunk`` env steps, so that both see the same machine load; each keeps its
+own RNG state between chunks, so each run is the run it would be alone
+(tdrl's equals ``tdrl train sac --seed S``). Reports per seed the final
+deterministic eval return (10 episodes, the same episode seeds for both),
+steps/s (training time only) and the steps/s ratio, plus the load average.
+
+Targets: final eval >= -200 in every seed; tdrl >= 2x SB3's steps/s.
+
+    python benchmarks/sac_pendulum.py                       # 3 seeds, with SB3 if installed
+    python benchmarks/sac_pendulum.py --seeds 0 --total-steps 3000   # a quick speed ratio
+    python benchmarks/sac_pendulum.py --no-sb3 -- --shared-trunk     # extra tdrl flags
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from tdrl.recipes import sac
+from tdrl.recipes.common import (
+    EVAL_SEED_OFFSET,
+    evaluate,
+    get_rng_state,
+    probe_env,
+    resolve_config,
+    seed_everything,
+    set_rng_state,
+)
+
+ENV = "Pendulum-v1"
+TARGET = -200.0
+
+
+class TdrlRun:
+    """``tdrl train sac`` without the run files: the same config resolution and loop."""
+
+    name = "tdrl"
+
+    def __init__(self, seed: int, total_steps: int, extra: list[str]) -> None:
+        from tdrl.cli import build_parser
+
+        args = build_parser().parse_args(["train", "sac", *extra])
+        explicit = {k: v for k, v in vars(args).items() if v is not None}
+        explicit.update(seed=seed, total_steps=total_steps, threads=1, env=ENV)
+        obs_space, act_space, threshold = probe_env(ENV)
+        self.cfg = resolve_config(sac.SACConfig, explicit, sac.env_defaults(ENV, act_space))
+        sac.validate(self.cfg)
+        seed_everything(seed)
+        self.algo = sac.SAC(self.cfg, obs_space, act_space, threshold, clock=time.perf_counter)
+        self.rng = get_rng_state()
+        self.steps = 0
+
+    def train_until(self, step: int) -> None:
+        while self.algo.global_step < step:
+            self.algo.iterate()
+        self.steps = self.algo.global_step
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        return self.algo.act(obs)
+
+
+class SB3Run:
+    """SB3's SAC with RL-Zoo's Pendulum-v1 settings (lr 1e-3, the rest SB3 defaults)."""
+
+    name = "sb3"
+
+    def __init__(self, seed: int, total_steps: int, extra: list[str]) -> None:
+        from stable_baselines3 import SAC
+
+        self.model = SAC("MlpPolicy", ENV, learning_rate=1e-3, seed=seed, device="cpu", verbose=0)
+        self.rng = get_rng_state()
+        self.steps = 0
+
+    def train_until(self, step: int) -> None:
+        self.model.learn(step - self.steps, reset_num_timesteps=self.steps == 0)
+        self.steps = int(self.model.num_timesteps)
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        return self.model.predict(obs, deterministic=True)[0]
+
+
+def run_seed(seed: int, args: argparse.Namespace) -> list[dict[str, Any]]:
+    runs: list[Any] = [TdrlRun(seed, args.total_steps, args.extra)]
+    if args.sb3:
+        runs.append(SB3Run(seed, args.total_steps, args.extra))
+    train_s = {r.name: 0.0 for r in runs}
+    loads = []
+    step = 0
+    while step < args.total_steps:
+        step = min(step + args.chunk, args.total_steps)
+        loads.append(os.getloadavg()[0])
+        for r in runs:
+            set_rng_state(r.rng)  # each run draws from its own RNG stream
+            t0 = time.perf_counter()
+            r.train_until(step)
+            train_s[r.name] += time.perf_counter() - t0
+            r.rng = get_rng_state()
+    rows = []
+    for r in runs:
+        returns = evaluate(r.act, ENV, args.eval_episodes, seed + EVAL_SEED_OFFSET)
+        rows.append(
+            {
+                "name": r.name,
+                "seed": seed,
+                "steps": r.steps,
+                "train_s": train_s[r.name],
+                "steps_per_s": r.steps / train_s[r.name],
+                "eval": float(returns.mean()),
+                "eval_std": float(returns.std()),
+                "load": float(np.mean(loads)),
+            }
+        )
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--total-steps", type=int, default=20_000)
+    parser.add_argument("--chunk", type=int, default=1_000, help="env steps per turn")
+    parser.add_argument("--eval-episodes", type=int, default=10)
+    parser.add_argument(
+        "--sb3",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also run SB3's SAC (default: when stable-baselines3 is installed)",
+    )
+    parser.add_argument("extra", nargs="*", help="extra flags for tdrl train sac (after --)")
+    args = parser.parse_args()
+    if args.sb3 is None:
+        import importlib.util
+
+        args.sb3 = importlib.util.find_spec("stable_baselines3") is not None
+        if not args.sb3:
+            print("stable-baselines3 not installed: tdrl only (pip install stable-baselines3)")
+    torch.set_num_threads(1)
+    print(
+        f"{ENV} SAC, {args.total_steps:,} steps, 1 thread, {os.cpu_count()} cores, "
+        f"load average at start {os.getloadavg()[0]:.1f}",
+        flush=True,
+    )
+    rows = []
+    for seed in args.seeds:
+        seed_rows = run_seed(seed, args)
+        rows += seed_rows
+        for r in seed_rows:
+            print(
+                f"  {r['name']:<4} seed {seed}: final eval {r['eval']:7.1f} +- {r['eval_std']:5.1f}"
+                f"  {r['steps_per_s']:6.1f} steps/s  ({r['train_s']:.0f} s, load {r['load']:.1f})",
+                flush=True,
+            )
+        if len(seed_rows) == 2:
+            print(
+                f"  ratio seed {seed}: tdrl/sb3 steps/s = "
+                f"{seed_rows[0]['steps_per_s'] / seed_rows[1]['steps_per_s']:.2f}x",
+                flush=True,
+            )
+    print(f"\nsummary (target: final eval >= {TARGET:g} in every seed, >= 2x SB3 steps/s)")
+    print("| agent | seeds | final eval per seed | median steps/s |")
+    print("|---|---|---|---|")
+    for name in dict.fromkeys(r["name"] for r in rows):
+        mine = [r for r in rows if r["name"] == name]
+        evals = ", ".join(f"{r['eval']:.1f}" for r in mine)
+        sps = statistics.median(r["steps_per_s"] for r in mine)
+        print(f"| {name} | {len(mine)} | {evals} | {sps:.1f} |")
+    if args.sb3:
+        ratios = [a["steps_per_s"] / b["steps_per_s"] for a, b in zip(rows[::2], rows[1::2])]
+        print(f"steps/s ratio tdrl/sb3 per seed: {', '.join(f'{x:.2f}x' for x in ratios)}")
+    print(f"load average at end {os.getloadavg()[0]:.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
