@@ -29,15 +29,9 @@ import numpy as np
 import torch
 
 from tdrl.recipes import sac
-from tdrl.recipes.common import (
-    EVAL_SEED_OFFSET,
-    evaluate,
-    get_rng_state,
-    probe_env,
-    resolve_config,
-    seed_everything,
-    set_rng_state,
-)
+from tdrl.recipes.config import resolve_config
+from tdrl.recipes.envs import EVAL_SEED_OFFSET, evaluate, probe_env
+from tdrl.recipes.rng import get_rng_state, seed_everything, set_rng_state
 
 ENV = "Pendulum-v1"
 TARGET = -200.0
@@ -54,11 +48,14 @@ class TdrlRun:
         args = build_parser().parse_args(["train", "sac", *extra])
         explicit = {k: v for k, v in vars(args).items() if v is not None}
         explicit.update(seed=seed, total_steps=total_steps, threads=1, env=ENV)
-        obs_space, act_space, threshold = probe_env(ENV)
-        self.cfg = resolve_config(sac.SACConfig, explicit, sac.env_defaults(ENV, act_space))
-        sac.validate(self.cfg)
+        env = probe_env(ENV)
+        recipe = sac.RECIPE
+        self.cfg = resolve_config(
+            recipe.config, explicit, recipe.defaults_for(ENV, env.action_space)
+        )
+        self.cfg.validate()
         seed_everything(seed)
-        self.algo = sac.SAC(self.cfg, obs_space, act_space, threshold, clock=time.perf_counter)
+        self.algo = recipe.algorithm(self.cfg, env, time.perf_counter)
         self.rng = get_rng_state()
         self.steps = 0
 

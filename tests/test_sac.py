@@ -1,5 +1,5 @@
-"""SAC: learning (CI-sized, both trunk modes), exact resume, the Q-value getter, twin critics,
-the replay buffer, and the MuJoCo env path."""
+"""SAC: learning (CI-sized, both trunk modes), exact resume, the Q-value getter, twin critics
+and the MuJoCo env path."""
 
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ from tdrl.modules import (
     TanhNormal,
     ValueOperator,
 )
-from tdrl.recipes.common import EVAL_SEED_OFFSET, WALL_COLUMNS, evaluate, load_checkpoint
-from tdrl.recipes.replay import ReplayBuffer
+from tdrl.recipes.envs import EVAL_SEED_OFFSET, evaluate
+from tdrl.recipes.runfiles import WALL_COLUMNS, load_checkpoint
 from tdrl.recipes.twin_q import TwinQ
 
 QUIET = ["--no-progress"]
@@ -94,7 +94,7 @@ def test_sac_crash_then_resume_matches_uninterrupted_run(tmp_path, monkeypatch, 
     monkeypatch.setattr(SAC, "iterate", original)
     saved = load_checkpoint(crashed / "checkpoint.pt")
     assert saved["global_step"] == 600 and not saved["finished"]
-    assert len(saved["algo_state"]["buffer"]["storage"][0]) == 600
+    assert len(saved["algo_state"]["buffer"]["storage"]) == 600
 
     assert main(["train", "sac", "--out", str(crashed), "--resume", *QUIET]) == 0
     assert "resuming" in capsys.readouterr().out
@@ -110,7 +110,7 @@ def test_sac_crash_then_resume_matches_uninterrupted_run(tmp_path, monkeypatch, 
 def test_sac_refuses_discrete_actions_and_bad_flags(capsys):
     assert main(["train", "sac", "--env", "CartPole-v1", *QUIET]) == 2
     err = capsys.readouterr().err
-    assert "sac needs a continuous (Box) action space" in err and "CartPole-v1" in err
+    assert "sac needs a box action space, but CartPole-v1 has Discrete(2)" in err
     assert main(["train", "sac", "--tau", "0", *QUIET]) == 2
     assert "--tau must be in (0, 1], got 0.0" in capsys.readouterr().err
 
@@ -174,21 +174,6 @@ def test_twin_q_equals_two_separate_mlps_and_frozen_stops_weight_grads():
     assert act.grad is not None and all(w.grad is None for w in q.parameters())
     q(obs, act).sum().backward()
     assert all(w.grad is not None for w in q.parameters())
-
-
-def test_replay_buffer_wraps_and_round_trips():
-    rb = ReplayBuffer(capacity=4, obs_dim=1, act_dim=1)
-    for i in range(3):  # 6 transitions into 4 slots: the oldest two are overwritten
-        v = torch.tensor([2.0 * i, 2.0 * i + 1])
-        rb.add(v[:, None], v[:, None], v, v[:, None], torch.zeros(2))
-    assert len(rb) == 4 and rb.pos == 2
-    assert rb.storage[2].tolist() == [4.0, 5.0, 2.0, 3.0]
-    other = ReplayBuffer(capacity=4, obs_dim=1, act_dim=1)
-    other.load_state_dict(rb.state_dict())
-    assert (len(other), other.pos) == (4, 2)
-    assert all(torch.equal(a, b) for a, b in zip(rb.storage, other.storage))
-    with pytest.raises(RuntimeError, match="empty replay buffer"):
-        ReplayBuffer(capacity=2, obs_dim=1, act_dim=1).sample(1)
 
 
 # ----------------------------------------------------------------------------- MuJoCo

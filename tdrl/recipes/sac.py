@@ -62,20 +62,12 @@ from tdrl.modules import (
     TanhNormal,
     ValueOperator,
 )
-from tdrl.recipes.common import (
-    CommonConfig,
-    EpisodeStats,
-    TrainError,
-    check_positive,
-    final_observations,
-    make_adam,
-    make_vec_env,
-)
+from tdrl.recipes.blocks import Clock, EpisodeStats, make_adam
+from tdrl.recipes.config import CommonConfig, TrainError, check_positive, check_range, option
+from tdrl.recipes.envs import EnvInfo, final_observations, make_vec_env
+from tdrl.recipes.protocol import Recipe
 from tdrl.recipes.replay import ReplayBuffer
 from tdrl.recipes.twin_q import TwinQ
-
-NAME = "sac"
-ACTION_SPACES = "box"
 
 
 @dataclasses.dataclass
@@ -86,60 +78,56 @@ class SACConfig(CommonConfig):
         >>> cfg = SACConfig()
         >>> cfg.hidden, cfg.batch_size, cfg.tau, cfg.learning_starts
         ((256, 256), 256, 0.005, 100)
+        >>> SACConfig(tau=1.5).validate()
+        Traceback (most recent call last):
+        ...
+        tdrl.recipes.config.TrainError: --tau must be in (0, 1], got 1.5
     """
 
-    env: str = dataclasses.field(
-        default="Pendulum-v1", metadata={"help": "gymnasium environment id"}
+    env: str = option("Pendulum-v1", "gymnasium environment id")
+    total_steps: int = option(20_000, "environment steps to train for")
+    num_envs: int = option(1, "parallel environments (gymnasium SyncVectorEnv)")
+    lr: float = option(3e-4, "Adam learning rate (actor, critics and temperature)")
+    gamma: float = option(0.99, "discount factor")
+    tau: float = option(0.005, "target critic Polyak rate")
+    buffer_size: int = option(1_000_000, "replay buffer capacity (transitions)")
+    batch_size: int = option(256, "minibatch size")
+    learning_starts: int = option(100, "env steps of uniform random actions before learning")
+    train_freq: int = option(1, "env steps between training phases")
+    gradient_steps: int = option(1, "gradient steps per training phase")
+    init_alpha: float = option(1.0, "initial entropy temperature alpha")
+    autotune: bool = option(True, "tune alpha towards the target entropy (else fixed)")
+    target_entropy: float | None = option(
+        None, "target entropy in the [-1, 1]-normalized action space (default -dim(A))"
     )
-    total_steps: int = dataclasses.field(
-        default=20_000, metadata={"help": "environment steps to train for"}
+    hidden: tuple = option((256, 256), "layer sizes of the actor and of each critic")
+    shared_trunk: bool = option(
+        False,
+        "one trunk (the first --hidden layer) under the actor and critic heads "
+        "(ActorCriticOperator) instead of separate networks (ActorCriticWrapper)",
     )
-    num_envs: int = dataclasses.field(
-        default=1, metadata={"help": "parallel environments (gymnasium SyncVectorEnv)"}
-    )
-    lr: float = dataclasses.field(
-        default=3e-4, metadata={"help": "Adam learning rate (actor, critics and temperature)"}
-    )
-    gamma: float = dataclasses.field(default=0.99, metadata={"help": "discount factor"})
-    tau: float = dataclasses.field(default=0.005, metadata={"help": "target critic Polyak rate"})
-    buffer_size: int = dataclasses.field(
-        default=1_000_000, metadata={"help": "replay buffer capacity (transitions)"}
-    )
-    batch_size: int = dataclasses.field(default=256, metadata={"help": "minibatch size"})
-    learning_starts: int = dataclasses.field(
-        default=100, metadata={"help": "env steps of uniform random actions before learning"}
-    )
-    train_freq: int = dataclasses.field(
-        default=1, metadata={"help": "env steps between training phases"}
-    )
-    gradient_steps: int = dataclasses.field(
-        default=1, metadata={"help": "gradient steps per training phase"}
-    )
-    init_alpha: float = dataclasses.field(
-        default=1.0, metadata={"help": "initial entropy temperature alpha"}
-    )
-    autotune: bool = dataclasses.field(
-        default=True, metadata={"help": "tune alpha towards the target entropy (else fixed)"}
-    )
-    target_entropy: float | None = dataclasses.field(
-        default=None,
-        metadata={
-            "help": "target entropy in the [-1, 1]-normalized action space (default -dim(A))"
-        },
-    )
-    hidden: tuple = dataclasses.field(
-        default=(256, 256), metadata={"help": "layer sizes of the actor and of each critic"}
-    )
-    shared_trunk: bool = dataclasses.field(
-        default=False,
-        metadata={
-            "help": "one trunk (the first --hidden layer) under the actor and critic heads "
-            "(ActorCriticOperator) instead of separate networks (ActorCriticWrapper)"
-        },
-    )
-    log_every: int = dataclasses.field(
-        default=1_000, metadata={"help": "environment steps between metrics.csv rows"}
-    )
+    log_every: int = option(1_000, "environment steps between metrics.csv rows")
+
+    def validate(self) -> None:
+        """Check the numbers before anything is created (raises ``TrainError``)."""
+        super().validate()
+        check_positive(
+            self,
+            ["lr", "buffer_size", "batch_size", "train_freq", "gradient_steps", "init_alpha",
+             "log_every"],
+        )  # fmt: skip
+        check_range(self, ["gamma"], 0.0, 1.0)
+        if not 0.0 < self.tau <= 1.0:
+            raise TrainError(f"--tau must be in (0, 1], got {self.tau}")
+        if self.learning_starts < 0:
+            raise TrainError(f"--learning-starts must be >= 0, got {self.learning_starts}")
+        if self.buffer_size < self.num_envs:
+            raise TrainError(
+                f"--buffer-size {self.buffer_size} must hold one vector step "
+                f"(--num-envs {self.num_envs})"
+            )
+        if self.target_entropy is not None and not math.isfinite(self.target_entropy):
+            raise TrainError(f"--target-entropy must be finite, got {self.target_entropy}")
 
 
 # Per-env defaults on top of the dataclass defaults (RL-Zoo's hyperparams/sac.yml).
@@ -147,56 +135,6 @@ ENV_DEFAULTS: dict[str, dict[str, Any]] = {
     "Pendulum-v1": {"total_steps": 20_000, "lr": 1e-3},
     "HalfCheetah-v5": {"total_steps": 1_000_000, "learning_starts": 10_000},
 }
-
-
-def env_defaults(env_id: str, action_space: Any) -> dict[str, Any]:
-    """The defaults that apply to ``env_id``.
-
-    Examples:
-        >>> env_defaults("Pendulum-v1", None)["lr"]
-        0.001
-    """
-    return dict(ENV_DEFAULTS.get(env_id, {}))
-
-
-def validate(cfg: SACConfig) -> None:
-    """Check the numbers before anything is created (raises ``TrainError``).
-
-    Examples:
-        >>> validate(SACConfig(tau=1.5))
-        Traceback (most recent call last):
-        ...
-        tdrl.recipes.common.TrainError: --tau must be in (0, 1], got 1.5
-    """
-    check_positive(
-        cfg,
-        [
-            "total_steps",
-            "num_envs",
-            "threads",
-            "eval_episodes",
-            "checkpoint_every",
-            "lr",
-            "buffer_size",
-            "batch_size",
-            "train_freq",
-            "gradient_steps",
-            "init_alpha",
-            "log_every",
-        ],
-    )
-    if not 0.0 < cfg.tau <= 1.0:
-        raise TrainError(f"--tau must be in (0, 1], got {cfg.tau}")
-    if not 0.0 <= cfg.gamma <= 1.0:
-        raise TrainError(f"--gamma must be in [0, 1], got {cfg.gamma}")
-    if cfg.learning_starts < 0:
-        raise TrainError(f"--learning-starts must be >= 0, got {cfg.learning_starts}")
-    if cfg.buffer_size < cfg.num_envs:
-        raise TrainError(
-            f"--buffer-size {cfg.buffer_size} must hold one vector step (--num-envs {cfg.num_envs})"
-        )
-    if cfg.target_entropy is not None and not math.isfinite(cfg.target_entropy):
-        raise TrainError(f"--target-entropy must be finite, got {cfg.target_entropy}")
 
 
 # ----------------------------------------------------------------------------- networks
@@ -269,21 +207,21 @@ def build_agent(cfg: SACConfig, obs_space: Any, action_space: Any) -> AgentParts
     return AgentParts(agent, agent.get_policy_operator(), qvalue, critic, twin, feature_key)
 
 
-def make_act(cfg: SACConfig, obs_space: Any, action_space: Any, model_state: dict, device: Any):
+def make_act(cfg: SACConfig, env: EnvInfo, model_state: dict, device: Any):
     """Deterministic policy ``obs batch (numpy) -> env actions`` from saved weights.
 
     Examples:
         >>> import gymnasium as gym
-        >>> spaces = gym.spaces.Box(-1, 1, (3,)), gym.spaces.Box(-2, 2, (1,))
+        >>> env = EnvInfo(gym.spaces.Box(-1, 1, (3,)), gym.spaces.Box(-2, 2, (1,)), None)
         >>> cfg = SACConfig(hidden=(8, 8))
-        >>> act = make_act(cfg, *spaces, build_agent(cfg, *spaces).agent.state_dict(), "cpu")
+        >>> act = make_act(cfg, env, build_agent(cfg, *env[:2]).agent.state_dict(), "cpu")
         >>> act(np.zeros((5, 3), dtype=np.float32)).shape
         (5, 1)
     """
-    parts = build_agent(cfg, obs_space, action_space)
+    parts = build_agent(cfg, env.observation_space, env.action_space)
     parts.agent.load_state_dict(model_state)
     parts.agent.to(device).eval()
-    return _make_act(parts.policy, action_space, device)
+    return _make_act(parts.policy, env.action_space, device)
 
 
 def _make_act(policy: Any, action_space: Any, device: Any):
@@ -306,12 +244,10 @@ class SAC:
     ``state_dict()`` captures everything needed to continue exactly.
 
     Examples:
-        >>> import time
-        >>> from tdrl.recipes.common import probe_env
+        >>> from tdrl.recipes.envs import probe_env
         >>> cfg = SACConfig(total_steps=64, learning_starts=32, batch_size=16, hidden=(16, 16),
         ...                 log_every=64)
-        >>> obs_space, act_space, threshold = probe_env("Pendulum-v1")
-        >>> algo = SAC(cfg, obs_space, act_space, threshold, clock=time.perf_counter)
+        >>> algo = SAC(cfg, probe_env("Pendulum-v1"))
         >>> row = algo.iterate()
         >>> algo.global_step, row["updates"], len(algo.buffer)
         (64, 32, 64)
@@ -320,11 +256,10 @@ class SAC:
 
     loss_columns = ["critic_loss", "actor_loss", "alpha", "entropy", "q_mean", "updates"]
 
-    def __init__(
-        self, cfg: SACConfig, obs_space: Any, action_space: Any, threshold: float | None, clock
-    ) -> None:
+    def __init__(self, cfg: SACConfig, env: EnvInfo, clock: Clock | None = None) -> None:
+        obs_space, action_space, threshold = env
         self.cfg = cfg
-        self.clock = clock
+        self.clock = clock if clock is not None else Clock()
         self.device = torch.device(cfg.device)
         self.action_space = action_space
         parts = build_agent(cfg, obs_space, action_space)
@@ -353,9 +288,7 @@ class SAC:
         )
         params = list(self.agent.parameters()) + ([self.log_alpha] if cfg.autotune else [])
         self.optimizer = make_adam(params, cfg.lr)
-        self.buffer = ReplayBuffer(
-            cfg.buffer_size, int(np.prod(obs_space.shape)), act_dim, self.device
-        )
+        self.buffer = ReplayBuffer(cfg.buffer_size, self.device)
         self.stats = EpisodeStats(cfg.num_envs, threshold)
         self.global_step = 0
         self.updates = 0
@@ -394,11 +327,17 @@ class SAC:
             next_obs = obs.copy()
             next_obs[done] = final_observations(info, done)
         self.buffer.add(
-            self.obs,
-            torch.as_tensor(action).reshape(n, -1),
-            torch.as_tensor(reward, dtype=torch.float32),
-            self._obs_tensor(next_obs),
-            torch.as_tensor(terminated, dtype=torch.float32),
+            TensorDict(
+                {
+                    "observation": self.obs,
+                    "action": torch.as_tensor(action).reshape(n, -1),
+                    "reward": torch.as_tensor(reward, dtype=torch.float32),
+                    "next_observation": self._obs_tensor(next_obs),
+                    "terminated": torch.as_tensor(terminated, dtype=torch.float32),
+                },
+                batch_size=[n],
+                device=self.device,
+            )
         )
         self.obs = self._obs_tensor(obs)
 
@@ -406,7 +345,9 @@ class SAC:
     def update(self) -> torch.Tensor:
         """One gradient step on a replay minibatch; returns the logged values, detached."""
         cfg, parts = self.cfg, self.parts
-        obs, action, reward, next_obs, terminated = self.buffer.sample(cfg.batch_size)
+        batch = self.buffer.sample(cfg.batch_size)
+        obs, next_obs, action = batch["observation"], batch["next_observation"], batch["action"]
+        reward, terminated = batch["reward"], batch["terminated"]
         b = obs.shape[0]
         alpha = self.log_alpha.detach().exp()
         # a ~ pi(.|s) with gradient; a' ~ pi(.|s') without (two calls: a batched one would
@@ -501,5 +442,12 @@ class SAC:
         self.envs.close()
 
 
-Algorithm = SAC
-Config = SACConfig
+RECIPE = Recipe(
+    name="sac",
+    summary="SAC on gymnasium vector envs: a TanhNormal actor and twin Q(s, a) critics.",
+    config=SACConfig,
+    action_spaces=("box",),
+    algorithm=SAC,
+    make_act=make_act,
+    env_defaults=ENV_DEFAULTS,
+)
