@@ -20,15 +20,16 @@ Targets: final eval >= -200 in every seed; tdrl >= 2x SB3's steps/s.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
 
-from tdrl.recipes import sac
 from tdrl.recipes.config import resolve_config
 from tdrl.recipes.envs import EVAL_SEED_OFFSET, evaluate, probe_env
 from tdrl.recipes.rng import get_rng_state, seed_everything, set_rng_state
@@ -38,24 +39,23 @@ TARGET = -200.0
 
 
 class TdrlRun:
-    """``tdrl train sac`` without the run files: the same config resolution and loop."""
+    """``tdrl train ALGO`` without the run files: the same config resolution and loop."""
 
     name = "tdrl"
 
-    def __init__(self, seed: int, total_steps: int, extra: list[str]) -> None:
+    def __init__(self, algo: str, env_id: str, seed: int, total_steps: int, extra: list[str]):
         from tdrl.cli import build_parser
+        from tdrl.recipes import get_recipe
 
-        args = build_parser().parse_args(["train", "sac", *extra])
+        args = build_parser().parse_args(["train", algo, *extra])
         explicit = {k: v for k, v in vars(args).items() if v is not None}
-        explicit.update(seed=seed, total_steps=total_steps, threads=1, env=ENV)
-        env = probe_env(ENV)
-        recipe = sac.RECIPE
-        self.cfg = resolve_config(
-            recipe.config, explicit, recipe.defaults_for(ENV, env.action_space)
-        )
-        self.cfg.validate()
+        explicit.update(seed=seed, total_steps=total_steps, threads=1, env=env_id)
+        env = probe_env(env_id)
+        recipe = get_recipe(algo)
+        cfg = resolve_config(recipe.config, explicit, recipe.defaults_for(env_id, env.action_space))
+        cfg.validate()
         seed_everything(seed)
-        self.algo = recipe.algorithm(self.cfg, env, time.perf_counter)
+        self.algo = recipe.algorithm(cfg, env, time.perf_counter)
         self.rng = get_rng_state()
         self.steps = 0
 
@@ -69,14 +69,12 @@ class TdrlRun:
 
 
 class SB3Run:
-    """SB3's SAC with RL-Zoo's Pendulum-v1 settings (lr 1e-3, the rest SB3 defaults)."""
+    """A stable-baselines3 model trained chunk by chunk (``learn`` continues the run)."""
 
     name = "sb3"
 
-    def __init__(self, seed: int, total_steps: int, extra: list[str]) -> None:
-        from stable_baselines3 import SAC
-
-        self.model = SAC("MlpPolicy", ENV, learning_rate=1e-3, seed=seed, device="cpu", verbose=0)
+    def __init__(self, make_model: Callable[[], Any]) -> None:
+        self.model = make_model()
         self.rng = get_rng_state()
         self.steps = 0
 
@@ -88,15 +86,19 @@ class SB3Run:
         return self.model.predict(obs, deterministic=True)[0]
 
 
-def run_seed(seed: int, args: argparse.Namespace) -> list[dict[str, Any]]:
-    runs: list[Any] = [TdrlRun(seed, args.total_steps, args.extra)]
-    if args.sb3:
-        runs.append(SB3Run(seed, args.total_steps, args.extra))
+def interleave(
+    runs: list[Any], env_id: str, seed: int, total_steps: int, chunk: int, episodes: int
+) -> list[dict[str, Any]]:
+    """Train ``runs`` in alternating chunks of ``chunk`` env steps, then evaluate each.
+
+    Each run keeps its own RNG state between turns (as if it ran alone); the
+    steps/s count training time only. Returns one result row per run.
+    """
     train_s = {r.name: 0.0 for r in runs}
     loads = []
     step = 0
-    while step < args.total_steps:
-        step = min(step + args.chunk, args.total_steps)
+    while step < total_steps:
+        step = min(step + chunk, total_steps)
         loads.append(os.getloadavg()[0])
         for r in runs:
             set_rng_state(r.rng)  # each run draws from its own RNG stream
@@ -106,7 +108,7 @@ def run_seed(seed: int, args: argparse.Namespace) -> list[dict[str, Any]]:
             r.rng = get_rng_state()
     rows = []
     for r in runs:
-        returns = evaluate(r.act, ENV, args.eval_episodes, seed + EVAL_SEED_OFFSET)
+        returns = evaluate(r.act, env_id, episodes, seed + EVAL_SEED_OFFSET)
         rows.append(
             {
                 "name": r.name,
@@ -120,6 +122,38 @@ def run_seed(seed: int, args: argparse.Namespace) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def report(rows: list[dict[str, Any]], label: str) -> None:
+    """Print each row, and the tdrl/sb3 steps/s ratio when both ran."""
+    for r in rows:
+        print(
+            f"  {label} {r['name']:<4} seed {r['seed']}: final eval {r['eval']:8.1f} +- "
+            f"{r['eval_std']:6.1f}  {r['steps_per_s']:7.1f} steps/s  ({r['train_s']:.0f} s, "
+            f"load {r['load']:.1f})",
+            flush=True,
+        )
+    if len(rows) == 2:
+        ratio = rows[0]["steps_per_s"] / rows[1]["steps_per_s"]
+        print(f"  {label} seed {rows[0]['seed']}: tdrl/sb3 steps/s = {ratio:.2f}x", flush=True)
+
+
+def sb3_available(wanted: bool | None) -> bool:
+    import importlib.util
+
+    if wanted is not None:
+        return wanted
+    found = importlib.util.find_spec("stable_baselines3") is not None
+    if not found:
+        print("stable-baselines3 not installed: tdrl only (pip install stable-baselines3)")
+    return found
+
+
+def sb3_sac_pendulum(seed: int) -> Any:
+    """SB3's SAC with RL-Zoo's Pendulum-v1 settings (lr 1e-3, the rest SB3 defaults)."""
+    from stable_baselines3 import SAC
+
+    return SAC("MlpPolicy", ENV, learning_rate=1e-3, seed=seed, device="cpu", verbose=0)
 
 
 def main() -> int:
@@ -136,12 +170,7 @@ def main() -> int:
     )
     parser.add_argument("extra", nargs="*", help="extra flags for tdrl train sac (after --)")
     args = parser.parse_args()
-    if args.sb3 is None:
-        import importlib.util
-
-        args.sb3 = importlib.util.find_spec("stable_baselines3") is not None
-        if not args.sb3:
-            print("stable-baselines3 not installed: tdrl only (pip install stable-baselines3)")
+    args.sb3 = sb3_available(args.sb3)
     torch.set_num_threads(1)
     print(
         f"{ENV} SAC, {args.total_steps:,} steps, 1 thread, {os.cpu_count()} cores, "
@@ -150,20 +179,12 @@ def main() -> int:
     )
     rows = []
     for seed in args.seeds:
-        seed_rows = run_seed(seed, args)
+        runs: list[Any] = [TdrlRun("sac", ENV, seed, args.total_steps, args.extra)]
+        if args.sb3:
+            runs.append(SB3Run(functools.partial(sb3_sac_pendulum, seed)))
+        seed_rows = interleave(runs, ENV, seed, args.total_steps, args.chunk, args.eval_episodes)
+        report(seed_rows, "sac")
         rows += seed_rows
-        for r in seed_rows:
-            print(
-                f"  {r['name']:<4} seed {seed}: final eval {r['eval']:7.1f} +- {r['eval_std']:5.1f}"
-                f"  {r['steps_per_s']:6.1f} steps/s  ({r['train_s']:.0f} s, load {r['load']:.1f})",
-                flush=True,
-            )
-        if len(seed_rows) == 2:
-            print(
-                f"  ratio seed {seed}: tdrl/sb3 steps/s = "
-                f"{seed_rows[0]['steps_per_s'] / seed_rows[1]['steps_per_s']:.2f}x",
-                flush=True,
-            )
     print(f"\nsummary (target: final eval >= {TARGET:g} in every seed, >= 2x SB3 steps/s)")
     print("| agent | seeds | final eval per seed | median steps/s |")
     print("|---|---|---|---|")
