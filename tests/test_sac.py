@@ -107,6 +107,28 @@ def test_sac_crash_then_resume_matches_uninterrupted_run(tmp_path, monkeypatch, 
     assert torch.equal(a["algo_state"]["log_alpha"], b["algo_state"]["log_alpha"])
 
 
+def test_sac_follows_the_algorithm_protocol():
+    from tdrl.recipes import Algorithm, get_recipe
+    from tdrl.recipes.envs import probe_env
+
+    recipe = get_recipe("sac")
+    assert recipe.action_spaces == ("box",) and recipe.config.__name__ == "SACConfig"
+    cfg = recipe.config(total_steps=48, learning_starts=16, batch_size=8, hidden=(8, 8),
+                        log_every=48)  # fmt: skip
+    algo = recipe.algorithm(cfg, probe_env("Pendulum-v1"), None)
+    try:
+        assert isinstance(algo, Algorithm)
+        row = algo.iterate()
+        assert set(row) == set(algo.loss_columns) and row["updates"] == 32
+        assert all(np.isfinite(row[k]) for k in algo.loss_columns)
+        actions = algo.act(np.zeros((3, 3), dtype=np.float32))
+        assert actions.shape == (3, 1) and np.all(np.abs(actions) < 2.0)
+        state = algo.state_dict()
+        assert state["model"].keys() == algo.agent.state_dict().keys()
+    finally:
+        algo.close()
+
+
 def test_sac_refuses_discrete_actions_and_bad_flags(capsys):
     assert main(["train", "sac", "--env", "CartPole-v1", *QUIET]) == 2
     err = capsys.readouterr().err

@@ -297,13 +297,14 @@ class SAC:
         obs, _ = self.envs.reset(seed=cfg.seed)
         self.envs.action_space.seed(cfg.seed)
         self.obs = self._obs_tensor(obs)
+        self._act = _make_act(parts.policy, action_space, self.device)
 
     def _obs_tensor(self, obs: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(obs, dtype=torch.float32).to(self.device)
 
     def act(self, obs: np.ndarray) -> np.ndarray:
         """Deterministic actions for evaluation."""
-        return _make_act(self.parts.policy, self.action_space, self.device)(obs)
+        return self._act(obs)
 
     # -- acting -----------------------------------------------------------------------------
     @torch.no_grad()
