@@ -98,7 +98,7 @@ class SACConfig(CommonConfig):
     init_alpha: float = option(1.0, "initial entropy temperature alpha")
     autotune: bool = option(True, "tune alpha towards the target entropy (else fixed)")
     target_entropy: float | None = option(
-        None, "target entropy in the [-1, 1]-normalized action space (default -dim(A))"
+        None, "target entropy in the [-1, 1]-normalized action space; unset: -dim(A)"
     )
     hidden: tuple = option((256, 256), "layer sizes of the actor and of each critic")
     shared_trunk: bool = option(
