@@ -11,6 +11,7 @@ The printed ratio is tdrl time / torch time (1.00 = no overhead). The last
 lines measure ``import tdrl`` on top of ``import tensordict`` in fresh
 interpreters.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -131,7 +132,9 @@ def main() -> None:
     op = ActorValueOperator(
         SafeModule(hidden, in_keys=["observation"], out_keys=["hidden"]),
         ProbabilisticActor(
-            TensorDictModule(nn.Sequential(head, NormalParamExtractor()), ["hidden"], ["loc", "scale"]),
+            TensorDictModule(
+                nn.Sequential(head, NormalParamExtractor()), ["hidden"], ["loc", "scale"]
+            ),
             in_keys=["loc", "scale"],
             out_keys=["action"],
             distribution_class=TanhNormal,
@@ -158,7 +161,9 @@ def main() -> None:
         ("ActorValueOperator (mission example)", op, op_base),
         ("  .get_policy_operator()", policy_op, policy_base),
     ]
-    print(f"torch {torch.__version__}, 1 thread, median of {args.rounds} rounds x {args.iters} calls")
+    print(
+        f"torch {torch.__version__}, 1 thread, median of {args.rounds} rounds x {args.iters} calls"
+    )
     print(f"{'case':40s} {'batch':>5s} {'tdrl us':>9s} {'torch us':>9s} {'ratio':>6s}")
     with set_exploration_type(ExplorationType.RANDOM), torch.no_grad():
         for name, module, base in cases:
@@ -173,7 +178,9 @@ def main() -> None:
                     return base(x)
 
                 t_ours, t_base = compare(ours, theirs, args.iters, args.rounds)
-                print(f"{name:40s} {b:5d} {t_ours * 1e6:9.1f} {t_base * 1e6:9.1f} {t_ours / t_base:6.2f}")
+                print(
+                    f"{name:40s} {b:5d} {t_ours * 1e6:9.1f} {t_base * 1e6:9.1f} {t_ours / t_base:6.2f}"
+                )
 
     # reference: tensordict's generic module on the same Linear
     x = torch.randn(1, 4)
@@ -181,16 +188,20 @@ def main() -> None:
     t_tdm, t_lin = compare(
         lambda: tdm(TensorDict({"observation": x}, batch_size=[1])), lambda: l1(x), args.iters, 5
     )
-    print(f"{'(ref) tensordict TensorDictModule(Linear)':40s} {1:5d} {t_tdm * 1e6:9.1f} "
-          f"{t_lin * 1e6:9.1f} {t_tdm / t_lin:6.2f}")
+    print(
+        f"{'(ref) tensordict TensorDictModule(Linear)':40s} {1:5d} {t_tdm * 1e6:9.1f} "
+        f"{t_lin * 1e6:9.1f} {t_tdm / t_lin:6.2f}"
+    )
 
     code = (
         "import time; import tensordict.nn; t = time.perf_counter(); import tdrl; "
         "print(time.perf_counter() - t)"
     )
     runs = [float(subprocess.check_output([sys.executable, "-c", code])) for _ in range(5)]
-    print(f"import tdrl after import tensordict: median {statistics.median(runs):.3f} s "
-          f"(min {min(runs):.3f} s; target <= 0.2 s)")
+    print(
+        f"import tdrl after import tensordict: median {statistics.median(runs):.3f} s "
+        f"(min {min(runs):.3f} s; target <= 0.2 s)"
+    )
 
 
 if __name__ == "__main__":

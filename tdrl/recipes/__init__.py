@@ -31,7 +31,7 @@ Recipes import gymnasium when used, so they are loaded on demand.
 Examples:
     >>> from tdrl.recipes import get_recipe, recipe_names
     >>> recipe_names()
-    ('ppo', 'dqn')
+    ('ppo', 'dqn', 'sac')
     >>> get_recipe("ppo").name, get_recipe("ppo").action_spaces
     ('ppo', ('discrete', 'box'))
 """
@@ -43,7 +43,11 @@ import importlib
 from tdrl.recipes.protocol import Algorithm, Recipe
 
 # name -> module defining ``RECIPE`` (imported on first use)
-BUILTIN: dict[str, str] = {"ppo": "tdrl.recipes.ppo", "dqn": "tdrl.recipes.dqn"}
+BUILTIN: dict[str, str] = {
+    "ppo": "tdrl.recipes.ppo",
+    "dqn": "tdrl.recipes.dqn",
+    "sac": "tdrl.recipes.sac",
+}
 _REGISTERED: dict[str, Recipe] = {}
 
 __all__ = ["BUILTIN", "Algorithm", "Recipe", "get_recipe", "recipe_names", "register"]
@@ -86,7 +90,7 @@ def get_recipe(name: str) -> Recipe:
         >>> get_recipe("a2c")
         Traceback (most recent call last):
         ...
-        ValueError: unknown algorithm 'a2c'; choose one of: ppo, dqn
+        ValueError: unknown algorithm 'a2c'; choose one of: ppo, dqn, sac
     """
     if name in _REGISTERED:
         return _REGISTERED[name]

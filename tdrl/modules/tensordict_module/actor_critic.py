@@ -457,12 +457,47 @@ class ActorCriticOperator(ActorValueOperator):
             )
 
     def _build_getters(self) -> dict[str, SafeSequential]:
-        trunk, policy, _ = self.module
-        return {"policy": _standalone(trunk, policy)}
+        trunk, policy, critic = self.module
+        return {"policy": _standalone(trunk, policy), "qvalue": _standalone(trunk, critic)}
 
     def get_critic_operator(self) -> ActorCriticOperator:
-        """The critic operator: trunk + policy + critic, i.e. this operator itself."""
+        """The critic operator: trunk + policy + critic, i.e. this operator itself.
+
+        It runs the policy, so it scores the action the policy draws now and
+        overwrites any ``action`` already in the input; for a Q-loss on stored
+        actions use :meth:`get_qvalue_operator`.
+        """
         return self
+
+    def get_qvalue_operator(self) -> SafeSequential:
+        """A standalone trunk + critic that scores the ``action`` given in the input.
+
+        The composition a Q-learning loss needs: ``Q(s, a)`` for replayed
+        actions. The policy head does not run, so ``action`` is left untouched
+        (TorchRL has no such getter; its ``get_critic_operator()`` re-runs the
+        policy). Shares this operator's parameters and never detaches the trunk.
+
+        Examples:
+            >>> import torch
+            >>> from tensordict import TensorDict
+            >>> from tdrl.modules import (MLP, ActorCriticOperator, NormalParamExtractor,
+            ...     ProbabilisticActor, SafeModule, TanhNormal, ValueOperator)
+            >>> trunk = SafeModule(torch.nn.Linear(4, 4), in_keys=["observation"],
+            ...                    out_keys=["hidden"])
+            >>> policy = ProbabilisticActor(
+            ...     SafeModule(torch.nn.Sequential(torch.nn.Linear(4, 2), NormalParamExtractor()),
+            ...                in_keys=["hidden"], out_keys=["loc", "scale"]),
+            ...     in_keys=["loc", "scale"], distribution_class=TanhNormal)
+            >>> critic = ValueOperator(MLP(in_features=5, out_features=1, num_cells=[]),
+            ...                        in_keys=["hidden", "action"])
+            >>> op = ActorCriticOperator(trunk, policy, critic)
+            >>> action = torch.full((3, 1), 0.5)
+            >>> td = op.get_qvalue_operator()(TensorDict(observation=torch.randn(3, 4),
+            ...                                          action=action, batch_size=[3]))
+            >>> td["action"] is action, td["state_action_value"].shape, "loc" in td
+            (True, torch.Size([3, 1]), False)
+        """
+        return self._getters["qvalue"]
 
     def get_value_operator(self) -> SafeSequential:
         """Not available: raises ``RuntimeError`` (the critic needs the action)."""
