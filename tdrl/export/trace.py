@@ -250,6 +250,8 @@ def _part_of(err: BaseException, policy: nn.Module) -> tuple[str, nn.Module, str
         while tb is not None:
             frame = tb.tb_frame
             owner = frame.f_locals.get("self")
+            if id(owner) not in names:  # containers run leaves through steps with an owner
+                owner = getattr(owner, "owner", None)
             if isinstance(owner, nn.Module) and id(owner) in names:
                 found = (names[id(owner)], owner)
                 callable_at = ""
