@@ -1,9 +1,12 @@
-"""The ``tdrl`` command line: ``tdrl train ppo|dqn ...`` and ``tdrl eval RUN_DIR``.
+"""The ``tdrl`` command line: ``tdrl train ppo|dqn ...``, ``tdrl eval RUN_DIR``, ``tdrl export``.
 
 Run ``tdrl train ppo`` to train PPO on CartPole-v1 (about 15 s on one core),
 ``tdrl train ppo --env Pendulum-v1`` for a continuous-action run, ``tdrl train
 dqn`` for DQN, and ``tdrl eval runs/ppo-CartPole-v1-s0`` to replay the saved
-policy deterministically. ``tdrl train ppo --help`` lists every option with its
+policy deterministically. ``tdrl export RUN_DIR --format onnx`` writes the
+policy as a plain tensor model (``RUN_DIR/policy.onnx`` + ``.json`` sidecar) and
+``tdrl eval RUN_DIR --policy RUN_DIR/policy.onnx`` replays that file (onnxruntime)
+on the same episodes. ``tdrl train ppo --help`` lists every option with its
 default. Errors the user can fix print one line and exit with status 2.
 
 Examples:
@@ -35,7 +38,7 @@ exits; continue with --resume.
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``tdrl`` argument parser (subcommands ``train`` and ``eval``).
+    """The ``tdrl`` argument parser (subcommands ``train``, ``eval`` and ``export``).
 
     Examples:
         >>> args = build_parser().parse_args(["eval", "runs/x", "--episodes", "3"])
@@ -47,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tdrl", description="Train and evaluate agents built from tdrl operators."
     )
-    commands = parser.add_subparsers(dest="command", metavar="{train,eval}", required=True)
+    commands = parser.add_subparsers(dest="command", metavar="{train,eval,export}", required=True)
 
     names = recipe_names()
     train = commands.add_parser("train", help=f"train an agent ({', '.join(names)})")
@@ -94,7 +97,33 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--device", default=None, help="torch device (default: the run's)")
     ev.add_argument("--threads", type=int, default=None, help="torch threads (default: the run's)")
     ev.add_argument("--json", action="store_true", help="print the result as JSON")
+    ev.add_argument(
+        "--policy",
+        metavar="FILE",
+        default=None,
+        help="evaluate this file written by `tdrl export` (.onnx on onnxruntime, or .pt2) "
+        "instead of the checkpoint's module",
+    )
+
+    ex = commands.add_parser(
+        "export",
+        help="export a run's policy to ONNX or torch.export (.pt2)",
+        description="Write the run's deterministic policy as a plain tensor-in / tensor-out "
+        "model (observation -> action, dynamic batch) plus a JSON sidecar <file>.json. "
+        "ONNX needs the export extra: pip install \"tdrl[export]\".",
+    )
+    ex.add_argument("run_dir", metavar="RUN_DIR", help="directory written by `tdrl train`")
+    ex.add_argument("--format", choices=["onnx", "pt2"], default="onnx", help="(default: onnx)")
+    ex.add_argument("--out", metavar="PATH", default=None, help="(default: RUN_DIR/policy.FORMAT)")
     return parser
+
+
+def _export(args: argparse.Namespace) -> int:
+    from tdrl.export.runs import export_run
+
+    path = export_run(args.run_dir, args.format, args.out)
+    print(f"wrote {path} and {path.name}.json")
+    return 0
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -135,7 +164,12 @@ def _eval(args: argparse.Namespace) -> int:
     device = check_device(args.device or cfg.device)
     torch.set_num_threads(threads)
     env = probe_env(cfg.env)
-    act = recipe.make_act(cfg, env, state["algo_state"]["model"], device)
+    if args.policy:
+        from tdrl.export.runs import policy_act
+
+        act = policy_act(args.policy, env.action_space, threads)
+    else:
+        act = recipe.make_act(cfg, env, state["algo_state"]["model"], device)
     seed = cfg.seed + EVAL_SEED_OFFSET
     returns = evaluate(act, cfg.env, episodes, seed)
     result = {
@@ -148,6 +182,8 @@ def _eval(args: argparse.Namespace) -> int:
         "std_return": float(np.std(returns)),
         "returns": [float(r) for r in returns],
     }
+    if args.policy:
+        result["policy"] = args.policy
     if args.render_gif:
         ret, frames = render_gif(act, cfg.env, Path(args.render_gif), seed=seed)
         result["gif"] = {"path": args.render_gif, "return": ret, "frames": frames}
@@ -178,14 +214,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         >>> main(["train", "ppo", "--env", "CartPol-v1"])
         2
     """
+    from tdrl.export.onnx import MissingExtraError
+    from tdrl.export.trace import ExportError
     from tdrl.recipes.config import TrainError
 
     args = build_parser().parse_args(argv)
     try:
         if args.command == "train":
             return _train(args)
+        if args.command == "export":
+            return _export(args)
         return _eval(args)
-    except TrainError as err:
+    except (TrainError, ExportError, MissingExtraError) as err:
         print(f"tdrl: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # a second Ctrl-C, or one outside the training loop

@@ -19,7 +19,7 @@ from torch import nn
 
 from tdrl.data import Binary, Bounded, Categorical, MultiCategorical, MultiOneHot, OneHot
 from tdrl.envs.utils import ExplorationType, set_exploration_type
-from tdrl.export import ExportError, export_policy, load_policy, sidecar_path
+from tdrl.export import ExportError, MissingExtraError, export_policy, load_policy, sidecar_path
 from tdrl.modules import (
     ActorValueOperator,
     Delta,
@@ -286,7 +286,7 @@ def test_save_errors_leave_nothing_written(tmp_path, monkeypatch):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name == "onnxscript" else real(name, *a))
-    with pytest.raises(ModuleNotFoundError, match=r'onnxscript.*pip install "tdrl\[export\]"'):
+    with pytest.raises(MissingExtraError, match=r'onnxscript.*pip install "tdrl\[export\]"'):
         exported.save(tmp_path / "policy.onnx")
     assert list(tmp_path.iterdir()) == []
 

@@ -22,6 +22,7 @@ Examples:
             [1, 0],
             [1, 0]])
 """
+from tdrl.export.onnx import MissingExtraError
 from tdrl.export.policy import FORMATS, ExportedPolicy, export_policy, sidecar_path
 from tdrl.export.runtime import LoadedPolicy, load_policy
 from tdrl.export.trace import ExportError, PolicySignature, TensorPolicy
@@ -31,6 +32,7 @@ __all__ = [
     "ExportError",
     "ExportedPolicy",
     "LoadedPolicy",
+    "MissingExtraError",
     "PolicySignature",
     "TensorPolicy",
     "export_policy",

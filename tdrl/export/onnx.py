@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["OPSET", "require", "write_onnx", "onnx_session"]
+__all__ = ["OPSET", "MissingExtraError", "onnx_session", "require", "write_onnx"]
 
 #: ONNX opset of the written files: supported by onnxruntime >= 1.14 and by the
 #: torch exporter's operator library.
@@ -21,20 +21,24 @@ OPSET = 18
 _INSTALL = 'pip install "tdrl[export]"  (or: pip install onnx onnxruntime onnxscript)'
 
 
+class MissingExtraError(ModuleNotFoundError):
+    """A package of the ``export`` extra is missing; the message gives the install command."""
+
+
 def require(*names: str) -> None:
-    """Raises ``ModuleNotFoundError`` naming the install command if a package is missing.
+    """Raises :class:`MissingExtraError` naming the install command if a package is missing.
 
     Examples:
         >>> require("a_package_that_does_not_exist")
         Traceback (most recent call last):
         ...
-        ModuleNotFoundError: ONNX export needs a_package_that_does_not_exist, ...
+        tdrl.export.onnx.MissingExtraError: ONNX export needs a_package_that_does_not_exist, ...
     """
     import importlib.util
 
     missing = [n for n in names if importlib.util.find_spec(n) is None]
     if missing:
-        raise ModuleNotFoundError(
+        raise MissingExtraError(
             f"ONNX export needs {', '.join(missing)}, which is not installed; install the "
             f"export extra: {_INSTALL}"
         )
