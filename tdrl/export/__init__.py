@@ -23,7 +23,13 @@ Examples:
             [1, 0]])
 """
 from tdrl.export.onnx import MissingExtraError
-from tdrl.export.policy import FORMATS, ExportedPolicy, export_policy, sidecar_path
+from tdrl.export.policy import (
+    FORMATS,
+    ExportedPolicy,
+    ProgramRunner,
+    export_policy,
+    sidecar_path,
+)
 from tdrl.export.runtime import LoadedPolicy, load_policy
 from tdrl.export.trace import ExportError, PolicySignature, TensorPolicy
 
@@ -34,6 +40,7 @@ __all__ = [
     "LoadedPolicy",
     "MissingExtraError",
     "PolicySignature",
+    "ProgramRunner",
     "TensorPolicy",
     "export_policy",
     "load_policy",

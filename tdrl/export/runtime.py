@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from tdrl.export.onnx import onnx_session
-from tdrl.export.policy import FORMATS, sidecar_path
+from tdrl.export.policy import FORMATS, ProgramRunner, sidecar_path
 
 __all__ = ["LoadedPolicy", "load_policy"]
 
@@ -40,8 +40,7 @@ class LoadedPolicy:
             self.input_names = [i.name for i in self._session.get_inputs()]
             self.output_names = [o.name for o in self._session.get_outputs()]
         else:
-            program = torch.export.load(str(path))
-            self._module = program.module()
+            self._run = ProgramRunner(torch.export.load(str(path)))
             self.input_names = [i["name"] for i in self.metadata.get("inputs", [])]
             self.output_names = [o["name"] for o in self.metadata.get("outputs", [])]
         self._dtypes = [
@@ -61,9 +60,7 @@ class LoadedPolicy:
         if self.format == "onnx":
             outs = self._session.run(None, dict(zip(self.input_names, arrays)))
         else:
-            with torch.no_grad():
-                res = self._module(*(torch.from_numpy(np.ascontiguousarray(a)) for a in arrays))
-            res = res if isinstance(res, tuple) else (res,)
+            res = self._run(*(torch.from_numpy(np.ascontiguousarray(a)) for a in arrays))
             outs = [r.numpy() for r in res]
         return outs[0] if len(outs) == 1 else tuple(outs)
 
