@@ -7,7 +7,10 @@ policy deterministically. ``tdrl export RUN_DIR --format onnx`` writes the
 policy as a plain tensor model (``RUN_DIR/policy.onnx`` + ``.json`` sidecar) and
 ``tdrl eval RUN_DIR --policy RUN_DIR/policy.onnx`` replays that file (onnxruntime)
 on the same episodes. ``tdrl train ppo --help`` lists every option with its
-default. Errors the user can fix print one line and exit with status 2.
+default. Errors the user can fix print one line and exit with status 2 before
+anything is written; a run that fails once started (a file that cannot be
+written, a non-finite loss, observation or reward) prints what was kept and
+exits with status 1.
 
 Examples:
     >>> from tdrl.cli import build_parser
@@ -23,6 +26,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from tdrl.recipes import get_recipe, recipe_names
 
@@ -33,7 +37,8 @@ Flags left out take the algorithm's defaults, then the per-env defaults
 ({envs}); the resolved configuration is saved in RUN_DIR/config.json.
 Same seed + same machine + same --threads = same metrics.csv (except the
 wall_s and steps_per_s columns). Ctrl-C or SIGTERM saves a checkpoint and
-exits; continue with --resume.
+exits; continue with --resume. One run owns RUN_DIR at a time (RUN_DIR/.lock);
+a checkpoint exists from step 0, so a killed run can always --resume.
 """
 
 
@@ -118,10 +123,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _load_run(run_dir: Path) -> tuple[Any, Any, dict]:
+    """``(recipe, config, checkpoint state)`` of a run directory (raises ``TrainError``)."""
+    from tdrl.recipes.config import TrainError, config_from_dict
+    from tdrl.recipes.runfiles import load_checkpoint
+
+    if not run_dir.is_dir():
+        raise TrainError(f"{run_dir} is not a directory (expected a run written by `tdrl train`)")
+    state = load_checkpoint(run_dir / "checkpoint.pt")
+    algo = state.get("algo")
+    if algo not in recipe_names():
+        raise TrainError(f"{run_dir}/checkpoint.pt is for unknown algorithm {algo!r}")
+    recipe = get_recipe(algo)
+    return recipe, config_from_dict(recipe.config, state["config"]), state
+
+
 def _export(args: argparse.Namespace) -> int:
     from tdrl.export.runs import export_run
 
-    path = export_run(args.run_dir, args.format, args.out)
+    run_dir = Path(args.run_dir)
+    recipe, cfg, state = _load_run(run_dir)
+    out = Path(args.out) if args.out else run_dir / f"policy.{args.format}"
+    path = export_run(recipe, cfg, state, args.format, out)
     print(f"wrote {path} and {path.name}.json")
     return 0
 
@@ -141,20 +164,13 @@ def _eval(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from tdrl.recipes.config import TrainError, check_device, config_from_dict
+    from tdrl.recipes.config import TrainError, WriteError, check_device
     from tdrl.recipes.envs import EVAL_SEED_OFFSET, evaluate, probe_env
     from tdrl.recipes.report import render_gif
-    from tdrl.recipes.runfiles import load_checkpoint
 
     run_dir = Path(args.run_dir)
-    if not run_dir.is_dir():
-        raise TrainError(f"{run_dir} is not a directory (expected a run written by `tdrl train`)")
-    state = load_checkpoint(run_dir / "checkpoint.pt")
-    algo = state.get("algo")
-    if algo not in recipe_names():
-        raise TrainError(f"{run_dir}/checkpoint.pt is for unknown algorithm {algo!r}")
-    recipe = get_recipe(algo)
-    cfg = config_from_dict(recipe.config, state["config"])
+    recipe, cfg, state = _load_run(run_dir)
+    algo = recipe.name
     episodes = args.episodes if args.episodes is not None else cfg.eval_episodes
     if episodes <= 0:
         raise TrainError(f"--episodes must be > 0, got {episodes}")
@@ -184,15 +200,29 @@ def _eval(args: argparse.Namespace) -> int:
     }
     if args.policy:
         result["policy"] = args.policy
+    gif_error = None
     if args.render_gif:
-        ret, frames = render_gif(act, cfg.env, Path(args.render_gif), seed=seed)
-        result["gif"] = {"path": args.render_gif, "return": ret, "frames": frames}
+        try:
+            ret, frames = render_gif(act, cfg.env, Path(args.render_gif), seed=seed)
+            result["gif"] = {"path": args.render_gif, "return": ret, "frames": frames}
+        except WriteError as err:  # report the evaluation anyway, then fail
+            gif_error = err
     if args.json:
         print(json.dumps(result, indent=2))
-        return 0
+    else:
+        _print_eval(result, run_dir)
+    if gif_error is not None:
+        raise gif_error
+    if args.render_gif and not args.json:
+        print(f"wrote {args.render_gif} ({frames} frames, episode return {ret:.1f})")
+    return 0
+
+
+def _print_eval(result: dict, run_dir: Path) -> None:
     print(
-        f"{algo} {cfg.env} at step {result['step']:,}: deterministic return "
-        f"{result['mean_return']:.1f} +- {result['std_return']:.1f} over {episodes} episodes"
+        f"{result['algo']} {result['env']} at step {result['step']:,}: deterministic return "
+        f"{result['mean_return']:.1f} +- {result['std_return']:.1f} over {result['episodes']} "
+        "episodes"
     )
     summary_path = run_dir / "summary.json"
     if summary_path.exists():
@@ -202,9 +232,6 @@ def _eval(args: argparse.Namespace) -> int:
             final = None
         if final is not None:
             print(f"(summary.json final_eval_return: {final:.1f})")
-    if args.render_gif:
-        print(f"wrote {args.render_gif} ({frames} frames, episode return {ret:.1f})")
-    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -225,7 +252,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "export":
             return _export(args)
         return _eval(args)
-    except (TrainError, ExportError, MissingExtraError) as err:
+    except TrainError as err:  # RunFailure (status 1): the run started, what was kept is named
+        print(f"tdrl: error: {err}", file=sys.stderr)
+        return err.exit_status
+    except (ExportError, MissingExtraError) as err:  # nothing written
         print(f"tdrl: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # a second Ctrl-C, or one outside the training loop

@@ -126,3 +126,17 @@ def test_dqn_learner_reads_action_values_without_running_the_actor():
     assert calls == {"actor": before, "target": 0}
     assert torch.isfinite(loss) and torch.isfinite(q)
     algo.close()
+
+
+def test_action_space_mismatch_names_the_recipes_that_fit(tmp_path, capsys):
+    box_only = dataclasses.replace(get_recipe("ppo"), name="boxy", action_spaces=("box",))
+    register(box_only)
+    try:
+        out = tmp_path / "run"
+        assert main(["train", "boxy", "--env", "CartPole-v1", "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert "boxy needs a continuous (1-D Box) action space, but CartPole-v1 has Discrete(2)" in err
+        assert "(discrete); use `tdrl train ppo --env CartPole-v1` instead" in err
+        assert not out.exists()
+    finally:
+        unregister("boxy")

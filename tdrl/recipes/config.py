@@ -15,6 +15,7 @@ Examples:
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -23,8 +24,11 @@ import torch
 __all__ = [
     "CheckpointError",
     "CommonConfig",
+    "NonFiniteError",
     "RESUME_OVERRIDABLE",
+    "RunFailure",
     "TrainError",
+    "WriteError",
     "add_config_arguments",
     "check_device",
     "check_positive",
@@ -40,12 +44,15 @@ __all__ = [
 class TrainError(Exception):
     """A problem the user can fix (bad flag, unknown env, existing run...).
 
-    The command line prints the message (no traceback) and exits with status 2.
+    The command line prints the message (no traceback) and exits with
+    ``exit_status`` (2).
 
     Examples:
         >>> str(TrainError("unknown environment id 'Foo-v0'"))
         "unknown environment id 'Foo-v0'"
     """
+
+    exit_status = 2
 
 
 class CheckpointError(TrainError):
@@ -55,6 +62,54 @@ class CheckpointError(TrainError):
         >>> issubclass(CheckpointError, TrainError)
         True
     """
+
+
+class RunFailure(TrainError):
+    """A run that started cannot go on (a file cannot be written, a value went non-finite).
+
+    The command line prints the message and exits with status 1; the run
+    directory keeps its last good checkpoint. ``step`` is where it happened.
+
+    Examples:
+        >>> err = RunFailure("disk full", step=512)
+        >>> err.exit_status, err.step
+        (1, 512)
+    """
+
+    exit_status = 1
+
+    def __init__(self, message: str, step: int | None = None) -> None:
+        super().__init__(message)
+        self.step = step
+
+
+class WriteError(RunFailure):
+    """A run file (or a GIF) cannot be written; the previous version of the file is intact.
+
+    Examples:
+        >>> str(WriteError.from_os_error("runs/x/checkpoint.pt", OSError(28, "No space left")))
+        'cannot write runs/x/checkpoint.pt: No space left (errno 28)'
+    """
+
+    @classmethod
+    def from_os_error(cls, path: Any, err: OSError, step: int | None = None) -> WriteError:
+        reason = err.strerror or str(err) or type(err).__name__
+        code = f" (errno {err.errno})" if err.errno is not None else ""
+        return cls(f"cannot write {path}: {reason}{code}", step)
+
+
+class NonFiniteError(RunFailure):
+    """A loss, an observation or a reward became NaN or infinite during training.
+
+    Examples:
+        >>> str(NonFiniteError("observation", step=64))
+        'non-finite observation at step 64'
+    """
+
+    def __init__(self, what: str, step: int | None = None) -> None:
+        where = "" if step is None else f" at step {step:,}"
+        super().__init__(f"non-finite {what}{where}", step)
+        self.what = what
 
 
 def flag(name: str) -> str:
@@ -139,8 +194,21 @@ class CommonConfig:
     def validate(self) -> None:
         """Check the values before anything is created (raises :class:`TrainError`).
 
-        Subclasses extend it (call ``super().validate()`` first).
+        Every float field must be finite (NaN fails every range check below it
+        silently otherwise). Subclasses extend it (call ``super().validate()`` first).
+
+        Examples:
+            >>> CommonConfig(seed=-1).validate()
+            Traceback (most recent call last):
+            ...
+            tdrl.recipes.config.TrainError: --seed must be in [0, 4294967295], got -1
         """
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise TrainError(f"{flag(f.name)} must be a finite number, got {value}")
+        if not 0 <= self.seed < 2**32:
+            raise TrainError(f"--seed must be in [0, {2**32 - 1}], got {self.seed}")
         check_positive(self, ["total_steps", "num_envs", "threads", "eval_episodes",
                               "checkpoint_every"])
 
@@ -151,12 +219,16 @@ RESUME_OVERRIDABLE = ("total_steps", "device", "threads", "eval_episodes", "chec
 
 # ----------------------------------------------------------------------------- flags
 def _parse_ints(text: str) -> tuple[int, ...]:
+    from argparse import ArgumentTypeError  # argparse prints its message as is
+
     try:
         values = tuple(int(v) for v in text.replace(" ", "").split(",") if v)
     except ValueError:
-        raise ValueError(f"expected comma-separated integers such as 64,64, got {text!r}") from None
+        raise ArgumentTypeError(
+            f"expected comma-separated integers such as 64,64, got {text!r}"
+        ) from None
     if not values or any(v <= 0 for v in values):
-        raise ValueError(f"expected positive layer sizes such as 64,64, got {text!r}")
+        raise ArgumentTypeError(f"expected positive layer sizes such as 64,64, got {text!r}")
     return values
 
 
@@ -259,6 +331,10 @@ def check_device(device: str) -> torch.device:
         raise TrainError(
             f"invalid --device {device!r} (expected e.g. cpu, cuda, cuda:0, mps)"
         ) from None
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise TrainError(
+            f"unsupported --device {device!r}: the recipes train on cpu, cuda[:N] or mps"
+        )
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise TrainError(f"--device {device} requested but CUDA is not available on this machine")
     if dev.type == "mps" and not torch.backends.mps.is_available():

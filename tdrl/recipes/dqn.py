@@ -47,7 +47,7 @@ from tdrl.envs.utils import ExplorationType, set_exploration_type
 from tdrl.modules import MLP, EGreedyModule, QValueActor, SafeSequential
 from tdrl.recipes.blocks import Clock, EpisodeStats, linear_schedule, make_adam
 from tdrl.recipes.config import CommonConfig, TrainError, check_positive, check_range, option
-from tdrl.recipes.envs import EnvInfo, final_observations, make_vec_env
+from tdrl.recipes.envs import EnvInfo, check_env_step, final_observations, make_vec_env
 from tdrl.recipes.protocol import Recipe
 from tdrl.recipes.replay import ReplayBuffer
 
@@ -104,7 +104,7 @@ class DQNConfig(CommonConfig):
             ["lr", "buffer_size", "batch_size", "train_freq", "gradient_steps", "target_update",
              "max_grad_norm", "log_every", "n_step"],
         )
-        check_range(self, ["gamma", "eps_init", "eps_end", "exploration_fraction"], 0.0, 1.0)
+        check_range(self, ["gamma", "eps_init", "eps_end", "exploration_fraction", "lr"], 0.0, 1.0)
         if not 0.0 < self.tau <= 1.0:
             raise TrainError(f"--tau must be in (0, 1], got {self.tau}")
         if self.learning_starts < 0:
@@ -301,6 +301,7 @@ class DQN:
             action = self.explorer(td)["action"]
         obs, reward, terminated, truncated, info = self.envs.step(action.cpu().numpy())
         self.global_step += n
+        check_env_step(obs, reward, self.global_step)
         done = terminated | truncated
         self.stats.update(reward, done, self.global_step, self.clock())
         next_obs = obs
@@ -379,7 +380,7 @@ class DQN:
                     p_t.lerp_(p, cfg.tau)
         return loss.detach(), q.detach().mean()
 
-    def iterate(self) -> dict[str, float]:
+    def iterate(self) -> dict[str, float | None]:
         """Act and learn until the next ``log_every`` boundary; returns the loss columns."""
         cfg = self.cfg
         stop = min(cfg.total_steps, (self.global_step // cfg.log_every + 1) * cfg.log_every)
@@ -404,10 +405,9 @@ class DQN:
                     and self.global_step // cfg.target_update > before // cfg.target_update
                 ):
                     self.target.load_state_dict(self.qnet.state_dict())
-        nan = float("nan")
-        return {
-            "loss": torch.stack(losses).mean().item() if losses else nan,
-            "q_mean": torch.stack(qs).mean().item() if qs else nan,
+        return {  # None: no update in this chunk (an empty metrics.csv cell)
+            "loss": torch.stack(losses).mean().item() if losses else None,
+            "q_mean": torch.stack(qs).mean().item() if qs else None,
             "epsilon": float(self.egreedy.eps),
             "lr": self.lr(),
             "updates": self.updates,

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from tdrl.recipes.config import TrainError
+from tdrl.recipes.config import NonFiniteError, TrainError
 
 __all__ = [
     "EVAL_SEED_OFFSET",
@@ -26,6 +26,7 @@ __all__ = [
     "action_kind",
     "check_action_space",
     "check_env_id",
+    "check_env_step",
     "evaluate",
     "final_observations",
     "is_discrete",
@@ -163,10 +164,11 @@ def check_action_space(
             f"{algo} supports {' and '.join(names[k] for k in allowed)} action spaces, "
             f"but {env_id} has {space}"
         )
-    described = "continuous" if kind == "box" else "discrete"
+    described = {"box": "continuous", "discrete": "discrete"}
+    wanted = {"box": "continuous (1-D Box)", "discrete": "discrete"}[allowed[0]]
     hint = "".join(f"; use `tdrl train {a} --env {env_id}` instead" for a in alternatives[:1])
     raise TrainError(
-        f"{algo} needs a {allowed[0]} action space, but {env_id} has {space} ({described}){hint}"
+        f"{algo} needs a {wanted} action space, but {env_id} has {space} ({described[kind]}){hint}"
     )
 
 
@@ -202,6 +204,24 @@ def final_observations(info: dict, done: np.ndarray) -> np.ndarray:
         array([[1., 1.]])
     """
     return np.stack([info["final_obs"][i] for i in np.flatnonzero(done)])
+
+
+def check_env_step(obs: np.ndarray, reward: np.ndarray, step: int) -> None:
+    """Raise :class:`~tdrl.recipes.config.NonFiniteError` if the env returned NaN or inf.
+
+    The recipes call it on every vector step (two ``isfinite`` reductions).
+
+    Examples:
+        >>> check_env_step(np.zeros((2, 3)), np.ones(2), step=2)
+        >>> check_env_step(np.zeros((2, 3)), np.array([1.0, np.inf]), step=2)
+        Traceback (most recent call last):
+        ...
+        tdrl.recipes.config.NonFiniteError: non-finite reward from the env at step 2
+    """
+    if not np.isfinite(obs).all():
+        raise NonFiniteError("observation from the env", step)
+    if not np.isfinite(reward).all():
+        raise NonFiniteError("reward from the env", step)
 
 
 def evaluate(act: ActFn, env_id: str, episodes: int, seed: int) -> np.ndarray:

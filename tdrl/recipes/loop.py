@@ -17,12 +17,14 @@ Examples:
     >>> train(plan, progress=False, log=lambda s: None)
     0
     >>> sorted(p.name for p in out.iterdir())
-    ['checkpoint.pt', 'config.json', 'learning_curve.png', 'metrics.csv', 'summary.json']
+    ['.lock', 'checkpoint.pt', 'config.json', 'learning_curve.png', 'metrics.csv', 'summary.json']
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
 import signal
 import sys
 import threading
@@ -35,7 +37,10 @@ import torch
 from tdrl.recipes.blocks import Clock
 from tdrl.recipes.config import (
     RESUME_OVERRIDABLE,
+    NonFiniteError,
+    RunFailure,
     TrainError,
+    WriteError,
     check_device,
     config_from_dict,
     config_to_dict,
@@ -55,6 +60,7 @@ from tdrl.recipes.report import ProgressBar, plot_learning_curve, versions
 from tdrl.recipes.rng import get_rng_state, seed_everything, set_rng_state
 from tdrl.recipes.runfiles import (
     MetricsLog,
+    RunLock,
     clear_run_dir,
     existing_run_files,
     load_checkpoint,
@@ -62,7 +68,7 @@ from tdrl.recipes.runfiles import (
     write_json,
 )
 
-__all__ = ["RunPlan", "StopSignal", "plan_run", "train"]
+__all__ = ["RunPlan", "StopSignal", "check_losses", "plan_run", "train"]
 
 
 class StopSignal:
@@ -123,12 +129,14 @@ class RunPlan:
 
     @property
     def finished(self) -> bool:
-        """A resumed run that already reached ``total_steps`` and wrote its summary."""
-        return (
-            self.resume_state is not None
-            and self.resume_state["global_step"] >= self.cfg.total_steps
-            and (self.run_dir / "summary.json").exists()
-        )
+        """A resumed run that already reached ``total_steps`` and wrote its (successful) summary."""
+        if self.resume_state is None or self.resume_state["global_step"] < self.cfg.total_steps:
+            return False
+        try:
+            summary = json.loads((self.run_dir / "summary.json").read_text())
+        except (OSError, ValueError):
+            return False
+        return isinstance(summary, dict) and summary.get("status", "finished") == "finished"
 
 
 def default_run_dir(recipe: Recipe, explicit: dict[str, Any]) -> Path:
@@ -180,8 +188,15 @@ def plan_run(
         (4, True)
     """
     run_dir = Path(out) if out else default_run_dir(recipe, explicit)
+    if run_dir.is_dir():
+        RunLock.check(run_dir)  # a live run owns it: touch nothing
     if resume:
-        state = load_checkpoint(run_dir / "checkpoint.pt")
+        ckpt = run_dir / "checkpoint.pt"
+        if not ckpt.exists():
+            raise TrainError(
+                f"no checkpoint at {ckpt}; start the run over with --force instead of --resume"
+            )
+        state = load_checkpoint(ckpt)
         if state.get("algo") != recipe.name:
             raise TrainError(
                 f"{run_dir} holds a {state.get('algo')} run; resume it with "
@@ -227,9 +242,15 @@ def plan_run(
 def train(plan: RunPlan, progress: bool | None = None, log: Callable[[str], None] = print) -> int:
     """Run ``plan`` to ``cfg.total_steps``: metrics, checkpoints, signals, final evaluation.
 
-    Returns the process exit status: 0 when finished (or already finished),
-    128 + the signal number when stopped by SIGINT/SIGTERM (after saving a
-    checkpoint).
+    The run owns its directory (:class:`~tdrl.recipes.runfiles.RunLock`) from
+    before the first write to the end. A new run saves a checkpoint at step 0,
+    so every run directory can be resumed. Returns the process exit status: 0
+    when finished (or already finished), 128 + the signal number when stopped
+    by SIGINT/SIGTERM (after saving a checkpoint). A
+    :class:`~tdrl.recipes.config.RunFailure` (a file that cannot be written, a
+    non-finite loss, observation or reward) keeps the last good checkpoint,
+    records the failure in ``summary.json`` where it can, and is raised with a
+    message saying what was kept.
     """
     recipe, cfg, run_dir, state = plan.recipe, plan.cfg, plan.run_dir, plan.resume_state
     if plan.finished:
@@ -242,148 +263,198 @@ def train(plan: RunPlan, progress: bool | None = None, log: Callable[[str], None
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise TrainError(f"cannot create {run_dir}: {err}") from None
-    if state is None:
-        if plan.force:
-            clear_run_dir(run_dir)
-        write_json(run_dir / "config.json", {"algo": recipe.name, **config_to_dict(cfg)})
-        log(f"training {recipe.name} on {cfg.env} (seed {cfg.seed}) -> {run_dir}")
-    else:
-        log(f"resuming {recipe.name} on {cfg.env} from step {state['global_step']:,}")
-    seed_everything(cfg.seed)
-    clock = Clock(offset=float(state["wall_s"]) if state is not None else 0.0)
-    algo = recipe.algorithm(cfg, plan.env, clock)
-    if state is not None:
-        algo.load_state_dict(state["algo_state"])
-        set_rng_state(state["rng"])
-    return _loop(plan, algo, clock, progress, log)
+        raise WriteError.from_os_error(run_dir, err) from None
+    with RunLock(run_dir):
+        if state is None:
+            if plan.force:
+                clear_run_dir(run_dir)
+            write_json(run_dir / "config.json", {"algo": recipe.name, **config_to_dict(cfg)})
+            log(f"training {recipe.name} on {cfg.env} (seed {cfg.seed}) -> {run_dir}")
+        else:
+            log(f"resuming {recipe.name} on {cfg.env} from step {state['global_step']:,}")
+        seed_everything(cfg.seed)
+        clock = Clock(offset=float(state["wall_s"]) if state is not None else 0.0)
+        run = _Run(plan, clock)
+        try:
+            algo = recipe.algorithm(cfg, plan.env, clock)
+            if state is not None:
+                algo.load_state_dict(state["algo_state"])
+                set_rng_state(state["rng"])
+            return run.loop(algo, progress, log)
+        except RunFailure as failure:
+            run.record_failure(failure)
+            raise
 
 
-def _loop(
-    plan: RunPlan, algo: Algorithm, clock: Clock, progress: bool | None, log: Callable[[str], None]
-) -> int:
-    recipe, cfg, run_dir = plan.recipe, plan.cfg, plan.run_dir
-    ckpt_path = run_dir / "checkpoint.pt"
-    columns = [
-        "step",
-        "wall_s",
-        "episodes",
-        "return_mean",
-        "return_std",
-        "length_mean",
-        *algo.loss_columns,
-        "steps_per_s",
-    ]
-    start_step = algo.global_step
-    resumed = plan.resume_state is not None
-    metrics = MetricsLog(run_dir / "metrics.csv", columns, resume_step=start_step if resumed else None)
+def check_losses(losses: dict[str, Any], step: int) -> None:
+    """Raise :class:`~tdrl.recipes.config.NonFiniteError` naming a NaN/inf value of ``losses``.
 
-    def save(finished: bool = False) -> None:
+    ``None`` means "no value this iteration" (e.g. before learning starts).
+
+    Examples:
+        >>> check_losses({"loss": None, "lr": 1e-3}, step=8)
+        >>> check_losses({"loss": float("nan")}, step=8)
+        Traceback (most recent call last):
+        ...
+        tdrl.recipes.config.NonFiniteError: non-finite loss (nan) at step 8
+    """
+    for key, value in losses.items():
+        if value is not None and not math.isfinite(value):
+            raise NonFiniteError(f"{key} ({value})", step)
+
+
+class _Run:
+    """One training session in a locked run directory: the loop and what it saved."""
+
+    def __init__(self, plan: RunPlan, clock: Clock) -> None:
+        self.plan, self.clock = plan, clock
+        self.ckpt_path = plan.run_dir / "checkpoint.pt"
+        state = plan.resume_state
+        self.saved_step: int | None = None if state is None else int(state["global_step"])
+
+    def save(self, algo: Algorithm, finished: bool = False) -> None:
+        plan = self.plan
         save_checkpoint(
-            ckpt_path,
+            self.ckpt_path,
             {
-                "algo": recipe.name,
-                "config": config_to_dict(cfg),
+                "algo": plan.recipe.name,
+                "config": config_to_dict(plan.cfg),
                 "global_step": algo.global_step,
-                "wall_s": clock(),
+                "wall_s": self.clock(),
                 "rng": get_rng_state(),
                 "algo_state": algo.state_dict(),
                 "finished": finished,
             },
         )
+        self.saved_step = algo.global_step
 
-    bar = ProgressBar(cfg.total_steps, start_step, f"{recipe.name} {cfg.env}", enabled=progress)
-    last_step, last_wall = start_step, clock()
-    next_ckpt = (start_step // cfg.checkpoint_every + 1) * cfg.checkpoint_every
-    stopped: int | None = None
-    try:
-        with StopSignal() as stop:
-            while algo.global_step < cfg.total_steps:
-                losses = algo.iterate()
-                step, wall = algo.global_step, clock()
-                sps = (step - last_step) / max(wall - last_wall, 1e-9)
-                last_step, last_wall = step, wall
-                ep = algo.stats.summary()
-                metrics.write(
-                    {
-                        "step": step,
-                        "wall_s": wall,
-                        "episodes": algo.stats.episodes,
-                        **ep,
-                        **losses,
-                        "steps_per_s": sps,
-                    }
-                )
-                bar.update(step, ep["return_mean"], sps)
-                if stop.signum is not None:
-                    stopped = stop.signum
-                    break
-                if step >= next_ckpt:
-                    save()
-                    next_ckpt = (step // cfg.checkpoint_every + 1) * cfg.checkpoint_every
-            train_wall = clock()
-            save(finished=stopped is None)
-    finally:
-        bar.close()
-        metrics.close()
-    algo.close()
-    if stopped is not None:
-        log(
-            f"stopped by {signal.Signals(stopped).name} at step {algo.global_step:,}; checkpoint "
-            f"saved to {ckpt_path}\nresume with: tdrl train {recipe.name} --out {run_dir} --resume"
+    def loop(self, algo: Algorithm, progress: bool | None, log: Callable[[str], None]) -> int:
+        plan, cfg, clock = self.plan, self.plan.cfg, self.clock
+        name, run_dir = plan.recipe.name, plan.run_dir
+        columns = ["step", "wall_s", "episodes", "return_mean", "return_std", "length_mean",
+                   *algo.loss_columns, "steps_per_s"]
+        start_step = algo.global_step
+        resumed = plan.resume_state is not None
+        metrics = MetricsLog(
+            run_dir / "metrics.csv", columns, resume_step=start_step if resumed else None
         )
-        return 128 + stopped
-    _finish(plan, algo, train_wall, log)
-    return 0
+        if metrics.dropped:
+            log(f"dropped {metrics.dropped} torn or malformed row(s) from {metrics.path}")
+        bar = ProgressBar(cfg.total_steps, start_step, f"{name} {cfg.env}", enabled=progress)
+        last_step, last_wall = start_step, clock()
+        next_ckpt = (start_step // cfg.checkpoint_every + 1) * cfg.checkpoint_every
+        stopped: int | None = None
+        try:
+            if not resumed:
+                self.save(algo)  # step 0: any run directory that exists can be resumed
+            with StopSignal() as stop:
+                while algo.global_step < cfg.total_steps:
+                    losses = algo.iterate()
+                    step, wall = algo.global_step, clock()
+                    check_losses(losses, step)
+                    sps = (step - last_step) / max(wall - last_wall, 1e-9)
+                    last_step, last_wall = step, wall
+                    ep = algo.stats.summary()
+                    if algo.stats.episodes and not math.isfinite(ep["return_mean"]):
+                        raise NonFiniteError("episode return (the env's rewards)", step)
+                    metrics.write({"step": step, "wall_s": wall, "episodes": algo.stats.episodes,
+                                   **ep, **losses, "steps_per_s": sps})
+                    bar.update(step, ep["return_mean"], sps)
+                    if stop.signum is not None:
+                        stopped = stop.signum
+                        break
+                    if step >= next_ckpt:
+                        self.save(algo)
+                        next_ckpt = (step // cfg.checkpoint_every + 1) * cfg.checkpoint_every
+                train_wall = clock()
+                self.save(algo, finished=stopped is None)
+        finally:
+            bar.close()
+            metrics.close()
+            algo.close()
+        if stopped is not None:
+            log(
+                f"stopped by {signal.Signals(stopped).name} at step {algo.global_step:,}; "
+                f"checkpoint saved to {self.ckpt_path}\nresume with: tdrl train {name} --out "
+                f"{run_dir} --resume"
+            )
+            return 128 + stopped
+        self.finish(algo, train_wall, log)
+        return 0
 
+    def finish(self, algo: Algorithm, train_wall: float, log: Callable[[str], None]) -> None:
+        """Final deterministic evaluation, ``summary.json``, the learning curve, the last message."""
+        plan = self.plan
+        name, cfg, run_dir, threshold = (
+            plan.recipe.name, plan.cfg, plan.run_dir, plan.env.reward_threshold
+        )
+        returns = evaluate(algo.act, cfg.env, cfg.eval_episodes, cfg.seed + EVAL_SEED_OFFSET)
+        stats = algo.stats
+        summary = {
+            "algo": name,
+            "env": cfg.env,
+            "seed": cfg.seed,
+            "status": "finished",
+            "total_steps": algo.global_step,
+            "wall_s": round(train_wall, 3),
+            "steps_per_s": round(algo.global_step / max(train_wall, 1e-9), 1),
+            "reward_threshold": threshold,
+            "solved_at_step": stats.solved_at_step,
+            "solved_at_s": None if stats.solved_at_s is None else round(stats.solved_at_s, 3),
+            "final_eval_return": float(returns.mean()),
+            "final_eval_std": float(returns.std()),
+            "final_eval_episodes": int(len(returns)),
+            "final_eval_returns": [float(r) for r in returns],
+            "train_return_last10": stats.summary()["return_mean"],
+            "episodes": stats.episodes,
+            "threads": torch.get_num_threads(),
+            "versions": versions(),
+            "config": config_to_dict(cfg),
+        }
+        write_json(run_dir / "summary.json", summary)
+        plot_learning_curve(
+            run_dir / "metrics.csv",
+            run_dir / "learning_curve.png",
+            f"{name.upper()} on {cfg.env} (seed {cfg.seed})",
+            threshold,
+        )
+        solved = (
+            f"solved at step {summary['solved_at_step']:,} ({summary['solved_at_s']:.1f} s)"
+            if summary["solved_at_step"] is not None
+            else "not solved"
+            if threshold is not None
+            else "no reward threshold"
+        )
+        log(
+            f"{name} {cfg.env} seed {cfg.seed}: {algo.global_step:,} steps in {train_wall:.1f} s "
+            f"({summary['steps_per_s']:,.0f} steps/s), {solved}; final eval return "
+            f"{returns.mean():.1f} +- {returns.std():.1f} over {len(returns)} episodes\n"
+            f"wrote {run_dir}/(metrics.csv, summary.json, checkpoint.pt, learning_curve.png)"
+        )
 
-def _finish(plan: RunPlan, algo: Algorithm, train_wall: float, log: Callable[[str], None]) -> None:
-    """Final deterministic evaluation, ``summary.json``, the learning curve, the last message."""
-    name, cfg, run_dir, threshold = (
-        plan.recipe.name,
-        plan.cfg,
-        plan.run_dir,
-        plan.env.reward_threshold,
-    )
-    returns = evaluate(algo.act, cfg.env, cfg.eval_episodes, cfg.seed + EVAL_SEED_OFFSET)
-    stats = algo.stats
-    summary = {
-        "algo": name,
-        "env": cfg.env,
-        "seed": cfg.seed,
-        "total_steps": algo.global_step,
-        "wall_s": round(train_wall, 3),
-        "steps_per_s": round(algo.global_step / max(train_wall, 1e-9), 1),
-        "reward_threshold": threshold,
-        "solved_at_step": stats.solved_at_step,
-        "solved_at_s": None if stats.solved_at_s is None else round(stats.solved_at_s, 3),
-        "final_eval_return": float(returns.mean()),
-        "final_eval_std": float(returns.std()),
-        "final_eval_episodes": int(len(returns)),
-        "final_eval_returns": [float(r) for r in returns],
-        "train_return_last10": stats.summary()["return_mean"],
-        "episodes": stats.episodes,
-        "threads": torch.get_num_threads(),
-        "versions": versions(),
-        "config": config_to_dict(cfg),
-    }
-    write_json(run_dir / "summary.json", summary)
-    plot_learning_curve(
-        run_dir / "metrics.csv",
-        run_dir / "learning_curve.png",
-        f"{name.upper()} on {cfg.env} (seed {cfg.seed})",
-        threshold,
-    )
-    solved = (
-        f"solved at step {summary['solved_at_step']:,} ({summary['solved_at_s']:.1f} s)"
-        if summary["solved_at_step"] is not None
-        else "not solved"
-        if threshold is not None
-        else "no reward threshold"
-    )
-    log(
-        f"{name} {cfg.env} seed {cfg.seed}: {algo.global_step:,} steps in {train_wall:.1f} s "
-        f"({summary['steps_per_s']:,.0f} steps/s), {solved}; final eval return "
-        f"{returns.mean():.1f} +- {returns.std():.1f} over {len(returns)} episodes\n"
-        f"wrote {run_dir}/(metrics.csv, summary.json, checkpoint.pt, learning_curve.png)"
-    )
+    def record_failure(self, failure: RunFailure) -> None:
+        """Write ``summary.json`` for a failed run (where possible); extend the error message."""
+        plan, cfg = self.plan, self.plan.cfg
+        if self.saved_step is None:
+            kept = "no checkpoint was saved"
+        else:
+            kept = (
+                f"{self.ckpt_path} holds the last good checkpoint (step {self.saved_step:,}); "
+                f"resume with: tdrl train {plan.recipe.name} --out {plan.run_dir} --resume"
+            )
+        summary = {
+            "algo": plan.recipe.name,
+            "env": cfg.env,
+            "seed": cfg.seed,
+            "status": "failed",
+            "failure": {"error": type(failure).__name__, "message": str(failure),
+                        "step": failure.step},
+            "last_checkpoint_step": self.saved_step,
+            "config": config_to_dict(cfg),
+        }
+        try:
+            write_json(plan.run_dir / "summary.json", summary)
+            recorded = "summary.json records the failure"
+        except WriteError:
+            recorded = "summary.json could not be written either"
+        failure.args = (f"{failure}; {kept}; {recorded}",)

@@ -53,7 +53,13 @@ from tdrl.modules import (
 )
 from tdrl.recipes.blocks import Clock, EpisodeStats, linear_schedule, make_adam
 from tdrl.recipes.config import CommonConfig, TrainError, check_positive, check_range, option
-from tdrl.recipes.envs import EnvInfo, final_observations, is_discrete, make_vec_env
+from tdrl.recipes.envs import (
+    EnvInfo,
+    check_env_step,
+    final_observations,
+    is_discrete,
+    make_vec_env,
+)
 from tdrl.recipes.protocol import Recipe
 
 
@@ -113,24 +119,16 @@ class PPOConfig(CommonConfig):
             raise TrainError(
                 f"--batch-size {self.batch_size} must be <= num_envs * n_steps = {rollout}"
             )
-        check_range(self, ["gamma", "gae_lambda"], 0.0, 1.0)
-        if self.clip < 0 or self.ent_coef < 0 or self.vf_coef < 0:
-            raise TrainError("--clip, --ent-coef and --vf-coef must be >= 0")
+        check_range(self, ["gamma", "gae_lambda", "clip", "lr"], 0.0, 1.0)
+        check_range(self, ["ent_coef", "vf_coef"], 0.0, math.inf)
 
 
 # Per-env defaults on top of the dataclass defaults ("box" = any continuous env).
 ENV_DEFAULTS: dict[str, dict[str, Any]] = {
     "CartPole-v1": {"total_steps": 100_000},
-    "box": {
-        "num_envs": 4,
-        "n_steps": 1024,
-        "batch_size": 64,
-        "epochs": 10,
-        "gamma": 0.9,
-        "gae_lambda": 0.95,
-        "lr": 1e-3,
-        "anneal_lr": False,
-        "anneal_clip": False,
+    "box": {  # RL-Zoo's Pendulum-v1 PPO
+        "num_envs": 4, "n_steps": 1024, "batch_size": 64, "epochs": 10, "gamma": 0.9,
+        "gae_lambda": 0.95, "lr": 1e-3, "anneal_lr": False, "anneal_clip": False,
         "total_steps": 100_000,
     },
     "Pendulum-v1": {},
@@ -306,13 +304,7 @@ class PPO:
     """
 
     loss_columns = [
-        "policy_loss",
-        "value_loss",
-        "entropy",
-        "approx_kl",
-        "clip_frac",
-        "explained_var",
-        "lr",
+        "policy_loss", "value_loss", "entropy", "approx_kl", "clip_frac", "explained_var", "lr"
     ]
 
     def __init__(self, cfg: PPOConfig, env: EnvInfo, clock: Clock | None = None) -> None:
@@ -365,6 +357,7 @@ class PPO:
                     self.to_env(td.get("action"))
                 )
                 self.global_step += n_envs
+                check_env_step(obs, reward, self.global_step)
                 done = terminated | truncated
                 self.stats.update(reward, done, self.global_step, self.clock())
                 rewards[t] = reward * cfg.reward_scale
@@ -447,13 +440,8 @@ class PPO:
                 minibatches = [perm[i : i + cfg.batch_size] for i in range(0, n, cfg.batch_size)]
             for idx in minibatches:
                 if idx is None:
-                    obs, action, old_lp, adv, target = (
-                        obs_all,
-                        act_all,
-                        old_lp_all,
-                        adv_full,
-                        target_all,
-                    )
+                    obs, action, old_lp = obs_all, act_all, old_lp_all
+                    adv, target = adv_full, target_all
                 else:
                     obs, action, old_lp = obs_all[idx], act_all[idx], old_lp_all[idx]
                     adv, target = adv_all[idx], target_all[idx]
@@ -475,16 +463,9 @@ class PPO:
                 self.optimizer.step()
                 if epoch == cfg.epochs - 1:  # log the last epoch's minibatches
                     with torch.no_grad():
-                        logged.append(
-                            torch.stack(
-                                [
-                                    policy_loss,
-                                    value_loss,
-                                    ((ratio - 1) - log_ratio).mean(),
-                                    ((ratio - 1).abs() > clip).float().mean(),
-                                ]
-                            )
-                        )
+                        kl = ((ratio - 1) - log_ratio).mean()
+                        clipped = ((ratio - 1).abs() > clip).float().mean()
+                        logged.append(torch.stack([policy_loss, value_loss, kl, clipped]))
         with torch.no_grad():
             td = self.common(TensorDict({"observation": obs_all}, batch_size=[n]))
             entropy = _entropy(self.policy.get_dist(td)).mean()

@@ -43,7 +43,9 @@ class Algorithm(Protocol):
     - ``global_step``: environment steps taken so far (all envs);
     - ``stats``: the :class:`~tdrl.recipes.blocks.EpisodeStats` it updates;
     - ``iterate()``: one chunk of collection + learning (one rollout and update,
-      or up to the next logging boundary); returns ``{column: value}``;
+      or up to the next logging boundary); returns ``{column: value}`` (``None``:
+      no value this time; NaN or inf stops the run as a failure). It calls
+      :func:`~tdrl.recipes.envs.check_env_step` on what the envs return;
     - ``act(obs)``: deterministic env actions for a batch of observations
       (the final evaluation);
     - ``state_dict()`` / ``load_state_dict()``: everything needed to continue
@@ -56,7 +58,7 @@ class Algorithm(Protocol):
     global_step: int
     stats: EpisodeStats
 
-    def iterate(self) -> dict[str, float]: ...
+    def iterate(self) -> dict[str, float | None]: ...
 
     def act(self, obs: np.ndarray) -> np.ndarray: ...
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tdrl.recipes.config import TrainError
+from tdrl.recipes.config import TrainError, WriteError
 from tdrl.recipes.envs import ActFn
 from tdrl.recipes.runfiles import atomic_write_bytes, read_metrics
 
@@ -138,7 +138,10 @@ def render_gif(
     images[0].save(
         buf, format="GIF", save_all=True, append_images=images[1:], duration=1000 // fps, loop=0
     )
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise WriteError.from_os_error(Path(path).parent, err) from None
     atomic_write_bytes(Path(path), buf.getvalue())
     return total, len(images)
 
