@@ -66,8 +66,8 @@ def _value_key(policy: nn.Module, head: nn.Module | None) -> NestedKey:
     values = [m for m in policy.modules() if isinstance(m, ValueOperator)]
     if len(values) == 1:
         return values[0].out_keys[0]
-    if isinstance(head, QValueModule) and head._chosen_key is not None:
-        return head._chosen_key
+    if isinstance(head, QValueModule) and len(head.out_keys) > 2:  # the chosen action value
+        return head.out_keys[2]
     raise ExportError(
         f"value=True: {type(policy).__name__} has "
         f"{'no' if not values else len(values)} ValueOperator and no chosen action value; "
