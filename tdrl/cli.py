@@ -1,9 +1,12 @@
-"""The ``tdrl`` command line: ``tdrl train ppo|dqn ...`` and ``tdrl eval RUN_DIR``.
+"""The ``tdrl`` command line: ``tdrl train ppo|dqn ...``, ``tdrl eval RUN_DIR``, ``tdrl export``.
 
 Run ``tdrl train ppo`` to train PPO on CartPole-v1 (about 15 s on one core),
 ``tdrl train ppo --env Pendulum-v1`` for a continuous-action run, ``tdrl train
 dqn`` for DQN, and ``tdrl eval runs/ppo-CartPole-v1-s0`` to replay the saved
-policy deterministically. ``tdrl train ppo --help`` lists every option with its
+policy deterministically. ``tdrl export RUN_DIR --format onnx`` writes the
+policy as a plain tensor model (``RUN_DIR/policy.onnx`` + ``.json`` sidecar) and
+``tdrl eval RUN_DIR --policy RUN_DIR/policy.onnx`` replays that file (onnxruntime)
+on the same episodes. ``tdrl train ppo --help`` lists every option with its
 default. Errors the user can fix print one line and exit with status 2 before
 anything is written; a run that fails once started (a file that cannot be
 written, a non-finite loss, observation or reward) prints what was kept and
@@ -23,6 +26,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from tdrl.recipes import get_recipe, recipe_names
 
@@ -39,7 +43,7 @@ a checkpoint exists from step 0, so a killed run can always --resume.
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``tdrl`` argument parser (subcommands ``train`` and ``eval``).
+    """The ``tdrl`` argument parser (subcommands ``train``, ``eval`` and ``export``).
 
     Examples:
         >>> args = build_parser().parse_args(["eval", "runs/x", "--episodes", "3"])
@@ -51,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tdrl", description="Train and evaluate agents built from tdrl operators."
     )
-    commands = parser.add_subparsers(dest="command", metavar="{train,eval}", required=True)
+    commands = parser.add_subparsers(dest="command", metavar="{train,eval,export}", required=True)
 
     names = recipe_names()
     train = commands.add_parser("train", help=f"train an agent ({', '.join(names)})")
@@ -98,7 +102,51 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--device", default=None, help="torch device (default: the run's)")
     ev.add_argument("--threads", type=int, default=None, help="torch threads (default: the run's)")
     ev.add_argument("--json", action="store_true", help="print the result as JSON")
+    ev.add_argument(
+        "--policy",
+        metavar="FILE",
+        default=None,
+        help="evaluate this file written by `tdrl export` (.onnx on onnxruntime, or .pt2) "
+        "instead of the checkpoint's module",
+    )
+
+    ex = commands.add_parser(
+        "export",
+        help="export a run's policy to ONNX or torch.export (.pt2)",
+        description="Write the run's deterministic policy as a plain tensor-in / tensor-out "
+        "model (observation -> action, dynamic batch) plus a JSON sidecar <file>.json. "
+        "ONNX needs the export extra: pip install \"tdrl[export]\".",
+    )
+    ex.add_argument("run_dir", metavar="RUN_DIR", help="directory written by `tdrl train`")
+    ex.add_argument("--format", choices=["onnx", "pt2"], default="onnx", help="(default: onnx)")
+    ex.add_argument("--out", metavar="PATH", default=None, help="(default: RUN_DIR/policy.FORMAT)")
     return parser
+
+
+def _load_run(run_dir: Path) -> tuple[Any, Any, dict]:
+    """``(recipe, config, checkpoint state)`` of a run directory (raises ``TrainError``)."""
+    from tdrl.recipes.config import TrainError, config_from_dict
+    from tdrl.recipes.runfiles import load_checkpoint
+
+    if not run_dir.is_dir():
+        raise TrainError(f"{run_dir} is not a directory (expected a run written by `tdrl train`)")
+    state = load_checkpoint(run_dir / "checkpoint.pt")
+    algo = state.get("algo")
+    if algo not in recipe_names():
+        raise TrainError(f"{run_dir}/checkpoint.pt is for unknown algorithm {algo!r}")
+    recipe = get_recipe(algo)
+    return recipe, config_from_dict(recipe.config, state["config"]), state
+
+
+def _export(args: argparse.Namespace) -> int:
+    from tdrl.export.runs import export_run
+
+    run_dir = Path(args.run_dir)
+    recipe, cfg, state = _load_run(run_dir)
+    out = Path(args.out) if args.out else run_dir / f"policy.{args.format}"
+    path = export_run(recipe, cfg, state, args.format, out)
+    print(f"wrote {path} and {path.name}.json")
+    return 0
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -116,20 +164,13 @@ def _eval(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from tdrl.recipes.config import TrainError, WriteError, check_device, config_from_dict
+    from tdrl.recipes.config import TrainError, WriteError, check_device
     from tdrl.recipes.envs import EVAL_SEED_OFFSET, evaluate, probe_env
     from tdrl.recipes.report import render_gif
-    from tdrl.recipes.runfiles import load_checkpoint
 
     run_dir = Path(args.run_dir)
-    if not run_dir.is_dir():
-        raise TrainError(f"{run_dir} is not a directory (expected a run written by `tdrl train`)")
-    state = load_checkpoint(run_dir / "checkpoint.pt")
-    algo = state.get("algo")
-    if algo not in recipe_names():
-        raise TrainError(f"{run_dir}/checkpoint.pt is for unknown algorithm {algo!r}")
-    recipe = get_recipe(algo)
-    cfg = config_from_dict(recipe.config, state["config"])
+    recipe, cfg, state = _load_run(run_dir)
+    algo = recipe.name
     episodes = args.episodes if args.episodes is not None else cfg.eval_episodes
     if episodes <= 0:
         raise TrainError(f"--episodes must be > 0, got {episodes}")
@@ -139,7 +180,12 @@ def _eval(args: argparse.Namespace) -> int:
     device = check_device(args.device or cfg.device)
     torch.set_num_threads(threads)
     env = probe_env(cfg.env)
-    act = recipe.make_act(cfg, env, state["algo_state"]["model"], device)
+    if args.policy:
+        from tdrl.export.runs import policy_act
+
+        act = policy_act(args.policy, env.action_space, threads)
+    else:
+        act = recipe.make_act(cfg, env, state["algo_state"]["model"], device)
     seed = cfg.seed + EVAL_SEED_OFFSET
     returns = evaluate(act, cfg.env, episodes, seed)
     result = {
@@ -152,6 +198,8 @@ def _eval(args: argparse.Namespace) -> int:
         "std_return": float(np.std(returns)),
         "returns": [float(r) for r in returns],
     }
+    if args.policy:
+        result["policy"] = args.policy
     gif_error = None
     if args.render_gif:
         try:
@@ -193,16 +241,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         >>> main(["train", "ppo", "--env", "CartPol-v1"])
         2
     """
+    from tdrl.export.onnx import MissingExtraError
+    from tdrl.export.trace import ExportError
     from tdrl.recipes.config import TrainError
 
     args = build_parser().parse_args(argv)
     try:
         if args.command == "train":
             return _train(args)
+        if args.command == "export":
+            return _export(args)
         return _eval(args)
     except TrainError as err:  # RunFailure (status 1): the run started, what was kept is named
         print(f"tdrl: error: {err}", file=sys.stderr)
         return err.exit_status
+    except (ExportError, MissingExtraError) as err:  # nothing written
+        print(f"tdrl: error: {err}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:  # a second Ctrl-C, or one outside the training loop
         print("tdrl: interrupted", file=sys.stderr)
         return 130

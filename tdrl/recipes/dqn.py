@@ -152,10 +152,14 @@ def make_act(cfg: DQNConfig, env: EnvInfo, model_state: dict, device: Any):
         >>> act(np.zeros((3, 4), dtype=np.float32)).shape
         (3,)
     """
+    return _make_act(make_policy(cfg, env, model_state, device), device)
+
+
+def make_policy(cfg: DQNConfig, env: EnvInfo, model_state: dict, device: Any):
+    """The Q-value actor (eval mode) with saved weights, for export."""
     qnet = build_qnet(cfg, env.observation_space, env.action_space)
     qnet.load_state_dict(model_state)
-    qnet.to(device).eval()
-    return _make_act(qnet, device)
+    return qnet.to(device).eval()
 
 
 def _make_act(qnet: Any, device: Any):
@@ -454,4 +458,5 @@ RECIPE = Recipe(
     algorithm=DQN,
     make_act=make_act,
     env_defaults=ENV_DEFAULTS,
+    make_policy=make_policy,
 )

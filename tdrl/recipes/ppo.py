@@ -253,10 +253,15 @@ def make_act(cfg: PPOConfig, env: EnvInfo, model_state: dict, device: Any):
         >>> act(np.zeros((3, 4), dtype=np.float32)).shape
         (3,)
     """
+    return _make_act(make_policy(cfg, env, model_state, device), env.action_space, cfg, device)
+
+
+def make_policy(cfg: PPOConfig, env: EnvInfo, model_state: dict, device: Any):
+    """The policy operator (trunk + policy head, eval mode) with saved weights, for export."""
     parts = build_agent(cfg, env.observation_space, env.action_space)
     parts.agent.load_state_dict(model_state)
     parts.agent.to(device).eval()
-    return _make_act(parts.agent.get_policy_operator(), env.action_space, cfg, device)
+    return parts.agent.get_policy_operator()
 
 
 def _make_act(policy_operator: Any, action_space: Any, cfg: PPOConfig, device: Any):
@@ -523,4 +528,5 @@ RECIPE = Recipe(
     algorithm=PPO,
     make_act=make_act,
     env_defaults=ENV_DEFAULTS,
+    make_policy=make_policy,
 )

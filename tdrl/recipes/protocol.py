@@ -82,6 +82,9 @@ class Recipe:
     - ``algorithm``: ``(cfg, env: EnvInfo, clock) -> Algorithm``;
     - ``make_act``: ``(cfg, env: EnvInfo, model_state, device) -> act`` builds the
       deterministic policy from saved weights (``tdrl eval``);
+    - ``make_policy`` (optional): ``(cfg, env: EnvInfo, model_state, device) ->
+      module``, the deterministic policy as a TensorDict module (``observation``
+      in, ``action`` out) built from saved weights (``tdrl export``);
     - ``env_defaults``: per-env defaults applied over the dataclass defaults:
       first those of the action kind (key ``"discrete"`` or ``"box"``), then
       those of the env id.
@@ -100,6 +103,7 @@ class Recipe:
     algorithm: Callable[[Any, EnvInfo, Callable[[], float]], Algorithm]
     make_act: Callable[[Any, EnvInfo, Mapping[str, Any], torch.device], ActFn]
     env_defaults: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
+    make_policy: Callable[[Any, EnvInfo, Mapping[str, Any], torch.device], Any] | None = None
 
     def defaults_for(self, env_id: str, action_space: Any) -> dict[str, Any]:
         """The per-env defaults that apply to ``env_id`` (action kind first, then the env's)."""
