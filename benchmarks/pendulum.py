@@ -37,7 +37,7 @@ def sb3_worker(seed: int, threads: int) -> dict:
     from stable_baselines3 import PPO
     from stable_baselines3.common.env_util import make_vec_env
 
-    from tdrl.recipes.common import EVAL_SEED_OFFSET, evaluate
+    from tdrl.recipes.envs import EVAL_SEED_OFFSET, evaluate
 
     torch.set_num_threads(threads)
     env = make_vec_env("Pendulum-v1", n_envs=4, seed=seed)

@@ -96,7 +96,7 @@ def run_sb3_worker(algo: str, seed: int, threads: int) -> dict:
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.env_util import make_vec_env
 
-    from tdrl.recipes.common import EVAL_SEED_OFFSET, evaluate
+    from tdrl.recipes.envs import EVAL_SEED_OFFSET, evaluate
 
     torch.set_num_threads(threads)
 

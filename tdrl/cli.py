@@ -21,7 +21,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from tdrl.recipes import ALGOS, get_recipe
+from tdrl.recipes import get_recipe, recipe_names
 
 __all__ = ["build_parser", "main"]
 
@@ -42,27 +42,26 @@ def build_parser() -> argparse.ArgumentParser:
         >>> args.command, args.run_dir, args.episodes
         ('eval', 'runs/x', 3)
     """
-    from tdrl.recipes.common import add_config_arguments
+    from tdrl.recipes.config import add_config_arguments
 
     parser = argparse.ArgumentParser(
         prog="tdrl", description="Train and evaluate agents built from tdrl operators."
     )
     commands = parser.add_subparsers(dest="command", metavar="{train,eval}", required=True)
 
-    train = commands.add_parser("train", help="train an agent (ppo or dqn)")
-    algos = train.add_subparsers(dest="algo", metavar="{" + ",".join(ALGOS) + "}", required=True)
-    for name in ALGOS:
+    names = recipe_names()
+    train = commands.add_parser("train", help=f"train an agent ({', '.join(names)})")
+    algos = train.add_subparsers(dest="algo", metavar="{" + ",".join(names) + "}", required=True)
+    for name in names:
         recipe = get_recipe(name)
-        envs = ", ".join(k for k in recipe.ENV_DEFAULTS if k != "box")
-        title = recipe.__doc__.splitlines()[0].replace("``", "")
         sub = algos.add_parser(
             name,
-            help=title,
-            description=title,
-            epilog=_EPILOG_TRAIN.format(envs=envs),
+            help=recipe.summary,
+            description=recipe.summary,
+            epilog=_EPILOG_TRAIN.format(envs=", ".join(recipe.tuned_envs()) or "none"),
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
-        add_config_arguments(sub, recipe.Config)
+        add_config_arguments(sub, recipe.config)
         sub.add_argument(
             "--out",
             metavar="RUN_DIR",
@@ -101,125 +100,32 @@ def build_parser() -> argparse.ArgumentParser:
 def _train(args: argparse.Namespace) -> int:
     import dataclasses
 
-    import torch
-
-    from tdrl.recipes.common import (
-        RESUME_OVERRIDABLE,
-        TrainError,
-        check_action_space,
-        check_device,
-        clear_run_dir,
-        config_from_dict,
-        config_to_dict,
-        existing_run_files,
-        load_checkpoint,
-        probe_env,
-        resolve_config,
-        run_training,
-        seed_everything,
-        write_json,
-    )
+    from tdrl.recipes.loop import plan_run, train
 
     recipe = get_recipe(args.algo)
-    explicit = {f.name: getattr(args, f.name) for f in dataclasses.fields(recipe.Config)}
-    defaults = recipe.Config()
-    env_id = explicit["env"] or defaults.env
-    seed = explicit["seed"] if explicit["seed"] is not None else defaults.seed
-    run_dir = Path(args.out) if args.out else Path("runs") / f"{args.algo}-{env_id}-s{seed}"
-
-    resume_state = None
-    if args.resume:
-        resume_state = load_checkpoint(run_dir / "checkpoint.pt")
-        if resume_state.get("algo") != args.algo:
-            raise TrainError(
-                f"{run_dir} holds a {resume_state.get('algo')} run; resume it with "
-                f"`tdrl train {resume_state.get('algo')} --out {run_dir} --resume`"
-            )
-        cfg = config_from_dict(recipe.Config, resume_state["config"])
-        conflicts = [
-            f"--{k.replace('_', '-')} {v} (run has {getattr(cfg, k)})"
-            for k, v in explicit.items()
-            if v is not None and k not in RESUME_OVERRIDABLE and v != getattr(cfg, k)
-        ]
-        if conflicts:
-            raise TrainError(
-                "cannot change these options when resuming: "
-                + ", ".join(conflicts)
-                + f"; only {', '.join('--' + k.replace('_', '-') for k in RESUME_OVERRIDABLE)} "
-                "may change"
-            )
-        for key in RESUME_OVERRIDABLE:
-            if explicit[key] is not None:
-                setattr(cfg, key, explicit[key])
-        recipe.validate(cfg)
-        obs_space, act_space, threshold = probe_env(cfg.env)
-        check_action_space(cfg.env, act_space, args.algo, recipe.ACTION_SPACES)
-        check_device(cfg.device)
-        finished = resume_state["global_step"] >= cfg.total_steps
-        if finished and (run_dir / "summary.json").exists():
-            print(
-                f"{run_dir} already finished at step {resume_state['global_step']:,} "
-                f"(total steps {cfg.total_steps:,}); pass a larger --total-steps to train on"
-            )
-            return 0
-    else:
-        existing = existing_run_files(run_dir)
-        if existing and not args.force:
-            raise TrainError(
-                f"{run_dir} already holds a run ({', '.join(existing)}); pass --resume to "
-                "continue it, --force to overwrite it, or --out to choose another directory"
-            )
-        if run_dir.exists() and not run_dir.is_dir():
-            raise TrainError(f"--out {run_dir} exists and is not a directory")
-        obs_space, act_space, threshold = probe_env(env_id)
-        check_action_space(env_id, act_space, args.algo, recipe.ACTION_SPACES)
-        cfg = resolve_config(recipe.Config, explicit, recipe.env_defaults(env_id, act_space))
-        recipe.validate(cfg)
-        check_device(cfg.device)
-
-    torch.set_num_threads(cfg.threads)
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise TrainError(f"cannot create {run_dir}: {err}") from None
-    if resume_state is None:
-        if args.force:
-            clear_run_dir(run_dir)
-        write_json(run_dir / "config.json", {"algo": args.algo, **config_to_dict(cfg)})
-        print(f"training {args.algo} on {cfg.env} (seed {cfg.seed}) -> {run_dir}")
-    else:
-        print(f"resuming {args.algo} on {cfg.env} from step {resume_state['global_step']:,}")
-    seed_everything(cfg.seed)
-    algo = recipe.Algorithm(cfg, obs_space, act_space, threshold, clock=None)
-    return run_training(
-        args.algo, algo, cfg, run_dir, threshold, resume_state=resume_state, progress=args.progress
-    )
+    explicit = {f.name: getattr(args, f.name) for f in dataclasses.fields(recipe.config)}
+    plan = plan_run(recipe, explicit, out=args.out, resume=args.resume, force=args.force)
+    return train(plan, progress=args.progress)
 
 
 def _eval(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from tdrl.recipes.common import (
-        EVAL_SEED_OFFSET,
-        TrainError,
-        check_device,
-        config_from_dict,
-        evaluate,
-        load_checkpoint,
-        probe_env,
-        render_gif,
-    )
+    from tdrl.recipes.config import TrainError, WriteError, check_device, config_from_dict
+    from tdrl.recipes.envs import EVAL_SEED_OFFSET, evaluate, probe_env
+    from tdrl.recipes.report import render_gif
+    from tdrl.recipes.runfiles import load_checkpoint
 
     run_dir = Path(args.run_dir)
     if not run_dir.is_dir():
         raise TrainError(f"{run_dir} is not a directory (expected a run written by `tdrl train`)")
     state = load_checkpoint(run_dir / "checkpoint.pt")
     algo = state.get("algo")
-    if algo not in ALGOS:
+    if algo not in recipe_names():
         raise TrainError(f"{run_dir}/checkpoint.pt is for unknown algorithm {algo!r}")
     recipe = get_recipe(algo)
-    cfg = config_from_dict(recipe.Config, state["config"])
+    cfg = config_from_dict(recipe.config, state["config"])
     episodes = args.episodes if args.episodes is not None else cfg.eval_episodes
     if episodes <= 0:
         raise TrainError(f"--episodes must be > 0, got {episodes}")
@@ -228,8 +134,8 @@ def _eval(args: argparse.Namespace) -> int:
         raise TrainError(f"--threads must be > 0, got {threads}")
     device = check_device(args.device or cfg.device)
     torch.set_num_threads(threads)
-    obs_space, act_space, _ = probe_env(cfg.env)
-    act = recipe.make_act(cfg, obs_space, act_space, state["algo_state"]["model"], device)
+    env = probe_env(cfg.env)
+    act = recipe.make_act(cfg, env, state["algo_state"]["model"], device)
     seed = cfg.seed + EVAL_SEED_OFFSET
     returns = evaluate(act, cfg.env, episodes, seed)
     result = {
@@ -242,15 +148,29 @@ def _eval(args: argparse.Namespace) -> int:
         "std_return": float(np.std(returns)),
         "returns": [float(r) for r in returns],
     }
+    gif_error = None
     if args.render_gif:
-        ret, frames = render_gif(act, cfg.env, Path(args.render_gif), seed=seed)
-        result["gif"] = {"path": args.render_gif, "return": ret, "frames": frames}
+        try:
+            ret, frames = render_gif(act, cfg.env, Path(args.render_gif), seed=seed)
+            result["gif"] = {"path": args.render_gif, "return": ret, "frames": frames}
+        except WriteError as err:  # report the evaluation anyway, then fail
+            gif_error = err
     if args.json:
         print(json.dumps(result, indent=2))
-        return 0
+    else:
+        _print_eval(result, run_dir)
+    if gif_error is not None:
+        raise gif_error
+    if args.render_gif and not args.json:
+        print(f"wrote {args.render_gif} ({frames} frames, episode return {ret:.1f})")
+    return 0
+
+
+def _print_eval(result: dict, run_dir: Path) -> None:
     print(
-        f"{algo} {cfg.env} at step {result['step']:,}: deterministic return "
-        f"{result['mean_return']:.1f} +- {result['std_return']:.1f} over {episodes} episodes"
+        f"{result['algo']} {result['env']} at step {result['step']:,}: deterministic return "
+        f"{result['mean_return']:.1f} +- {result['std_return']:.1f} over {result['episodes']} "
+        "episodes"
     )
     summary_path = run_dir / "summary.json"
     if summary_path.exists():
@@ -260,9 +180,6 @@ def _eval(args: argparse.Namespace) -> int:
             final = None
         if final is not None:
             print(f"(summary.json final_eval_return: {final:.1f})")
-    if args.render_gif:
-        print(f"wrote {args.render_gif} ({frames} frames, episode return {ret:.1f})")
-    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -272,16 +189,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         >>> main(["train", "ppo", "--env", "CartPol-v1"])
         2
     """
-    from tdrl.recipes.common import TrainError
+    from tdrl.recipes.config import TrainError
 
     args = build_parser().parse_args(argv)
     try:
         if args.command == "train":
             return _train(args)
         return _eval(args)
-    except TrainError as err:
+    except TrainError as err:  # RunFailure (status 1): the run started, what was kept is named
         print(f"tdrl: error: {err}", file=sys.stderr)
-        return 2
+        return err.exit_status
     except KeyboardInterrupt:  # a second Ctrl-C, or one outside the training loop
         print("tdrl: interrupted", file=sys.stderr)
         return 130

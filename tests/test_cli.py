@@ -92,6 +92,20 @@ def test_bad_syntax_exits_2(argv, capsys):
     assert "usage:" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ("0", "expected positive layer sizes such as 64,64, got '0'"),
+        ("a,b", "expected comma-separated integers such as 64,64, got 'a,b'"),
+    ],
+)
+def test_layer_sizes_error_says_what_is_expected(value, message, capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "ppo", "--hidden", value])
+    err = capsys.readouterr().err
+    assert f"argument --hidden: {message}" in err and "_parse_ints" not in err
+
+
 # ----------------------------------------------------------------------------- error cases
 def test_unknown_env_suggests_close_matches_and_creates_nothing(tmp_path, capsys):
     out = tmp_path / "run"
@@ -133,7 +147,17 @@ def test_dqn_refuses_continuous_actions(tmp_path, capsys):
         (["--gamma", "1.5"], "--gamma must be in [0, 1], got 1.5"),
         (["--lr", "0"], "--lr must be > 0"),
         (["--device", "gpu0"], "invalid --device 'gpu0'"),
+        (["--device", "meta"], "unsupported --device 'meta': the recipes train on cpu"),
         (["--threads", "0"], "--threads must be > 0"),
+        (["--seed", "-1"], "--seed must be in [0, 4294967295], got -1"),
+        (["--clip", "nan"], "--clip must be a finite number, got nan"),
+        (["--lr", "inf"], "--lr must be a finite number, got inf"),
+        (["--ent-coef", "nan"], "--ent-coef must be a finite number, got nan"),
+        (["--vf-coef", "nan"], "--vf-coef must be a finite number, got nan"),
+        (["--lr", "1e30"], "--lr must be in [0, 1], got 1e+30"),
+        (["--clip", "1.5"], "--clip must be in [0, 1], got 1.5"),
+        (["--ent-coef", "-0.1"], "--ent-coef must be in [0, inf], got -0.1"),
+        (["--log-std-init=-inf"], "--log-std-init must be a finite number, got -inf"),
     ],
 )
 def test_ppo_bad_values(tmp_path, capsys, flags, message):
@@ -150,6 +174,9 @@ def test_ppo_bad_values(tmp_path, capsys, flags, message):
         (["--tau", "0"], "--tau must be in (0, 1], got 0.0"),
         (["--buffer-size", "0"], "--buffer-size must be > 0"),
         (["--learning-starts", "-1"], "--learning-starts must be >= 0"),
+        (["--lr", "1e30"], "--lr must be in [0, 1], got 1e+30"),
+        (["--tau", "nan"], "--tau must be a finite number, got nan"),
+        (["--max-grad-norm", "inf"], "--max-grad-norm must be a finite number, got inf"),
     ],
 )
 def test_dqn_bad_values(tmp_path, capsys, flags, message):

@@ -18,13 +18,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tdrl.cli import main
-from tdrl.recipes import common
-from tdrl.recipes.common import (
+from tdrl.recipes import get_recipe, runfiles
+from tdrl.recipes.blocks import EpisodeStats
+from tdrl.recipes.config import CheckpointError, TrainError, WriteError, config_from_dict
+from tdrl.recipes.envs import EVAL_SEED_OFFSET, EnvInfo, evaluate
+from tdrl.recipes.runfiles import (
     WALL_COLUMNS,
-    CheckpointError,
-    EpisodeStats,
     MetricsLog,
-    evaluate,
     load_checkpoint,
     read_metrics,
     save_checkpoint,
@@ -95,7 +95,7 @@ def test_ppo_cartpole_reaches_200(ppo_run):
 
 def test_dqn_improves_over_random(dqn_run):
     s = summary(dqn_run)
-    random_return = random_cartpole_return(s["config"]["seed"] + common.EVAL_SEED_OFFSET)
+    random_return = random_cartpole_return(s["config"]["seed"] + EVAL_SEED_OFFSET)
     assert random_return < 40
     assert s["final_eval_return"] > 3 * random_return
     m = read_metrics(dqn_run / "metrics.csv")
@@ -221,11 +221,10 @@ def test_ppo_continuous_pendulum_smoke(tmp_path):
     from tdrl.recipes import ppo
 
     state = load_checkpoint(out / "checkpoint.pt")
-    cfg = common.config_from_dict(ppo.PPOConfig, state["config"])
+    cfg = config_from_dict(ppo.PPOConfig, state["config"])
     env = gym.make("Pendulum-v1")
-    act = ppo.make_act(
-        cfg, env.observation_space, env.action_space, state["algo_state"]["model"], "cpu"
-    )
+    info = EnvInfo(env.observation_space, env.action_space, None)
+    act = ppo.make_act(cfg, info, state["algo_state"]["model"], "cpu")
     actions = act(np.random.default_rng(0).normal(size=(64, 3)).astype(np.float32) * 10)
     assert actions.shape == (64, 1) and np.all(np.abs(actions) <= 2.0)
 
@@ -275,9 +274,7 @@ def test_ppo_uses_operator_get_dist(monkeypatch):
 
     calls = []
     cfg = ppo.PPOConfig(total_steps=256, epochs=1)
-    algo = ppo.PPO(
-        cfg, gym.spaces.Box(-1, 1, (4,)), gym.spaces.Discrete(2), 475.0, clock=time.perf_counter
-    )
+    algo = ppo.PPO(cfg, EnvInfo(gym.spaces.Box(-1, 1, (4,)), gym.spaces.Discrete(2), 475.0))
     original = type(algo.policy).get_dist
 
     def spy(self, td):
@@ -297,9 +294,7 @@ def test_crash_then_resume_matches_uninterrupted_run(algo, flags, tmp_path, monk
     full, crashed = tmp_path / "full", tmp_path / "crashed"
     assert main(["train", algo, *flags, "--out", str(full)]) == 0
 
-    from tdrl.recipes import get_recipe
-
-    cls = get_recipe(algo).Algorithm
+    cls = get_recipe(algo).algorithm
     original = cls.iterate
 
     def crash_after_first_checkpoint(self):
@@ -374,9 +369,10 @@ def test_sigterm_saves_checkpoint_and_resume_finishes(tmp_path, capsys):
     )
     try:
         deadline = time.monotonic() + 120
-        while not (out / "checkpoint.pt").exists():
+        metrics = out / "metrics.csv"  # wait for 3 iterations: past the checkpoint at 512
+        while not (metrics.exists() and len(metrics.read_text().splitlines()) > 3):
             assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "no checkpoint within 120 s"
+            assert time.monotonic() < deadline, "no third iteration within 120 s"
             time.sleep(0.05)
         proc.send_signal(signal.SIGTERM)
         stdout, stderr = proc.communicate(timeout=60)
@@ -460,16 +456,16 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(common.os, "fsync", boom)
-    with pytest.raises(OSError, match="disk full"):
+    monkeypatch.setattr(runfiles.os, "fsync", boom)
+    with pytest.raises(WriteError, match=f"cannot write {path}: disk full"):
         save_checkpoint(path, {"global_step": 2})
-    assert load_checkpoint(path)["global_step"] == 1
+    assert torch.load(path, weights_only=False)["global_step"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
 
 
 def test_load_checkpoint_version_mismatch(tmp_path):
     path = tmp_path / "c.pt"
-    torch.save({"format": common.CHECKPOINT_FORMAT, "version": 99}, path)
+    torch.save({"format": runfiles.CHECKPOINT_FORMAT, "version": 99}, path)
     with pytest.raises(CheckpointError, match="format version 99, expected 1"):
         load_checkpoint(path)
 
@@ -485,7 +481,7 @@ def test_metrics_log_resume_truncates_rows_after_checkpoint(tmp_path):
     log.write({"step": 30, "x": -1})
     log.close()
     assert path.read_text() == "step,x\n10,1\n20,2\n30,-1\n"
-    with pytest.raises(common.TrainError, match="has columns"):
+    with pytest.raises(TrainError, match="has columns"):
         MetricsLog(path, ["step", "y"], resume_step=20)
 
 
@@ -571,9 +567,7 @@ def test_truncated_episodes_are_bootstrapped(monkeypatch):
             total_steps=3,
             reward_scale=1.0,
         )
-        algo = ppo.PPO(
-            cfg, gym.spaces.Box(-1, 1, (4,)), gym.spaces.Discrete(2), None, clock=time.perf_counter
-        )
+        algo = ppo.PPO(cfg, EnvInfo(gym.spaces.Box(-1, 1, (4,)), gym.spaces.Discrete(2), None))
         captured = {}
         original = algo.gae
 

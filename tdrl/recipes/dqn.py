@@ -45,19 +45,11 @@ from torch import nn
 from tdrl.data import Categorical
 from tdrl.envs.utils import ExplorationType, set_exploration_type
 from tdrl.modules import MLP, EGreedyModule, QValueActor, SafeSequential
-from tdrl.recipes.common import (
-    CommonConfig,
-    EpisodeStats,
-    TrainError,
-    check_positive,
-    final_observations,
-    linear_schedule,
-    make_adam,
-    make_vec_env,
-)
-
-NAME = "dqn"
-ACTION_SPACES = "discrete"
+from tdrl.recipes.blocks import Clock, EpisodeStats, linear_schedule, make_adam
+from tdrl.recipes.config import CommonConfig, TrainError, check_positive, check_range, option
+from tdrl.recipes.envs import EnvInfo, check_env_step, final_observations, make_vec_env
+from tdrl.recipes.protocol import Recipe
+from tdrl.recipes.replay import ReplayBuffer
 
 
 @dataclasses.dataclass
@@ -74,118 +66,58 @@ class DQNConfig(CommonConfig):
         >>> cfg = DQNConfig()
         >>> cfg.total_steps, cfg.double_dqn
         (50000, True)
+        >>> DQNConfig(eps_end=1.5).validate()
+        Traceback (most recent call last):
+        ...
+        tdrl.recipes.config.TrainError: --eps-end must be in [0, 1], got 1.5
     """
 
-    total_steps: int = dataclasses.field(
-        default=50_000,
-        metadata={"help": "environment steps to train for (rounded up to a whole vector step)"},
+    total_steps: int = option(
+        50_000, "environment steps to train for (rounded up to a whole vector step)"
     )
-    num_envs: int = dataclasses.field(
-        default=4, metadata={"help": "parallel environments (gymnasium SyncVectorEnv)"}
-    )
-    lr: float = dataclasses.field(default=2.3e-3, metadata={"help": "Adam learning rate"})
-    anneal_lr: bool = dataclasses.field(
-        default=True, metadata={"help": "decay the learning rate linearly to 0"}
-    )
-    gamma: float = dataclasses.field(default=0.99, metadata={"help": "discount factor"})
-    buffer_size: int = dataclasses.field(
-        default=100_000, metadata={"help": "replay buffer capacity (transitions)"}
-    )
-    batch_size: int = dataclasses.field(default=64, metadata={"help": "minibatch size"})
-    learning_starts: int = dataclasses.field(
-        default=1_000, metadata={"help": "env steps of pure collection before learning"}
-    )
-    train_freq: int = dataclasses.field(
-        default=256, metadata={"help": "env steps between training phases"}
-    )
-    gradient_steps: int = dataclasses.field(
-        default=128, metadata={"help": "gradient steps per training phase"}
-    )
-    target_update: int = dataclasses.field(
-        default=10, metadata={"help": "env steps between target network updates"}
-    )
-    tau: float = dataclasses.field(
-        default=1.0, metadata={"help": "target update rate (1 = hard copy)"}
-    )
-    eps_init: float = dataclasses.field(default=1.0, metadata={"help": "initial epsilon"})
-    eps_end: float = dataclasses.field(default=0.04, metadata={"help": "final epsilon"})
-    exploration_fraction: float = dataclasses.field(
-        default=0.16, metadata={"help": "fraction of total steps over which epsilon anneals"}
-    )
-    n_step: int = dataclasses.field(
-        default=3, metadata={"help": "n-step returns (1 = classic one-step DQN target)"}
-    )
-    double_dqn: bool = dataclasses.field(
-        default=True, metadata={"help": "Double DQN target (online argmax, target value)"}
-    )
-    max_grad_norm: float = dataclasses.field(
-        default=10.0, metadata={"help": "gradient norm clipping"}
-    )
-    hidden: tuple = dataclasses.field(default=(128, 128), metadata={"help": "Q-network layers"})
-    activation: str = dataclasses.field(
-        default="relu", metadata={"help": "activation", "choices": ["relu", "tanh", "elu"]}
-    )
-    log_every: int = dataclasses.field(
-        default=1_000, metadata={"help": "env steps between metrics.csv rows"}
-    )
+    num_envs: int = option(4, "parallel environments (gymnasium SyncVectorEnv)")
+    lr: float = option(2.3e-3, "Adam learning rate")
+    anneal_lr: bool = option(True, "decay the learning rate linearly to 0")
+    gamma: float = option(0.99, "discount factor")
+    buffer_size: int = option(100_000, "replay buffer capacity (transitions)")
+    batch_size: int = option(64, "minibatch size")
+    learning_starts: int = option(1_000, "env steps of pure collection before learning")
+    train_freq: int = option(256, "env steps between training phases")
+    gradient_steps: int = option(128, "gradient steps per training phase")
+    target_update: int = option(10, "env steps between target network updates")
+    tau: float = option(1.0, "target update rate (1 = hard copy)")
+    eps_init: float = option(1.0, "initial epsilon")
+    eps_end: float = option(0.04, "final epsilon")
+    exploration_fraction: float = option(0.16, "fraction of total steps over which epsilon anneals")
+    n_step: int = option(3, "n-step returns (1 = classic one-step DQN target)")
+    double_dqn: bool = option(True, "Double DQN target (online argmax, target value)")
+    max_grad_norm: float = option(10.0, "gradient norm clipping")
+    hidden: tuple = option((128, 128), "Q-network layers")
+    activation: str = option("relu", "activation", choices=["relu", "tanh", "elu"])
+    log_every: int = option(1_000, "env steps between metrics.csv rows")
+
+    def validate(self) -> None:
+        """Check the numbers before anything is created (raises ``TrainError``)."""
+        super().validate()
+        check_positive(
+            self,
+            ["lr", "buffer_size", "batch_size", "train_freq", "gradient_steps", "target_update",
+             "max_grad_norm", "log_every", "n_step"],
+        )
+        check_range(self, ["gamma", "eps_init", "eps_end", "exploration_fraction", "lr"], 0.0, 1.0)
+        if not 0.0 < self.tau <= 1.0:
+            raise TrainError(f"--tau must be in (0, 1], got {self.tau}")
+        if self.learning_starts < 0:
+            raise TrainError(f"--learning-starts must be >= 0, got {self.learning_starts}")
+        # one env step can flush up to num_envs * n_step transitions into the buffer at once
+        if self.buffer_size < self.num_envs * self.n_step:
+            raise TrainError(
+                f"--buffer-size {self.buffer_size} must be >= num_envs * n_step = "
+                f"{self.num_envs * self.n_step}"
+            )
 
 
 ENV_DEFAULTS: dict[str, dict[str, Any]] = {"CartPole-v1": {}}
-
-
-def env_defaults(env_id: str, action_space: Any) -> dict[str, Any]:
-    """The defaults that apply to ``env_id``.
-
-    Examples:
-        >>> env_defaults("CartPole-v1", None)
-        {}
-    """
-    return dict(ENV_DEFAULTS.get(env_id, {}))
-
-
-def validate(cfg: DQNConfig) -> None:
-    """Check the numbers before anything is created (raises ``TrainError``).
-
-    Examples:
-        >>> validate(DQNConfig(eps_end=1.5))
-        Traceback (most recent call last):
-        ...
-        tdrl.recipes.common.TrainError: --eps-end must be in [0, 1], got 1.5
-    """
-    check_positive(
-        cfg,
-        [
-            "total_steps",
-            "num_envs",
-            "threads",
-            "eval_episodes",
-            "checkpoint_every",
-            "lr",
-            "buffer_size",
-            "batch_size",
-            "train_freq",
-            "gradient_steps",
-            "target_update",
-            "max_grad_norm",
-            "log_every",
-            "n_step",
-        ],
-    )
-    for name in ("gamma", "eps_init", "eps_end", "exploration_fraction"):
-        if not 0.0 <= getattr(cfg, name) <= 1.0:
-            raise TrainError(
-                f"--{name.replace('_', '-')} must be in [0, 1], got {getattr(cfg, name)}"
-            )
-    if not 0.0 < cfg.tau <= 1.0:
-        raise TrainError(f"--tau must be in (0, 1], got {cfg.tau}")
-    if cfg.learning_starts < 0:
-        raise TrainError(f"--learning-starts must be >= 0, got {cfg.learning_starts}")
-    # one env step can flush up to num_envs * n_step transitions into the buffer at once
-    if cfg.buffer_size < cfg.num_envs * cfg.n_step:
-        raise TrainError(
-            f"--buffer-size {cfg.buffer_size} must be >= num_envs * n_step = "
-            f"{cfg.num_envs * cfg.n_step}"
-        )
 
 
 def build_qnet(cfg: DQNConfig, obs_space: Any, action_space: Any) -> Any:
@@ -209,18 +141,18 @@ def build_qnet(cfg: DQNConfig, obs_space: Any, action_space: Any) -> Any:
     return QValueActor(mlp, in_keys=["observation"], spec=Categorical(int(action_space.n)))
 
 
-def make_act(cfg: DQNConfig, obs_space: Any, action_space: Any, model_state: dict, device: Any):
+def make_act(cfg: DQNConfig, env: EnvInfo, model_state: dict, device: Any):
     """Greedy policy ``obs batch (numpy) -> env actions`` from saved weights.
 
     Examples:
         >>> import gymnasium as gym
-        >>> obs_space, act_space = gym.spaces.Box(-1, 1, (4,)), gym.spaces.Discrete(2)
-        >>> qnet = build_qnet(DQNConfig(), obs_space, act_space)
-        >>> act = make_act(DQNConfig(), obs_space, act_space, qnet.state_dict(), "cpu")
+        >>> env = EnvInfo(gym.spaces.Box(-1, 1, (4,)), gym.spaces.Discrete(2), None)
+        >>> qnet = build_qnet(DQNConfig(), *env[:2])
+        >>> act = make_act(DQNConfig(), env, qnet.state_dict(), "cpu")
         >>> act(np.zeros((3, 4), dtype=np.float32)).shape
         (3,)
     """
-    qnet = build_qnet(cfg, obs_space, action_space)
+    qnet = build_qnet(cfg, env.observation_space, env.action_space)
     qnet.load_state_dict(model_state)
     qnet.to(device).eval()
     return _make_act(qnet, device)
@@ -291,62 +223,6 @@ class NStepReturns:
         return out
 
 
-class ReplayBuffer:
-    """Fixed-capacity ring of transitions stored in one preallocated ``TensorDict``.
-
-    Examples:
-        >>> rb = ReplayBuffer(capacity=4, obs_dim=2)
-        >>> batch = TensorDict(observation=torch.zeros(3, 2), action=torch.zeros(3, dtype=torch.long),
-        ...     reward=torch.ones(3), next_observation=torch.ones(3, 2),
-        ...     terminated=torch.zeros(3, dtype=torch.bool), discount=torch.ones(3),
-        ...     batch_size=[3])
-        >>> rb.add(batch); rb.add(batch); len(rb)
-        4
-        >>> rb.sample(2)["next_observation"].shape
-        torch.Size([2, 2])
-    """
-
-    def __init__(self, capacity: int, obs_dim: int, device: Any = "cpu") -> None:
-        self.capacity = capacity
-        self.storage = TensorDict(
-            {
-                "observation": torch.zeros(capacity, obs_dim),
-                "action": torch.zeros(capacity, dtype=torch.long),
-                "reward": torch.zeros(capacity),
-                "next_observation": torch.zeros(capacity, obs_dim),
-                "terminated": torch.zeros(capacity, dtype=torch.bool),
-                "discount": torch.zeros(capacity),
-            },
-            batch_size=[capacity],
-            device=device,
-        )
-        self.pos = 0
-        self.size = 0
-
-    def __len__(self) -> int:
-        return self.size
-
-    def add(self, batch: TensorDict) -> None:
-        n = batch.shape[0]
-        idx = (torch.arange(n) + self.pos) % self.capacity
-        self.storage[idx] = batch
-        self.pos = (self.pos + n) % self.capacity
-        self.size = min(self.size + n, self.capacity)
-
-    def sample(self, batch_size: int) -> TensorDict:
-        if self.size == 0:
-            raise RuntimeError("cannot sample from an empty replay buffer")
-        idx = torch.randint(0, self.size, (batch_size,))
-        return self.storage[idx]
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"storage": self.storage[: self.size].clone(), "pos": self.pos, "size": self.size}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.size, self.pos = int(state["size"]), int(state["pos"])
-        self.storage[: self.size] = state["storage"].to(self.storage.device)
-
-
 class DQN:
     """One DQN run: envs, Q-network, target network, epsilon-greedy explorer, replay buffer.
 
@@ -356,12 +232,10 @@ class DQN:
     vector env, episode stats).
 
     Examples:
-        >>> import time
         >>> import gymnasium as gym
         >>> cfg = DQNConfig(total_steps=400, learning_starts=200, train_freq=64, gradient_steps=2,
         ...                 buffer_size=1000)
-        >>> algo = DQN(cfg, gym.spaces.Box(-1, 1, (4,)), gym.spaces.Discrete(2), 475.0,
-        ...            clock=time.perf_counter)
+        >>> algo = DQN(cfg, EnvInfo(gym.spaces.Box(-1, 1, (4,)), gym.spaces.Discrete(2), 475.0))
         >>> row = algo.iterate()
         >>> algo.global_step, row["updates"], len(algo.buffer) > 350
         (400, 6, True)
@@ -370,14 +244,18 @@ class DQN:
 
     loss_columns = ["loss", "q_mean", "epsilon", "lr", "updates"]
 
-    def __init__(
-        self, cfg: DQNConfig, obs_space: Any, action_space: Any, threshold: float | None, clock
-    ) -> None:
+    def __init__(self, cfg: DQNConfig, env: EnvInfo, clock: Clock | None = None) -> None:
+        obs_space, action_space, threshold = env
         self.cfg = cfg
-        self.clock = clock
+        self.clock = clock if clock is not None else Clock()
         self.device = torch.device(cfg.device)
         self.qnet = build_qnet(cfg, obs_space, action_space).to(self.device)
         self.target = copy.deepcopy(self.qnet).requires_grad_(False)
+        # the learner needs only the action values: the network step of each actor, called on
+        # the observation tensor (the actors' greedy/epsilon steps are for acting)
+        self.q_values = self.qnet[0].module
+        self.target_q_values = self.target[0].module
+        self._act = _make_act(self.qnet, self.device)
         self.egreedy = EGreedyModule(
             Categorical(int(action_space.n)),
             eps_init=cfg.eps_init,
@@ -387,7 +265,7 @@ class DQN:
         ).to(self.device)
         self.explorer = SafeSequential(self.qnet, self.egreedy)
         self.optimizer = make_adam(self.qnet.parameters(), cfg.lr)
-        self.buffer = ReplayBuffer(cfg.buffer_size, int(np.prod(obs_space.shape)), self.device)
+        self.buffer = ReplayBuffer(cfg.buffer_size, self.device)
         self.nstep = NStepReturns(cfg.n_step, cfg.gamma, cfg.num_envs) if cfg.n_step > 1 else None
         self.stats = EpisodeStats(cfg.num_envs, threshold)
         self.global_step = 0
@@ -402,7 +280,7 @@ class DQN:
 
     def act(self, obs: np.ndarray) -> np.ndarray:
         """Greedy actions for evaluation."""
-        return _make_act(self.qnet, self.device)(obs)
+        return self._act(obs)
 
     def lr(self) -> float:
         if not self.cfg.anneal_lr:
@@ -419,6 +297,7 @@ class DQN:
             action = self.explorer(td)["action"]
         obs, reward, terminated, truncated, info = self.envs.step(action.cpu().numpy())
         self.global_step += n
+        check_env_step(obs, reward, self.global_step)
         done = terminated | truncated
         self.stats.update(reward, done, self.global_step, self.clock())
         next_obs = obs
@@ -471,15 +350,13 @@ class DQN:
         obs, next_obs = batch["observation"], batch["next_observation"]
         b = obs.shape[0]
         if cfg.double_dqn:  # one online pass over [obs; next_obs]: Q(s, .) and argmax Q(s', .)
-            both = TensorDict({"observation": torch.cat([obs, next_obs])}, batch_size=[2 * b])
-            q_both = self.qnet(both)["action_value"]
+            q_both = self.q_values(torch.cat([obs, next_obs]))
             q_all = q_both[:b]
             next_action = q_both[b:].detach().argmax(-1, keepdim=True)
         else:
-            q_all = self.qnet(TensorDict({"observation": obs}, batch_size=[b]))["action_value"]
+            q_all = self.q_values(obs)
         with torch.no_grad():
-            next_td = TensorDict({"observation": next_obs}, batch_size=[b])
-            next_q_target = self.target(next_td)["action_value"]
+            next_q_target = self.target_q_values(next_obs)
             if cfg.double_dqn:
                 next_q = next_q_target.gather(-1, next_action).squeeze(-1)
             else:
@@ -499,7 +376,7 @@ class DQN:
                     p_t.lerp_(p, cfg.tau)
         return loss.detach(), q.detach().mean()
 
-    def iterate(self) -> dict[str, float]:
+    def iterate(self) -> dict[str, float | None]:
         """Act and learn until the next ``log_every`` boundary; returns the loss columns."""
         cfg = self.cfg
         stop = min(cfg.total_steps, (self.global_step // cfg.log_every + 1) * cfg.log_every)
@@ -524,10 +401,9 @@ class DQN:
                     and self.global_step // cfg.target_update > before // cfg.target_update
                 ):
                     self.target.load_state_dict(self.qnet.state_dict())
-        nan = float("nan")
-        return {
-            "loss": torch.stack(losses).mean().item() if losses else nan,
-            "q_mean": torch.stack(qs).mean().item() if qs else nan,
+        return {  # None: no update in this chunk (an empty metrics.csv cell)
+            "loss": torch.stack(losses).mean().item() if losses else None,
+            "q_mean": torch.stack(qs).mean().item() if qs else None,
             "epsilon": float(self.egreedy.eps),
             "lr": self.lr(),
             "updates": self.updates,
@@ -570,5 +446,12 @@ class DQN:
         self.envs.close()
 
 
-Algorithm = DQN
-Config = DQNConfig
+RECIPE = Recipe(
+    name="dqn",
+    summary="DQN on gymnasium vector envs, with a QValueActor and EGreedyModule.",
+    config=DQNConfig,
+    action_spaces=("discrete",),
+    algorithm=DQN,
+    make_act=make_act,
+    env_defaults=ENV_DEFAULTS,
+)

@@ -51,20 +51,16 @@ from tdrl.modules import (
     TanhNormal,
     ValueOperator,
 )
-from tdrl.recipes.common import (
-    CommonConfig,
-    EpisodeStats,
-    TrainError,
-    check_positive,
+from tdrl.recipes.blocks import Clock, EpisodeStats, linear_schedule, make_adam
+from tdrl.recipes.config import CommonConfig, TrainError, check_positive, check_range, option
+from tdrl.recipes.envs import (
+    EnvInfo,
+    check_env_step,
     final_observations,
     is_discrete,
-    linear_schedule,
-    make_adam,
     make_vec_env,
 )
-
-NAME = "ppo"
-ACTION_SPACES = "discrete|box"
+from tdrl.recipes.protocol import Recipe
 
 
 @dataclasses.dataclass
@@ -75,59 +71,56 @@ class PPOConfig(CommonConfig):
         >>> cfg = PPOConfig()
         >>> cfg.num_envs * cfg.n_steps, cfg.batch_size, cfg.epochs
         (256, 256, 20)
+        >>> PPOConfig(batch_size=300).validate()
+        Traceback (most recent call last):
+        ...
+        tdrl.recipes.config.TrainError: --batch-size 300 must be <= num_envs * n_steps = 256
     """
 
-    n_steps: int = dataclasses.field(default=32, metadata={"help": "rollout steps per env"})
-    batch_size: int = dataclasses.field(default=256, metadata={"help": "minibatch size"})
-    epochs: int = dataclasses.field(default=20, metadata={"help": "passes over each rollout"})
-    lr: float = dataclasses.field(default=1e-3, metadata={"help": "Adam learning rate"})
-    anneal_lr: bool = dataclasses.field(
-        default=True, metadata={"help": "decay the learning rate linearly to 0"}
+    n_steps: int = option(32, "rollout steps per env")
+    batch_size: int = option(256, "minibatch size")
+    epochs: int = option(20, "passes over each rollout")
+    lr: float = option(1e-3, "Adam learning rate")
+    anneal_lr: bool = option(True, "decay the learning rate linearly to 0")
+    gamma: float = option(0.98, "discount factor")
+    gae_lambda: float = option(0.8, "GAE lambda")
+    clip: float = option(0.2, "surrogate clip range")
+    anneal_clip: bool = option(True, "decay the clip range linearly to 0")
+    ent_coef: float = option(0.0, "entropy bonus weight")
+    vf_coef: float = option(0.5, "value loss weight")
+    max_grad_norm: float = option(0.5, "gradient norm clipping")
+    norm_adv: bool = option(True, "normalize advantages per minibatch")
+    reward_scale: float = option(
+        0.1,
+        "rewards are multiplied by this for learning, keeping the value loss (which shares the "
+        "trunk with the policy) small; episode stats use raw rewards",
     )
-    gamma: float = dataclasses.field(default=0.98, metadata={"help": "discount factor"})
-    gae_lambda: float = dataclasses.field(default=0.8, metadata={"help": "GAE lambda"})
-    clip: float = dataclasses.field(default=0.2, metadata={"help": "surrogate clip range"})
-    anneal_clip: bool = dataclasses.field(
-        default=True, metadata={"help": "decay the clip range linearly to 0"}
+    hidden: tuple = option((64, 64), "shared trunk layer sizes")
+    head_hidden: tuple = option((), "hidden layers of each head after the trunk (none: linear)")
+    activation: str = option("tanh", "trunk activation", choices=["tanh", "relu", "elu"])
+    discrete_dist: str = option(
+        "categorical",
+        "discrete head: Categorical (index actions) or OneHotCategorical",
+        choices=["categorical", "onehot"],
     )
-    ent_coef: float = dataclasses.field(default=0.0, metadata={"help": "entropy bonus weight"})
-    vf_coef: float = dataclasses.field(default=0.5, metadata={"help": "value loss weight"})
-    max_grad_norm: float = dataclasses.field(
-        default=0.5, metadata={"help": "gradient norm clipping"}
+    state_dependent_std: bool = option(
+        True, "continuous head: scale from the network (else a learned parameter)"
     )
-    norm_adv: bool = dataclasses.field(
-        default=True, metadata={"help": "normalize advantages per minibatch"}
-    )
-    reward_scale: float = dataclasses.field(
-        default=0.1,
-        metadata={
-            "help": "rewards are multiplied by this for learning, keeping the value loss (which "
-            "shares the trunk with the policy) small; episode stats use raw rewards"
-        },
-    )
-    hidden: tuple = dataclasses.field(
-        default=(64, 64), metadata={"help": "shared trunk layer sizes"}
-    )
-    head_hidden: tuple = dataclasses.field(
-        default=(), metadata={"help": "hidden layers of each head after the trunk (none: linear)"}
-    )
-    activation: str = dataclasses.field(
-        default="tanh", metadata={"help": "trunk activation", "choices": ["tanh", "relu", "elu"]}
-    )
-    discrete_dist: str = dataclasses.field(
-        default="categorical",
-        metadata={
-            "help": "discrete head: Categorical (index actions) or OneHotCategorical",
-            "choices": ["categorical", "onehot"],
-        },
-    )
-    state_dependent_std: bool = dataclasses.field(
-        default=True,
-        metadata={"help": "continuous head: scale from the network (else a learned parameter)"},
-    )
-    log_std_init: float = dataclasses.field(
-        default=0.0, metadata={"help": "continuous head: initial log std (state-independent std)"}
-    )
+    log_std_init: float = option(0.0, "continuous head: initial log std (state-independent std)")
+
+    def validate(self) -> None:
+        """Check the numbers before anything is created (raises ``TrainError``)."""
+        super().validate()
+        check_positive(
+            self, ["n_steps", "batch_size", "epochs", "lr", "max_grad_norm", "reward_scale"]
+        )
+        rollout = self.num_envs * self.n_steps
+        if self.batch_size > rollout:
+            raise TrainError(
+                f"--batch-size {self.batch_size} must be <= num_envs * n_steps = {rollout}"
+            )
+        check_range(self, ["gamma", "gae_lambda", "clip", "lr"], 0.0, 1.0)
+        check_range(self, ["ent_coef", "vf_coef"], 0.0, math.inf)
 
 
 # Per-env defaults on top of the dataclass defaults ("box" = any continuous env).
@@ -147,58 +140,6 @@ ENV_DEFAULTS: dict[str, dict[str, Any]] = {
     },
     "Pendulum-v1": {},
 }
-
-
-def env_defaults(env_id: str, action_space: Any) -> dict[str, Any]:
-    """The defaults that apply to ``env_id`` (action-type defaults, then the env's own).
-
-    Examples:
-        >>> import gymnasium as gym
-        >>> env_defaults("Pendulum-v1", gym.spaces.Box(-2, 2, (1,)))["num_envs"]
-        4
-    """
-    out: dict[str, Any] = {}
-    if not is_discrete(action_space):
-        out.update(ENV_DEFAULTS["box"])
-    out.update(ENV_DEFAULTS.get(env_id, {}))
-    return out
-
-
-def validate(cfg: PPOConfig) -> None:
-    """Check the numbers before anything is created (raises ``TrainError``).
-
-    Examples:
-        >>> validate(PPOConfig(batch_size=300))
-        Traceback (most recent call last):
-        ...
-        tdrl.recipes.common.TrainError: --batch-size 300 must be <= num_envs * n_steps = 256
-    """
-    check_positive(
-        cfg,
-        [
-            "total_steps",
-            "num_envs",
-            "threads",
-            "eval_episodes",
-            "checkpoint_every",
-            "n_steps",
-            "batch_size",
-            "epochs",
-            "lr",
-            "max_grad_norm",
-            "reward_scale",
-        ],
-    )
-    rollout = cfg.num_envs * cfg.n_steps
-    if cfg.batch_size > rollout:
-        raise TrainError(f"--batch-size {cfg.batch_size} must be <= num_envs * n_steps = {rollout}")
-    for name in ("gamma", "gae_lambda"):
-        if not 0.0 <= getattr(cfg, name) <= 1.0:
-            raise TrainError(
-                f"--{name.replace('_', '-')} must be in [0, 1], got {getattr(cfg, name)}"
-            )
-    if cfg.clip < 0 or cfg.ent_coef < 0 or cfg.vf_coef < 0:
-        raise TrainError("--clip, --ent-coef and --vf-coef must be >= 0")
 
 
 # ----------------------------------------------------------------------------- networks
@@ -308,21 +249,21 @@ def build_agent(cfg: PPOConfig, obs_space: Any, action_space: Any) -> AgentParts
     return AgentParts(agent, common, policy, value)
 
 
-def make_act(cfg: PPOConfig, obs_space: Any, action_space: Any, model_state: dict, device: Any):
+def make_act(cfg: PPOConfig, env: EnvInfo, model_state: dict, device: Any):
     """Deterministic policy ``obs batch (numpy) -> env actions`` from saved weights.
 
     Examples:
         >>> import gymnasium as gym
-        >>> obs_space, act_space = gym.spaces.Box(-1, 1, (4,)), gym.spaces.Discrete(2)
-        >>> parts = build_agent(PPOConfig(), obs_space, act_space)
-        >>> act = make_act(PPOConfig(), obs_space, act_space, parts.agent.state_dict(), "cpu")
+        >>> env = EnvInfo(gym.spaces.Box(-1, 1, (4,)), gym.spaces.Discrete(2), None)
+        >>> parts = build_agent(PPOConfig(), *env[:2])
+        >>> act = make_act(PPOConfig(), env, parts.agent.state_dict(), "cpu")
         >>> act(np.zeros((3, 4), dtype=np.float32)).shape
         (3,)
     """
-    parts = build_agent(cfg, obs_space, action_space)
+    parts = build_agent(cfg, env.observation_space, env.action_space)
     parts.agent.load_state_dict(model_state)
     parts.agent.to(device).eval()
-    return _make_act(parts.agent.get_policy_operator(), action_space, cfg, device)
+    return _make_act(parts.agent.get_policy_operator(), env.action_space, cfg, device)
 
 
 def _make_act(policy_operator: Any, action_space: Any, cfg: PPOConfig, device: Any):
@@ -355,11 +296,9 @@ class PPO:
     vector env and its current observation, episode stats).
 
     Examples:
-        >>> import time
         >>> import gymnasium as gym
         >>> cfg = PPOConfig(total_steps=256, epochs=1)
-        >>> algo = PPO(cfg, gym.spaces.Box(-1, 1, (4,)), gym.spaces.Discrete(2), 475.0,
-        ...            clock=time.perf_counter)
+        >>> algo = PPO(cfg, EnvInfo(gym.spaces.Box(-1, 1, (4,)), gym.spaces.Discrete(2), 475.0))
         >>> row = algo.iterate()
         >>> algo.global_step, sorted(row) == sorted(PPO.loss_columns)
         (256, True)
@@ -376,11 +315,10 @@ class PPO:
         "lr",
     ]
 
-    def __init__(
-        self, cfg: PPOConfig, obs_space: Any, action_space: Any, threshold: float | None, clock
-    ) -> None:
+    def __init__(self, cfg: PPOConfig, env: EnvInfo, clock: Clock | None = None) -> None:
+        obs_space, action_space, threshold = env
         self.cfg = cfg
-        self.clock = clock
+        self.clock = clock if clock is not None else Clock()
         self.device = torch.device(cfg.device)
         self.action_space = action_space
         self.discrete = is_discrete(action_space)
@@ -391,6 +329,7 @@ class PPO:
         self.log_prob_key = getattr(self.policy, "log_prob_key", "sample_log_prob")
         self.optimizer = make_adam(self.agent.parameters(), cfg.lr, eps=1e-5)
         self.to_env = _action_to_env(action_space, cfg)
+        self._act = _make_act(self.agent.get_policy_operator(), action_space, cfg, self.device)
         self.stats = EpisodeStats(cfg.num_envs, threshold)
         self.global_step = 0
         self.envs = make_vec_env(cfg.env, cfg.num_envs)
@@ -403,9 +342,7 @@ class PPO:
 
     def act(self, obs: np.ndarray) -> np.ndarray:
         """Deterministic actions for evaluation."""
-        return _make_act(
-            self.agent.get_policy_operator(), self.action_space, self.cfg, self.device
-        )(obs)
+        return self._act(obs)
 
     # -- rollout --------------------------------------------------------------------------
     @torch.no_grad()
@@ -428,6 +365,7 @@ class PPO:
                     self.to_env(td.get("action"))
                 )
                 self.global_step += n_envs
+                check_env_step(obs, reward, self.global_step)
                 done = terminated | truncated
                 self.stats.update(reward, done, self.global_step, self.clock())
                 rewards[t] = reward * cfg.reward_scale
@@ -602,5 +540,12 @@ def _entropy(dist: Any) -> torch.Tensor:
         return -dist.log_prob(sample)
 
 
-Algorithm = PPO
-Config = PPOConfig
+RECIPE = Recipe(
+    name="ppo",
+    summary="PPO on gymnasium vector envs, with a shared-trunk ActorValueOperator.",
+    config=PPOConfig,
+    action_spaces=("discrete", "box"),
+    algorithm=PPO,
+    make_act=make_act,
+    env_defaults=ENV_DEFAULTS,
+)

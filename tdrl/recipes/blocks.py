@@ -1,0 +1,146 @@
+"""Building blocks the algorithm files share: episode statistics, the run clock, Adam, schedules.
+
+Examples:
+    >>> import numpy as np
+    >>> stats = EpisodeStats(num_envs=2, threshold=2.0, window=2)
+    >>> stats.update(np.array([1.0, 1.0]), np.array([False, True]), step=2, wall_s=0.1)
+    >>> stats.update(np.array([1.0, 1.0]), np.array([True, True]), step=4, wall_s=0.2)
+    >>> stats.episodes, list(stats.recent), stats.solved_at_step
+    (3, [2.0, 1.0], None)
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["Clock", "EpisodeStats", "linear_schedule", "make_adam"]
+
+
+class EpisodeStats:
+    """Running returns per sub-env, the last ``window`` finished episodes, and "solved".
+
+    A run is solved at the first step where the mean return of the last
+    ``window`` (10) finished episodes reaches ``threshold`` (the env's
+    ``reward_threshold``); ``solved_at_step``/``solved_at_s`` stay ``None``
+    otherwise or when the env has no threshold.
+
+    Examples:
+        >>> stats = EpisodeStats(num_envs=1, threshold=1.0, window=1)
+        >>> stats.update(np.array([1.0]), np.array([True]), step=1, wall_s=0.5)
+        >>> stats.solved_at_step, stats.solved_at_s, stats.summary()["return_mean"]
+        (1, 0.5, 1.0)
+    """
+
+    def __init__(self, num_envs: int, threshold: float | None, window: int = 10) -> None:
+        self.threshold = threshold
+        self.window = window
+        self.running_return = np.zeros(num_envs, dtype=np.float64)
+        self.running_length = np.zeros(num_envs, dtype=np.int64)
+        self.recent: deque[float] = deque(maxlen=window)
+        self.recent_length: deque[int] = deque(maxlen=window)
+        self.episodes = 0
+        self.solved_at_step: int | None = None
+        self.solved_at_s: float | None = None
+
+    def update(self, reward: np.ndarray, done: np.ndarray, step: int, wall_s: float) -> None:
+        """Add one vector step of rewards; ``done`` = terminated | truncated."""
+        self.running_return += reward
+        self.running_length += 1
+        if not done.any():
+            return
+        for i in np.flatnonzero(done):  # episodes ending together count in env order
+            self.recent.append(float(self.running_return[i]))
+            self.recent_length.append(int(self.running_length[i]))
+            self.episodes += 1
+            if (
+                self.solved_at_step is None
+                and self.threshold is not None
+                and len(self.recent) == self.window
+                and float(np.mean(self.recent)) >= self.threshold
+            ):
+                self.solved_at_step = int(step)
+                self.solved_at_s = float(wall_s)
+        self.running_return[done] = 0.0
+        self.running_length[done] = 0
+
+    def summary(self) -> dict[str, float]:
+        """Stats of the last ``window`` finished episodes (NaN before the first one)."""
+        if not self.recent:
+            nan = float("nan")
+            return {"return_mean": nan, "return_std": nan, "length_mean": nan}
+        r = np.asarray(self.recent)
+        return {
+            "return_mean": float(r.mean()),
+            "return_std": float(r.std()),
+            "length_mean": float(np.mean(self.recent_length)),
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "running_return": self.running_return.copy(),
+            "running_length": self.running_length.copy(),
+            "recent": list(self.recent),
+            "recent_length": list(self.recent_length),
+            "episodes": self.episodes,
+            "solved_at_step": self.solved_at_step,
+            "solved_at_s": self.solved_at_s,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.running_return = np.asarray(state["running_return"], dtype=np.float64).copy()
+        self.running_length = np.asarray(state["running_length"], dtype=np.int64).copy()
+        self.recent = deque(state["recent"], maxlen=self.window)
+        self.recent_length = deque(state["recent_length"], maxlen=self.window)
+        self.episodes = int(state["episodes"])
+        self.solved_at_step = state["solved_at_step"]
+        self.solved_at_s = state["solved_at_s"]
+
+
+class Clock:
+    """Training wall time that accumulates across resumes.
+
+    Examples:
+        >>> clock = Clock(offset=10.0)
+        >>> clock() >= 10.0
+        True
+    """
+
+    def __init__(self, offset: float = 0.0) -> None:
+        self.offset = offset
+        self.start = time.perf_counter()
+
+    def __call__(self) -> float:
+        return self.offset + (time.perf_counter() - self.start)
+
+
+def make_adam(
+    params: Iterable[torch.nn.Parameter], lr: float, eps: float = 1e-8
+) -> torch.optim.Adam:
+    """Adam with the fused kernel where torch has one for the device (same math, fewer ops).
+
+    Examples:
+        >>> opt = make_adam(torch.nn.Linear(2, 2).parameters(), 1e-3)
+        >>> opt.param_groups[0]["lr"]
+        0.001
+    """
+    params = list(params)
+    try:
+        return torch.optim.Adam(params, lr=lr, eps=eps, fused=True)
+    except (RuntimeError, TypeError, ValueError):  # no fused kernel for this device/dtype
+        return torch.optim.Adam(params, lr=lr, eps=eps)
+
+
+def linear_schedule(initial: float, step: int, total: int) -> float:
+    """``initial`` decayed linearly to 0 at ``total`` steps (SB3's ``lin_`` schedules).
+
+    Examples:
+        >>> linear_schedule(1e-3, 250, 1000)
+        0.00075
+    """
+    return initial * max(0.0, 1.0 - step / total)

@@ -1,0 +1,248 @@
+"""Environments for the recipes: id checks, probing, vector envs, deterministic evaluation.
+
+gymnasium is imported inside the functions, so importing this module stays cheap.
+
+Examples:
+    >>> env = probe_env("CartPole-v1")
+    >>> env.observation_space.shape, action_kind(env.action_space), env.reward_threshold
+    ((4,), 'discrete', 475.0)
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from tdrl.recipes.config import NonFiniteError, TrainError
+
+__all__ = [
+    "EVAL_SEED_OFFSET",
+    "ActFn",
+    "EnvInfo",
+    "action_kind",
+    "check_action_space",
+    "check_env_id",
+    "check_env_step",
+    "evaluate",
+    "final_observations",
+    "is_discrete",
+    "make_vec_env",
+    "probe_env",
+]
+
+# The final evaluation (and ``tdrl eval``) resets env i with ``seed + EVAL_SEED_OFFSET + i``.
+EVAL_SEED_OFFSET = 1_000_003
+
+# A deterministic policy: a batch of observations (numpy) -> a batch of env actions.
+ActFn = Callable[[np.ndarray], np.ndarray]
+
+
+class EnvInfo(NamedTuple):
+    """What a recipe needs to know about its env before building networks."""
+
+    observation_space: Any
+    action_space: Any
+    reward_threshold: float | None
+
+
+def check_env_id(env_id: str) -> None:
+    """Raise :class:`TrainError` with close matches when ``env_id`` is not registered.
+
+    Examples:
+        >>> check_env_id("CartPole-v1")
+        >>> check_env_id("CartPol-v1")
+        Traceback (most recent call last):
+        ...
+        tdrl.recipes.config.TrainError: unknown environment id 'CartPol-v1'; close matches: CartPole-v1, ...
+    """
+    import gymnasium as gym
+
+    if env_id in gym.registry:
+        return
+    ids = sorted(gym.registry)
+    lowered = {i.lower(): i for i in ids}
+    matches = difflib.get_close_matches(env_id, ids, n=5, cutoff=0.6)
+    for m in difflib.get_close_matches(env_id.lower(), list(lowered), n=5, cutoff=0.6):
+        if lowered[m] not in matches:
+            matches.append(lowered[m])
+    hint = (
+        f"close matches: {', '.join(matches[:5])}"
+        if matches
+        else "list the ids with: python -c 'import gymnasium; gymnasium.pprint_registry()'"
+    )
+    raise TrainError(f"unknown environment id {env_id!r}; {hint}")
+
+
+def probe_env(env_id: str) -> EnvInfo:
+    """Make one env to read its spaces and reward threshold (raises :class:`TrainError`).
+
+    Examples:
+        >>> obs_space, act_space, threshold = probe_env("CartPole-v1")
+        >>> obs_space.shape, act_space.n, threshold
+        ((4,), np.int64(2), 475.0)
+    """
+    import gymnasium as gym
+
+    check_env_id(env_id)
+    try:
+        env = gym.make(env_id)
+    except Exception as err:  # missing extras (box2d, mujoco...) and the like
+        raise TrainError(f"cannot create environment {env_id!r}: {err}") from None
+    try:
+        obs_space, act_space = env.observation_space, env.action_space
+    finally:
+        env.close()
+    if not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) != 1:
+        raise TrainError(
+            f"{env_id} has observation space {obs_space}; the recipes need a flat Box "
+            "observation (vector of floats)"
+        )
+    return EnvInfo(obs_space, act_space, gym.spec(env_id).reward_threshold)
+
+
+def is_discrete(space: Any) -> bool:
+    """True for a gymnasium ``Discrete`` space.
+
+    Examples:
+        >>> import gymnasium as gym
+        >>> is_discrete(gym.spaces.Discrete(3)), is_discrete(gym.spaces.Box(-1, 1, (2,)))
+        (True, False)
+    """
+    import gymnasium as gym
+
+    return isinstance(space, gym.spaces.Discrete)
+
+
+def action_kind(space: Any) -> str | None:
+    """``"discrete"`` (``Discrete``), ``"box"`` (1-D ``Box``) or ``None`` (anything else).
+
+    Examples:
+        >>> import gymnasium as gym
+        >>> action_kind(gym.spaces.Box(-1, 1, (2,))), action_kind(gym.spaces.Box(-1, 1, (2, 2)))
+        ('box', None)
+    """
+    import gymnasium as gym
+
+    if is_discrete(space):
+        return "discrete"
+    if isinstance(space, gym.spaces.Box) and len(space.shape) == 1:
+        return "box"
+    return None
+
+
+def check_action_space(
+    env_id: str, space: Any, algo: str, allowed: Sequence[str], alternatives: Sequence[str] = ()
+) -> None:
+    """Check that ``algo`` (which supports the kinds ``allowed``) can act in ``space``.
+
+    ``alternatives`` names the recipes that do support the space (for the hint).
+
+    Examples:
+        >>> import gymnasium as gym
+        >>> check_action_space("Pendulum-v1", gym.spaces.Box(-2, 2, (1,)), "dqn", ["discrete"],
+        ...                    ["ppo"])
+        Traceback (most recent call last):
+        ...
+        tdrl.recipes.config.TrainError: dqn needs a discrete action space, but Pendulum-v1 has ...
+    """
+    kind = action_kind(space)
+    if kind == "discrete" and space.start != 0:
+        raise TrainError(f"{env_id} has a Discrete action space starting at {space.start}; only 0")
+    if kind is not None and kind in allowed:
+        if kind == "box" and not (np.isfinite(space.low).all() and np.isfinite(space.high).all()):
+            raise TrainError(
+                f"{env_id} has an unbounded Box action space {space}; need finite bounds"
+            )
+        return
+    names = {"discrete": "Discrete", "box": "1-D Box"}
+    if kind is None or len(allowed) > 1:
+        raise TrainError(
+            f"{algo} supports {' and '.join(names[k] for k in allowed)} action spaces, "
+            f"but {env_id} has {space}"
+        )
+    described = "continuous" if kind == "box" else "discrete"
+    hint = "".join(f"; use `tdrl train {a} --env {env_id}` instead" for a in alternatives[:1])
+    raise TrainError(
+        f"{algo} needs a {allowed[0]} action space, but {env_id} has {space} ({described}){hint}"
+    )
+
+
+def make_vec_env(env_id: str, num_envs: int, **make_kwargs: Any) -> Any:
+    """A gymnasium ``SyncVectorEnv`` in same-step autoreset mode.
+
+    When a sub-env ends, ``step`` returns the first observation of the next
+    episode and puts the last one in ``info["final_obs"]`` (masked by
+    ``info["_final_obs"]``), which the recipes use to bootstrap truncated
+    episodes. The env factories are ``functools.partial`` objects, so the whole
+    vector env pickles (checkpoints store it to resume exactly).
+
+    Examples:
+        >>> envs = make_vec_env("CartPole-v1", 3)
+        >>> obs, _ = envs.reset(seed=0)
+        >>> obs.shape, envs.single_action_space
+        ((3, 4), Discrete(2))
+        >>> envs.close()
+    """
+    import gymnasium as gym
+    from gymnasium.vector import AutoresetMode, SyncVectorEnv
+
+    fns = [functools.partial(gym.make, env_id, **make_kwargs) for _ in range(num_envs)]
+    return SyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)
+
+
+def final_observations(info: dict, done: np.ndarray) -> np.ndarray:
+    """Stack ``info["final_obs"]`` for the envs flagged in ``done`` (same-step autoreset).
+
+    Examples:
+        >>> info = {"final_obs": np.array([None, np.ones(2)], dtype=object)}
+        >>> final_observations(info, np.array([False, True]))
+        array([[1., 1.]])
+    """
+    return np.stack([info["final_obs"][i] for i in np.flatnonzero(done)])
+
+
+def check_env_step(obs: np.ndarray, reward: np.ndarray, step: int) -> None:
+    """Raise :class:`~tdrl.recipes.config.NonFiniteError` if the env returned NaN or inf.
+
+    The recipes call it on every vector step (two ``isfinite`` reductions).
+
+    Examples:
+        >>> check_env_step(np.zeros((2, 3)), np.ones(2), step=2)
+        >>> check_env_step(np.zeros((2, 3)), np.array([1.0, np.inf]), step=2)
+        Traceback (most recent call last):
+        ...
+        tdrl.recipes.config.NonFiniteError: non-finite reward from the env at step 2
+    """
+    if not np.isfinite(obs).all():
+        raise NonFiniteError("observation from the env", step)
+    if not np.isfinite(reward).all():
+        raise NonFiniteError("reward from the env", step)
+
+
+def evaluate(act: ActFn, env_id: str, episodes: int, seed: int) -> np.ndarray:
+    """Returns of ``episodes`` episodes (one per sub-env, env ``i`` reset with ``seed + i``).
+
+    ``act`` maps a batch of observations to a batch of env actions; the
+    recipes pass their deterministic policy.
+
+    Examples:
+        >>> rets = evaluate(lambda obs: np.zeros(len(obs), dtype=np.int64), "CartPole-v1", 3, 0)
+        >>> rets.shape, bool((rets > 0).all())
+        ((3,), True)
+    """
+    envs = make_vec_env(env_id, episodes)
+    try:
+        obs, _ = envs.reset(seed=seed)
+        returns = np.zeros(episodes, dtype=np.float64)
+        running = np.ones(episodes, dtype=bool)
+        while running.any():
+            obs, reward, terminated, truncated, _ = envs.step(act(obs))
+            returns[running] += reward[running]
+            running &= ~(terminated | truncated)
+        return returns
+    finally:
+        envs.close()

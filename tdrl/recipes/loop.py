@@ -1,0 +1,460 @@
+"""The run loop: prepare a new or resumed run, drive the algorithm, write the run files.
+
+:func:`plan_run` checks everything (flags, env, action space, device, the
+run directory, the checkpoint to resume) and writes nothing;
+:func:`train` then owns the run directory: it builds the algorithm through its
+:class:`~tdrl.recipes.protocol.Recipe`, calls ``iterate()`` until
+``total_steps``, appends ``metrics.csv``, checkpoints every
+``checkpoint_every`` steps and on SIGINT/SIGTERM, and finally evaluates the
+deterministic policy and writes ``summary.json`` and the learning curve.
+
+Examples:
+    >>> import tempfile
+    >>> from tdrl.recipes import get_recipe
+    >>> out = Path(tempfile.mkdtemp()) / "run"
+    >>> plan = plan_run(get_recipe("ppo"), {"total_steps": 256, "epochs": 1, "eval_episodes": 1},
+    ...                 out=out)
+    >>> train(plan, progress=False, log=lambda s: None)
+    0
+    >>> sorted(p.name for p in out.iterdir())
+    ['.lock', 'checkpoint.pt', 'config.json', 'learning_curve.png', 'metrics.csv', 'summary.json']
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tdrl.recipes.blocks import Clock
+from tdrl.recipes.config import (
+    RESUME_OVERRIDABLE,
+    NonFiniteError,
+    RunFailure,
+    TrainError,
+    WriteError,
+    check_device,
+    config_from_dict,
+    config_to_dict,
+    flag,
+    resolve_config,
+)
+from tdrl.recipes.envs import (
+    EVAL_SEED_OFFSET,
+    EnvInfo,
+    action_kind,
+    check_action_space,
+    evaluate,
+    probe_env,
+)
+from tdrl.recipes.protocol import Algorithm, Recipe
+from tdrl.recipes.report import ProgressBar, plot_learning_curve, versions
+from tdrl.recipes.rng import get_rng_state, seed_everything, set_rng_state
+from tdrl.recipes.runfiles import (
+    MetricsLog,
+    RunLock,
+    clear_run_dir,
+    existing_run_files,
+    load_checkpoint,
+    save_checkpoint,
+    write_json,
+)
+
+__all__ = ["RunPlan", "StopSignal", "check_losses", "plan_run", "train"]
+
+
+class StopSignal:
+    """Turn SIGINT / SIGTERM into a flag that the training loop polls.
+
+    The loop finishes its current iteration, saves a checkpoint and exits; a
+    second Ctrl-C aborts at once (the last checkpoint on disk stays valid,
+    since checkpoints are written atomically).
+
+    Examples:
+        >>> with StopSignal() as stop:
+        ...     stop.signum is None
+        True
+    """
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._old: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signum = signum
+        print(
+            f"\n{signal.Signals(signum).name} received: saving a checkpoint after this iteration"
+            " (Ctrl-C again to quit without saving)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def __enter__(self) -> StopSignal:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        self._old.clear()
+
+
+# ----------------------------------------------------------------------------- preparing a run
+@dataclasses.dataclass
+class RunPlan:
+    """A checked run, ready for :func:`train` (nothing has been written yet).
+
+    ``resume_state`` is the loaded checkpoint when resuming, else ``None``;
+    ``force`` clears the previous run files first.
+    """
+
+    recipe: Recipe
+    cfg: Any
+    run_dir: Path
+    env: EnvInfo
+    resume_state: dict[str, Any] | None = None
+    force: bool = False
+
+    @property
+    def finished(self) -> bool:
+        """A resumed run that already reached ``total_steps`` and wrote its (successful) summary."""
+        if self.resume_state is None or self.resume_state["global_step"] < self.cfg.total_steps:
+            return False
+        try:
+            summary = json.loads((self.run_dir / "summary.json").read_text())
+        except (OSError, ValueError):
+            return False
+        return isinstance(summary, dict) and summary.get("status", "finished") == "finished"
+
+
+def default_run_dir(recipe: Recipe, explicit: dict[str, Any]) -> Path:
+    """``runs/<algo>-<env>-s<seed>`` from the explicit flags or the config defaults.
+
+    Examples:
+        >>> from tdrl.recipes import get_recipe
+        >>> str(default_run_dir(get_recipe("dqn"), {"seed": 3}))
+        'runs/dqn-CartPole-v1-s3'
+    """
+    defaults = recipe.config()
+    env_id = explicit.get("env") or defaults.env
+    seed = explicit.get("seed")
+    seed = defaults.seed if seed is None else seed
+    return Path("runs") / f"{recipe.name}-{env_id}-s{seed}"
+
+
+def _check_env(recipe: Recipe, env_id: str) -> EnvInfo:
+    from tdrl.recipes import get_recipe, recipe_names  # the registry imports this module
+
+    env = probe_env(env_id)
+    kind = action_kind(env.action_space)
+    alternatives = []
+    if kind not in recipe.action_spaces:  # the hint names the recipes that fit
+        alternatives = [n for n in recipe_names() if kind in get_recipe(n).action_spaces]
+    check_action_space(env_id, env.action_space, recipe.name, recipe.action_spaces, alternatives)
+    return env
+
+
+def plan_run(
+    recipe: Recipe,
+    explicit: dict[str, Any],
+    out: str | Path | None = None,
+    resume: bool = False,
+    force: bool = False,
+) -> RunPlan:
+    """Check a new (or, with ``resume``, a continued) run; raises :class:`TrainError`.
+
+    ``explicit`` maps config fields to the values given on the command line
+    (``None`` = not given). A new run takes the dataclass defaults, then the
+    recipe's per-env defaults, then ``explicit``; a resumed one the saved
+    configuration, where only :data:`~tdrl.recipes.config.RESUME_OVERRIDABLE`
+    fields may change.
+
+    Examples:
+        >>> from tdrl.recipes import get_recipe
+        >>> plan = plan_run(get_recipe("ppo"), {"env": "Pendulum-v1"}, out="/tmp/x")
+        >>> plan.cfg.num_envs, plan.resume_state is None
+        (4, True)
+    """
+    run_dir = Path(out) if out else default_run_dir(recipe, explicit)
+    if run_dir.is_dir():
+        RunLock.check(run_dir)  # a live run owns it: touch nothing
+    if resume:
+        ckpt = run_dir / "checkpoint.pt"
+        if not ckpt.exists():
+            raise TrainError(
+                f"no checkpoint at {ckpt}; start the run over with --force instead of --resume"
+            )
+        state = load_checkpoint(ckpt)
+        if state.get("algo") != recipe.name:
+            raise TrainError(
+                f"{run_dir} holds a {state.get('algo')} run; resume it with "
+                f"`tdrl train {state.get('algo')} --out {run_dir} --resume`"
+            )
+        cfg = config_from_dict(recipe.config, state["config"])
+        conflicts = [
+            f"{flag(k)} {v} (run has {getattr(cfg, k)})"
+            for k, v in explicit.items()
+            if v is not None and k not in RESUME_OVERRIDABLE and v != getattr(cfg, k)
+        ]
+        if conflicts:
+            raise TrainError(
+                "cannot change these options when resuming: "
+                + ", ".join(conflicts)
+                + f"; only {', '.join(flag(k) for k in RESUME_OVERRIDABLE)} may change"
+            )
+        for key in RESUME_OVERRIDABLE:
+            if explicit.get(key) is not None:
+                setattr(cfg, key, explicit[key])
+        cfg.validate()
+        env = _check_env(recipe, cfg.env)
+    else:
+        state = None
+        existing = existing_run_files(run_dir)
+        if existing and not force:
+            raise TrainError(
+                f"{run_dir} already holds a run ({', '.join(existing)}); pass --resume to "
+                "continue it, --force to overwrite it, or --out to choose another directory"
+            )
+        if run_dir.exists() and not run_dir.is_dir():
+            raise TrainError(f"--out {run_dir} exists and is not a directory")
+        env_id = explicit.get("env") or recipe.config().env
+        env = _check_env(recipe, env_id)
+        defaults = recipe.defaults_for(env_id, env.action_space)
+        cfg = resolve_config(recipe.config, explicit, defaults)
+        cfg.validate()
+    check_device(cfg.device)
+    return RunPlan(recipe, cfg, run_dir, env, state, force)
+
+
+# ----------------------------------------------------------------------------- the loop
+def train(plan: RunPlan, progress: bool | None = None, log: Callable[[str], None] = print) -> int:
+    """Run ``plan`` to ``cfg.total_steps``: metrics, checkpoints, signals, final evaluation.
+
+    The run owns its directory (:class:`~tdrl.recipes.runfiles.RunLock`) from
+    before the first write to the end. A new run saves a checkpoint at step 0,
+    so every run directory can be resumed. Returns the process exit status: 0
+    when finished (or already finished), 128 + the signal number when stopped
+    by SIGINT/SIGTERM (after saving a checkpoint). A
+    :class:`~tdrl.recipes.config.RunFailure` (a file that cannot be written, a
+    non-finite loss, observation or reward) keeps the last good checkpoint,
+    records the failure in ``summary.json`` where it can, and is raised with a
+    message saying what was kept.
+    """
+    recipe, cfg, run_dir, state = plan.recipe, plan.cfg, plan.run_dir, plan.resume_state
+    if plan.finished:
+        log(
+            f"{run_dir} already finished at step {state['global_step']:,} "
+            f"(total steps {cfg.total_steps:,}); pass a larger --total-steps to train on"
+        )
+        return 0
+    torch.set_num_threads(cfg.threads)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise WriteError.from_os_error(run_dir, err) from None
+    with RunLock(run_dir):
+        if state is None:
+            if plan.force:
+                clear_run_dir(run_dir)
+            write_json(run_dir / "config.json", {"algo": recipe.name, **config_to_dict(cfg)})
+            log(f"training {recipe.name} on {cfg.env} (seed {cfg.seed}) -> {run_dir}")
+        else:
+            log(f"resuming {recipe.name} on {cfg.env} from step {state['global_step']:,}")
+        seed_everything(cfg.seed)
+        clock = Clock(offset=float(state["wall_s"]) if state is not None else 0.0)
+        run = _Run(plan, clock)
+        try:
+            algo = recipe.algorithm(cfg, plan.env, clock)
+            if state is not None:
+                algo.load_state_dict(state["algo_state"])
+                set_rng_state(state["rng"])
+            return run.loop(algo, progress, log)
+        except RunFailure as failure:
+            run.record_failure(failure)
+            raise
+
+
+def check_losses(losses: dict[str, Any], step: int) -> None:
+    """Raise :class:`~tdrl.recipes.config.NonFiniteError` naming a NaN/inf value of ``losses``.
+
+    ``None`` means "no value this iteration" (e.g. before learning starts).
+
+    Examples:
+        >>> check_losses({"loss": None, "lr": 1e-3}, step=8)
+        >>> check_losses({"loss": float("nan")}, step=8)
+        Traceback (most recent call last):
+        ...
+        tdrl.recipes.config.NonFiniteError: non-finite loss (nan) at step 8
+    """
+    for key, value in losses.items():
+        if value is not None and not math.isfinite(value):
+            raise NonFiniteError(f"{key} ({value})", step)
+
+
+class _Run:
+    """One training session in a locked run directory: the loop and what it saved."""
+
+    def __init__(self, plan: RunPlan, clock: Clock) -> None:
+        self.plan, self.clock = plan, clock
+        self.ckpt_path = plan.run_dir / "checkpoint.pt"
+        state = plan.resume_state
+        self.saved_step: int | None = None if state is None else int(state["global_step"])
+
+    def save(self, algo: Algorithm, finished: bool = False) -> None:
+        plan = self.plan
+        save_checkpoint(
+            self.ckpt_path,
+            {
+                "algo": plan.recipe.name,
+                "config": config_to_dict(plan.cfg),
+                "global_step": algo.global_step,
+                "wall_s": self.clock(),
+                "rng": get_rng_state(),
+                "algo_state": algo.state_dict(),
+                "finished": finished,
+            },
+        )
+        self.saved_step = algo.global_step
+
+    def loop(self, algo: Algorithm, progress: bool | None, log: Callable[[str], None]) -> int:
+        plan, cfg, clock = self.plan, self.plan.cfg, self.clock
+        name, run_dir = plan.recipe.name, plan.run_dir
+        columns = ["step", "wall_s", "episodes", "return_mean", "return_std", "length_mean",
+                   *algo.loss_columns, "steps_per_s"]
+        start_step = algo.global_step
+        resumed = plan.resume_state is not None
+        metrics = MetricsLog(
+            run_dir / "metrics.csv", columns, resume_step=start_step if resumed else None
+        )
+        if metrics.dropped:
+            log(f"dropped {metrics.dropped} torn or malformed row(s) from {metrics.path}")
+        bar = ProgressBar(cfg.total_steps, start_step, f"{name} {cfg.env}", enabled=progress)
+        last_step, last_wall = start_step, clock()
+        next_ckpt = (start_step // cfg.checkpoint_every + 1) * cfg.checkpoint_every
+        stopped: int | None = None
+        try:
+            if not resumed:
+                self.save(algo)  # step 0: any run directory that exists can be resumed
+            with StopSignal() as stop:
+                while algo.global_step < cfg.total_steps:
+                    losses = algo.iterate()
+                    step, wall = algo.global_step, clock()
+                    check_losses(losses, step)
+                    sps = (step - last_step) / max(wall - last_wall, 1e-9)
+                    last_step, last_wall = step, wall
+                    ep = algo.stats.summary()
+                    if algo.stats.episodes and not math.isfinite(ep["return_mean"]):
+                        raise NonFiniteError("episode return (the env's rewards)", step)
+                    metrics.write({"step": step, "wall_s": wall, "episodes": algo.stats.episodes,
+                                   **ep, **losses, "steps_per_s": sps})
+                    bar.update(step, ep["return_mean"], sps)
+                    if stop.signum is not None:
+                        stopped = stop.signum
+                        break
+                    if step >= next_ckpt:
+                        self.save(algo)
+                        next_ckpt = (step // cfg.checkpoint_every + 1) * cfg.checkpoint_every
+                train_wall = clock()
+                self.save(algo, finished=stopped is None)
+        finally:
+            bar.close()
+            metrics.close()
+            algo.close()
+        if stopped is not None:
+            log(
+                f"stopped by {signal.Signals(stopped).name} at step {algo.global_step:,}; "
+                f"checkpoint saved to {self.ckpt_path}\nresume with: tdrl train {name} --out "
+                f"{run_dir} --resume"
+            )
+            return 128 + stopped
+        self.finish(algo, train_wall, log)
+        return 0
+
+    def finish(self, algo: Algorithm, train_wall: float, log: Callable[[str], None]) -> None:
+        """Final deterministic evaluation, ``summary.json``, the learning curve, the last message."""
+        plan = self.plan
+        name, cfg, run_dir, threshold = (
+            plan.recipe.name, plan.cfg, plan.run_dir, plan.env.reward_threshold
+        )
+        returns = evaluate(algo.act, cfg.env, cfg.eval_episodes, cfg.seed + EVAL_SEED_OFFSET)
+        stats = algo.stats
+        summary = {
+            "algo": name,
+            "env": cfg.env,
+            "seed": cfg.seed,
+            "status": "finished",
+            "total_steps": algo.global_step,
+            "wall_s": round(train_wall, 3),
+            "steps_per_s": round(algo.global_step / max(train_wall, 1e-9), 1),
+            "reward_threshold": threshold,
+            "solved_at_step": stats.solved_at_step,
+            "solved_at_s": None if stats.solved_at_s is None else round(stats.solved_at_s, 3),
+            "final_eval_return": float(returns.mean()),
+            "final_eval_std": float(returns.std()),
+            "final_eval_episodes": int(len(returns)),
+            "final_eval_returns": [float(r) for r in returns],
+            "train_return_last10": stats.summary()["return_mean"],
+            "episodes": stats.episodes,
+            "threads": torch.get_num_threads(),
+            "versions": versions(),
+            "config": config_to_dict(cfg),
+        }
+        write_json(run_dir / "summary.json", summary)
+        plot_learning_curve(
+            run_dir / "metrics.csv",
+            run_dir / "learning_curve.png",
+            f"{name.upper()} on {cfg.env} (seed {cfg.seed})",
+            threshold,
+        )
+        solved = (
+            f"solved at step {summary['solved_at_step']:,} ({summary['solved_at_s']:.1f} s)"
+            if summary["solved_at_step"] is not None
+            else "not solved"
+            if threshold is not None
+            else "no reward threshold"
+        )
+        log(
+            f"{name} {cfg.env} seed {cfg.seed}: {algo.global_step:,} steps in {train_wall:.1f} s "
+            f"({summary['steps_per_s']:,.0f} steps/s), {solved}; final eval return "
+            f"{returns.mean():.1f} +- {returns.std():.1f} over {len(returns)} episodes\n"
+            f"wrote {run_dir}/(metrics.csv, summary.json, checkpoint.pt, learning_curve.png)"
+        )
+
+    def record_failure(self, failure: RunFailure) -> None:
+        """Write ``summary.json`` for a failed run (where possible); extend the error message."""
+        plan, cfg = self.plan, self.plan.cfg
+        if self.saved_step is None:
+            kept = "no checkpoint was saved"
+        else:
+            kept = (
+                f"{self.ckpt_path} holds the last good checkpoint (step {self.saved_step:,}); "
+                f"resume with: tdrl train {plan.recipe.name} --out {plan.run_dir} --resume"
+            )
+        summary = {
+            "algo": plan.recipe.name,
+            "env": cfg.env,
+            "seed": cfg.seed,
+            "status": "failed",
+            "failure": {"error": type(failure).__name__, "message": str(failure),
+                        "step": failure.step},
+            "last_checkpoint_step": self.saved_step,
+            "config": config_to_dict(cfg),
+        }
+        try:
+            write_json(plan.run_dir / "summary.json", summary)
+            recorded = "summary.json records the failure"
+        except WriteError:
+            recorded = "summary.json could not be written either"
+        failure.args = (f"{failure}; {kept}; {recorded}",)

@@ -1,0 +1,87 @@
+"""A uniform replay buffer for the off-policy recipes: a ring of transitions in one ``TensorDict``.
+
+Examples:
+    >>> import torch
+    >>> from tensordict import TensorDict
+    >>> rb = ReplayBuffer(capacity=4)
+    >>> batch = TensorDict(observation=torch.zeros(3, 2), action=torch.zeros(3, dtype=torch.long),
+    ...                    batch_size=[3])
+    >>> rb.add(batch); rb.add(batch); len(rb)
+    4
+    >>> rb.sample(2)["observation"].shape
+    torch.Size([2, 2])
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from tensordict import TensorDict
+
+__all__ = ["ReplayBuffer"]
+
+
+class ReplayBuffer:
+    """Fixed-capacity ring of transitions, sampled uniformly with the torch RNG.
+
+    The storage is allocated on the first :meth:`add`, with the keys, shapes
+    and dtypes of that batch (any transition layout: index or continuous
+    actions, n-step discounts...); later batches must have the same layout.
+    ``state_dict`` holds the filled part only.
+
+    Examples:
+        >>> from tensordict import TensorDict
+        >>> rb = ReplayBuffer(capacity=2)
+        >>> rb.add(TensorDict(x=torch.arange(3.0), batch_size=[3]))
+        >>> sorted(rb.storage["x"].tolist()), rb.pos
+        ([1.0, 2.0], 1)
+    """
+
+    def __init__(self, capacity: int, device: Any = "cpu") -> None:
+        if capacity <= 0:
+            raise ValueError(f"capacity must be > 0, got {capacity}")
+        self.capacity = capacity
+        self.device = torch.device(device)
+        self.storage: TensorDict | None = None
+        self.pos = 0
+        self.size = 0
+
+    def __len__(self) -> int:
+        return self.size
+
+    def _allocate(self, example: TensorDict) -> None:
+        self.storage = example.apply(
+            lambda x: torch.zeros((self.capacity, *x.shape[1:]), dtype=x.dtype, device=self.device),
+            batch_size=[self.capacity],
+            device=self.device,
+        )
+
+    def add(self, batch: TensorDict) -> None:
+        """Append a batch of transitions (the oldest are overwritten once full)."""
+        if self.storage is None:
+            self._allocate(batch)
+        n = batch.shape[0]
+        idx = (torch.arange(n) + self.pos) % self.capacity
+        self.storage[idx] = batch
+        self.pos = (self.pos + n) % self.capacity
+        self.size = min(self.size + n, self.capacity)
+
+    def sample(self, batch_size: int) -> TensorDict:
+        """``batch_size`` transitions drawn uniformly with replacement."""
+        if self.size == 0:
+            raise RuntimeError("cannot sample from an empty replay buffer")
+        idx = torch.randint(0, self.size, (batch_size,))
+        return self.storage[idx]
+
+    def state_dict(self) -> dict[str, Any]:
+        storage = None if self.storage is None else self.storage[: self.size].clone()
+        return {"storage": storage, "pos": self.pos, "size": self.size}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.size, self.pos = int(state["size"]), int(state["pos"])
+        if state["storage"] is None:
+            self.storage = None
+            return
+        self._allocate(state["storage"])
+        self.storage[: self.size] = state["storage"].to(self.device)
