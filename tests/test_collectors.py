@@ -145,3 +145,23 @@ def test_ray_collector_without_ray_names_the_install_command(monkeypatch):
         CollectorError, match=r"needs Ray; install it with: pip install 'tdrl\[ray\]'"
     ):
         RayCollector(ENV2, qnet(), steps_per_batch=2, num_workers=1)
+
+
+def test_cli_workers_without_ray_names_the_install_command(tmp_path, monkeypatch, capsys):
+    from tdrl.cli import main
+
+    monkeypatch.setitem(sys.modules, "ray", None)
+    out = tmp_path / "run"
+    assert main(["train", "ppo", "--workers", "2", "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "distributed collection needs Ray; install it with: pip install 'tdrl[ray]'" in err
+    assert not out.exists()  # refused before anything is written
+
+
+def test_cli_bad_workers_flags(tmp_path, capsys):
+    from tdrl.cli import main
+
+    assert main(["train", "ppo", "--workers", "-1", "--out", str(tmp_path / "a")]) == 2
+    assert "--workers must be >= 0, got -1" in capsys.readouterr().err
+    assert main(["train", "ppo", "--ray-address", "auto", "--out", str(tmp_path / "b")]) == 2
+    assert "--ray-address needs --workers N (N >= 1)" in capsys.readouterr().err

@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from tdrl.collectors import CollectorError, RayCollector
+from tdrl.collectors.distributed import import_ray
 from tdrl.recipes.config import RunFailure, TrainError, option
 from tdrl.recipes.envs import make_vec_env
 
@@ -55,6 +56,11 @@ class RemoteConfig:
             raise TrainError(f"--workers must be >= 0, got {self.workers}")
         if self.ray_address and not self.workers:
             raise TrainError("--ray-address needs --workers N (N >= 1)")
+        if self.workers:
+            try:
+                import_ray()  # before anything is written
+            except CollectorError as err:
+                raise TrainError(str(err)) from None
 
     @property
     def total_envs(self) -> int:
