@@ -34,6 +34,7 @@ from typing import Any
 
 import torch
 
+from tdrl.collectors import CollectorError
 from tdrl.recipes.blocks import Clock
 from tdrl.recipes.config import (
     RESUME_OVERRIDABLE,
@@ -56,6 +57,7 @@ from tdrl.recipes.envs import (
     probe_env,
 )
 from tdrl.recipes.protocol import Algorithm, Recipe
+from tdrl.recipes.remote import WorkerFailure
 from tdrl.recipes.report import ProgressBar, plot_learning_curve, versions
 from tdrl.recipes.rng import get_rng_state, seed_everything, set_rng_state
 from tdrl.recipes.runfiles import (
@@ -349,7 +351,10 @@ class _Run:
                 self.save(algo)  # step 0: any run directory that exists can be resumed
             with StopSignal() as stop:
                 while algo.global_step < cfg.total_steps:
-                    losses = algo.iterate()
+                    try:
+                        losses = algo.iterate()
+                    except CollectorError as err:  # --workers: a worker kept failing
+                        raise self.worker_failure(algo, err) from None
                     step, wall = algo.global_step, clock()
                     check_losses(losses, step)
                     sps = (step - last_step) / max(wall - last_wall, 1e-9)
@@ -381,6 +386,14 @@ class _Run:
             return 128 + stopped
         self.finish(algo, train_wall, log)
         return 0
+
+    def worker_failure(self, algo: Algorithm, err: CollectorError) -> WorkerFailure:
+        """Save a checkpoint where the workers still allow it; the error to stop the run with."""
+        try:
+            self.save(algo)
+        except Exception:  # noqa: BLE001 - a dead worker cannot hand over its envs
+            pass  # the last periodic checkpoint stays
+        return WorkerFailure(str(err), algo.global_step)
 
     def finish(self, algo: Algorithm, train_wall: float, log: Callable[[str], None]) -> None:
         """Final deterministic evaluation, ``summary.json``, the learning curve, the last message."""

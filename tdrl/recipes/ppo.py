@@ -61,10 +61,11 @@ from tdrl.recipes.envs import (
     make_vec_env,
 )
 from tdrl.recipes.protocol import Recipe
+from tdrl.recipes.remote import RemoteConfig, open_collector
 
 
 @dataclasses.dataclass
-class PPOConfig(CommonConfig):
+class PPOConfig(RemoteConfig, CommonConfig):
     """PPO hyperparameters. Defaults are RL-Zoo's CartPole-v1 ones (see ``ENV_DEFAULTS``).
 
     Examples:
@@ -114,10 +115,12 @@ class PPOConfig(CommonConfig):
         check_positive(
             self, ["n_steps", "batch_size", "epochs", "lr", "max_grad_norm", "reward_scale"]
         )
-        rollout = self.num_envs * self.n_steps
+        self.validate_remote()
+        rollout = self.total_envs * self.n_steps
         if self.batch_size > rollout:
             raise TrainError(
-                f"--batch-size {self.batch_size} must be <= num_envs * n_steps = {rollout}"
+                f"--batch-size {self.batch_size} must be <= num_envs * n_steps"
+                f"{' * workers' if self.workers else ''} = {rollout}"
             )
         check_range(self, ["gamma", "gae_lambda", "clip", "lr"], 0.0, 1.0)
         check_range(self, ["ent_coef", "vf_coef"], 0.0, math.inf)
@@ -322,8 +325,15 @@ class PPO:
         self.optimizer = make_adam(self.agent.parameters(), cfg.lr, eps=1e-5)
         self.to_env = _action_to_env(action_space, cfg)
         self._act = _make_act(self.agent.get_policy_operator(), action_space, cfg, self.device)
-        self.stats = EpisodeStats(cfg.num_envs, threshold)
+        self.stats = EpisodeStats(cfg.total_envs, threshold)
         self.global_step = 0
+        # --workers: rollouts come from Ray workers with copies of the operator (collect_remote)
+        keys = ["action", self.log_prob_key, "state_value"]
+        self.collector = open_collector(cfg, self.agent, cfg.n_steps, policy_keys=keys,
+                                        action_to_env=self.to_env)
+        if self.collector is not None:
+            self.batches = iter(self.collector)
+            return
         self.envs = make_vec_env(cfg.env, cfg.num_envs)
         obs, _ = self.envs.reset(seed=cfg.seed)
         self.envs.action_space.seed(cfg.seed)
@@ -388,6 +398,35 @@ class PPO:
         batch["advantage"] = advantages
         batch["value_target"] = advantages + values
         return batch
+
+    @torch.no_grad()
+    def collect_remote(self) -> TensorDict:
+        """The same rollout from the workers' ``[T, N]`` batch (``tdrl.collectors`` layout)."""
+        cfg, device = self.cfg, self.device
+        cpu = next(self.batches)  # stats and checks read numpy; learning runs on device
+        reward, done, next_obs = (cpu["next", k].numpy() for k in ("reward", "done", "observation"))
+        n_steps, n_envs = cpu.batch_size
+        for t in range(n_steps):
+            self.global_step += n_envs
+            check_env_step(next_obs[t], reward[t], self.global_step)
+            self.stats.update(reward[t], done[t], self.global_step, self.clock())
+        batch = cpu.to(device)
+        reward, done = batch["next", "reward"], batch["next", "done"]
+        rewards = reward * cfg.reward_scale
+        cut = batch["next", "truncated"] & ~batch["next", "terminated"]
+        if cut.any():  # bootstrap episodes cut by the time limit from their final obs
+            final = batch["next", "observation"][cut]
+            v = self.value_operator(TensorDict({"observation": final}, batch_size=[len(final)]))
+            rewards[cut] += cfg.gamma * v["state_value"].reshape(-1)
+        last_obs = batch["next", "observation"][-1]  # (ended envs: masked by done in gae)
+        last_value = self.value_operator(
+            TensorDict({"observation": last_obs}, batch_size=[n_envs])
+        )["state_value"].reshape(-1)
+        out = batch.select("observation", "action", self.log_prob_key, "state_value")
+        values = out["state_value"].reshape(n_steps, n_envs)
+        out["advantage"] = self.gae(rewards, values, done.float(), last_value)
+        out["value_target"] = out["advantage"] + values
+        return out
 
     def gae(
         self,
@@ -485,15 +524,20 @@ class PPO:
 
     def iterate(self) -> dict[str, float]:
         """One rollout + one update; returns the loss columns of ``metrics.csv``."""
-        return self.update(self.collect())
+        if self.collector is None:
+            return self.update(self.collect())
+        losses = self.update(self.collect_remote())
+        self.collector.update_policy_weights_()  # one ray.put, read by every worker
+        return losses
 
     # -- checkpointing --------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         return {
             "model": self.agent.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "envs": self.envs,  # pickled with the checkpoint: resuming continues the episodes
-            "obs": self.obs.cpu(),
+            # pickled with the checkpoint: resuming continues the episodes
+            "envs": self.envs if self.collector is None else self.collector.state_dict(),
+            "obs": self.obs.cpu() if self.collector is None else None,
             "stats": self.stats.state_dict(),
             "global_step": self.global_step,
         }
@@ -501,14 +545,21 @@ class PPO:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.agent.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.envs.close()
-        self.envs = state["envs"]
-        self.obs = state["obs"].to(self.device)
+        if self.collector is not None:
+            self.collector.load_state_dict(state["envs"])
+            self.collector.update_policy_weights_()
+        else:
+            self.envs.close()
+            self.envs = state["envs"]
+            self.obs = state["obs"].to(self.device)
         self.stats.load_state_dict(state["stats"])
         self.global_step = int(state["global_step"])
 
     def close(self) -> None:
-        self.envs.close()
+        if self.collector is not None:
+            self.collector.shutdown()
+        else:
+            self.envs.close()
 
 
 def _entropy(dist: Any) -> torch.Tensor:

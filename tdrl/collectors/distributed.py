@@ -1,0 +1,364 @@
+"""A Ray collector: one actor per worker, each with its own vector env and policy copy.
+
+Needs the ``ray`` extra (``pip install 'tdrl[ray]'``); ray is imported when a
+:class:`RayCollector` is built, never by ``import tdrl.collectors``.
+
+Per batch, the learner sends each worker one ``collect`` call; a worker
+whose weights are older than the learner's loads the new ones first. The
+weights go into Ray's object store once per :meth:`RayCollector.update_policy_weights_`
+(one ``ray.put``), and every worker reads that one object. The workers'
+``[T, N_w]`` arrays come back as numpy (zero-copy out of the object store)
+and are concatenated along the env dimension in worker order.
+
+Faults: a worker whose process dies is restarted by Ray (fresh env, seeds
+shifted by the restart count) and its share of the batch is redone; a worker whose code
+raises (e.g. the env) is killed, restarted and retried the same way. After
+``max_failures`` failures in a row of one worker, :class:`WorkerError`
+names the worker and its last error.
+
+Examples:
+    >>> import functools
+    >>> from tdrl.collectors import RayCollector, gym_vector_env
+    >>> from tdrl.modules import MLP, QValueActor
+    >>> qnet = QValueActor(MLP(in_features=4, out_features=2), in_keys=["observation"],
+    ...                    action_space="categorical")
+    >>> with RayCollector(functools.partial(gym_vector_env, "CartPole-v1", 2), qnet,
+    ...                   steps_per_batch=4, num_workers=2,
+    ...                   policy_keys=["action"]) as c:  # doctest: +SKIP
+    ...     batch = next(iter(c))
+    >>> batch.batch_size  # doctest: +SKIP
+    torch.Size([4, 4])
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from tensordict import TensorDict
+
+from tdrl.collectors.base import (
+    Collector,
+    CollectorError,
+    EnvRunner,
+    WorkerError,
+    nbytes,
+    to_tensordict,
+)
+from tdrl.envs.utils import ExplorationType
+
+__all__ = ["RayCollector", "import_ray", "init_ray"]
+
+INSTALL_HINT = "pip install 'tdrl[ray]'  (or: pip install ray)"
+RESTART_SEED_OFFSET = 104_729
+_log = logging.getLogger("tdrl.collectors")
+
+
+def import_ray() -> Any:
+    """Import ray, or raise :class:`CollectorError` with the install command.
+
+    Examples:
+        >>> try:
+        ...     ray = import_ray()
+        ... except CollectorError as err:
+        ...     assert "pip install" in str(err)
+    """
+    try:
+        import ray
+    except ImportError:
+        raise CollectorError(
+            f"distributed collection needs Ray; install it with: {INSTALL_HINT}"
+        ) from None
+    return ray
+
+
+def init_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
+    """Connect to Ray: reuse a running session, join ``address``, or start a local instance.
+
+    A local instance gets ``num_cpus`` CPUs (default: this machine's count).
+    Returns ``True`` when this call started or joined Ray (the caller then
+    owns the session and should ``ray.shutdown()`` it).
+
+    Examples:
+        >>> init_ray  # doctest: +ELLIPSIS
+        <function init_ray at ...>
+    """
+    ray = import_ray()
+    if ray.is_initialized():
+        return False
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING}
+    if address:
+        ray.init(address=address, **kwargs)
+    else:
+        ray.init(num_cpus=num_cpus or os.cpu_count() or 1, **kwargs)
+    return True
+
+
+def _weights_to_numpy(policy: Any) -> dict[str, np.ndarray]:
+    return {k: v.detach().cpu().numpy() for k, v in policy.state_dict().items()}
+
+
+class _RolloutWorker:
+    """The body of one Ray actor (made remote in :class:`RayCollector`)."""
+
+    def __init__(
+        self, index: int, create_env_fn: Any, policy: Any, runner_kwargs: dict, seed: int
+    ) -> None:
+        torch.set_num_threads(1)
+        self.index, self.seed = index, seed
+        self.policy = policy  # deserialized in this process: the worker's own copy
+        self.version = -1
+        torch.manual_seed(seed + 7919 * (index + 1))
+        self.runner = EnvRunner(
+            create_env_fn, policy, seed=seed, worker_index=index, **runner_kwargs
+        )
+
+    def reseed(self, restarts: int) -> None:
+        """After a restart: new seeds, so the redone share does not replay the lost episodes."""
+        seed = self.seed + restarts * RESTART_SEED_OFFSET
+        torch.manual_seed(seed + 7919 * (self.index + 1))
+        self.runner.reset(seed)
+
+    def info(self) -> dict[str, Any]:
+        import ray
+
+        return {
+            "pid": os.getpid(),
+            "node": ray.get_runtime_context().get_node_id(),
+            "num_envs": self.runner.num_envs,
+        }
+
+    def collect(self, steps: int, weights: list, version: int) -> tuple[dict, float]:
+        if version != self.version:
+            import ray
+
+            state = ray.get(weights[0])
+            self.policy.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in state.items()})
+            self.version = version
+        start = time.perf_counter()
+        arrays = self.runner.run(steps)
+        return arrays, time.perf_counter() - start
+
+    # pickled to bytes here: arrays Ray deserializes are read-only, and the env writes into its own
+    def state_dict(self) -> bytes:
+        return pickle.dumps({**self.runner.state_dict(), "torch_rng": torch.get_rng_state()})
+
+    def load_state_dict(self, blob: bytes) -> None:
+        state = pickle.loads(blob)
+        self.runner.load_state_dict(state)
+        torch.set_rng_state(state["torch_rng"])
+
+    def close(self) -> None:
+        self.runner.close()
+
+
+class RayCollector(Collector):
+    """Collect ``[steps_per_batch, num_workers * envs_per_worker]`` batches on Ray actors.
+
+    Same interface and batch layout as :class:`~tdrl.collectors.LocalCollector`.
+    ``create_env_fn`` and ``policy`` must pickle (``functools.partial`` of
+    :func:`~tdrl.collectors.gym_vector_env`; any tdrl module). Worker ``i``
+    resets its envs with ``seed + i * envs_per_worker`` (so the fleet's
+    sub-envs get ``seed, seed + 1, ...`` like one big local vector env) and
+    seeds its own torch RNG from ``seed`` and ``i``: same seed, same worker
+    count, same batches. ``log`` receives one line per worker failure.
+
+    Ray is reused when already initialized, else started locally (or joined at
+    ``ray_address``) and shut down again by :meth:`shutdown`.
+
+    Examples:
+        >>> RayCollector.frames_per_batch.__doc__
+        'Env steps per batch (``steps_per_batch * num_envs``).'
+    """
+
+    def __init__(
+        self,
+        create_env_fn: Callable[[], Any],
+        policy: Any,
+        steps_per_batch: int,
+        *,
+        num_workers: int,
+        total_frames: int = -1,
+        policy_keys: Sequence[str] | None = None,
+        action_to_env: Callable[[torch.Tensor], np.ndarray] | None = None,
+        exploration_type: Any = ExplorationType.RANDOM,
+        seed: int = 0,
+        ray_address: str | None = None,
+        num_cpus_per_worker: float = 1.0,
+        max_failures: int = 3,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        super().__init__()
+        if num_workers <= 0:
+            raise ValueError(f"num_workers must be > 0, got {num_workers}")
+        if steps_per_batch <= 0:
+            raise ValueError(f"steps_per_batch must be > 0, got {steps_per_batch}")
+        ray = import_ray()
+        self._ray = ray
+        self.policy = policy
+        self.steps_per_batch = int(steps_per_batch)
+        self.total_frames = int(total_frames)
+        self.num_workers = int(num_workers)
+        self.max_failures = int(max_failures)
+        self.log = log or _log.warning
+        self.restarts = 0
+        self.workers: list[Any] = []
+        self._owns_ray = init_ray(ray_address)
+        try:
+            cpus = ray.cluster_resources().get("CPU", 0)
+            if self._owns_ray and not ray_address and num_workers * num_cpus_per_worker > cpus:
+                raise CollectorError(
+                    f"{num_workers} workers x {num_cpus_per_worker} CPU need more than the "
+                    f"{cpus:g} CPUs of the local Ray instance; use fewer workers or a cluster "
+                    "(ray_address)"
+                )
+            actor = ray.remote(num_cpus=num_cpus_per_worker, max_restarts=-1, max_task_retries=0)(
+                _RolloutWorker
+            )
+            runner_kwargs = {
+                "policy_keys": policy_keys,
+                "action_to_env": action_to_env,
+                "exploration_type": exploration_type,
+            }
+            # kept alive: Ray re-runs __init__ with the same arguments when it restarts a worker
+            self._policy_ref = ray.put(_cpu_copy(policy))
+            self.workers = [
+                actor.remote(i, create_env_fn, self._policy_ref, runner_kwargs, seed)
+                for i in range(num_workers)
+            ]
+            per_worker = {info["num_envs"] for info in self.worker_info()}
+            if len(per_worker) != 1:
+                raise CollectorError(f"workers built different env counts: {sorted(per_worker)}")
+            per_worker = per_worker.pop()
+            self.num_envs = per_worker * num_workers
+            self._version = -1
+            self._weights: list[Any] = [None]
+            self._new_weights = False
+            self.update_policy_weights_()
+        except BaseException:
+            self.shutdown()
+            raise
+
+    def worker_info(self) -> list[dict[str, Any]]:
+        """``{"pid", "node", "num_envs"}`` of each worker (e.g. to find a worker's process)."""
+        return self._ray.get([w.info.remote() for w in self.workers])
+
+    def update_policy_weights_(self, weights: dict[str, torch.Tensor] | None = None) -> None:
+        """Put the policy's (or ``weights``) state in the object store once; workers load it."""
+        state = (
+            _weights_to_numpy(self.policy)
+            if weights is None
+            else {k: v.detach().cpu().numpy() for k, v in weights.items()}
+        )
+        self._weights = [self._ray.put(state)]
+        self._weights_bytes = nbytes(state)
+        self._version += 1
+        self._new_weights = True
+
+    def _submit(self, i: int) -> Any:
+        return self.workers[i].collect.remote(self.steps_per_batch, self._weights, self._version)
+
+    def _next_batch(self) -> TensorDict:
+        ray = self._ray
+        start = time.perf_counter()
+        pending = {self._submit(i): i for i in range(self.num_workers)}
+        results: list[Any] = [None] * self.num_workers
+        failures = [0] * self.num_workers
+        while pending:
+            [ref], _ = ray.wait(list(pending), num_returns=1)
+            i = pending.pop(ref)
+            try:
+                results[i] = ray.get(ref)
+                continue
+            except ray.exceptions.RayActorError as err:
+                what = f"its process died ({_first_line(err)})"
+            except ray.exceptions.RayTaskError as err:
+                cause = getattr(err, "cause", None) or err
+                what = f"{type(cause).__name__}: {_first_line(cause)}"
+                if failures[i] + 1 < self.max_failures:
+                    ray.kill(self.workers[i], no_restart=False)  # fresh process and env
+            failures[i] += 1
+            if failures[i] >= self.max_failures:
+                raise WorkerError(i, failures[i], what)
+            self.restarts += 1
+            self.log(
+                f"collector worker {i}: {what}; Ray restarts it and its share of the batch "
+                f"({self.steps_per_batch * self.num_envs // self.num_workers} env steps) is "
+                f"redone (attempt {failures[i] + 1}/{self.max_failures})"
+            )
+            self._wait_restarted(i, failures[i], what)
+            pending[self._submit(i)] = i
+        wall = time.perf_counter() - start
+        parts = [r[0] for r in results]
+        collect_s = max(r[1] for r in results)
+        batch = to_tensordict({k: np.concatenate([p[k] for p in parts], axis=1) for k in parts[0]})
+        self.timing.update(
+            collect_s=collect_s,
+            transfer_s=time.perf_counter() - start - collect_s,
+            bytes_in=sum(nbytes(p) for p in parts),
+            bytes_out=self._weights_bytes if self._new_weights else 0,
+            wall_s=wall,
+        )
+        self._new_weights = False
+        return batch
+
+    def _wait_restarted(self, i: int, failures: int, what: str, timeout: float = 300.0) -> None:
+        ray = self._ray
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                ray.get(self.workers[i].reseed.remote(self.restarts), timeout=timeout)
+                return
+            except ray.exceptions.ActorUnavailableError:  # still restarting
+                if time.monotonic() > deadline:
+                    raise WorkerError(
+                        i, failures, f"{what}; not back after {timeout:g} s"
+                    ) from None
+                time.sleep(0.2)
+            except ray.exceptions.RayActorError as err:  # dead for good (e.g. __init__ raised)
+                raise WorkerError(i, failures + 1, f"cannot restart: {_first_line(err)}") from None
+
+    def state_dict(self) -> dict[str, Any]:
+        """Each worker's vector env, observation and torch RNG (to resume exactly)."""
+        runners = self._ray.get([w.state_dict.remote() for w in self.workers])
+        return {"runners": runners, "frames": self.frames}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        runners = state["runners"]
+        if len(runners) != self.num_workers:
+            raise CollectorError(
+                f"state saved with {len(runners)} workers, this collector has {self.num_workers}"
+            )
+        self._ray.get([w.load_state_dict.remote(s) for w, s in zip(self.workers, runners)])
+        self.frames = int(state["frames"])
+
+    def shutdown(self) -> None:
+        """Kill the workers; shut Ray down if this collector started it."""
+        ray = self._ray
+        for w in self.workers:
+            try:
+                ray.kill(w, no_restart=True)
+            except Exception:  # already gone  # noqa: BLE001
+                pass
+        self.workers = []
+        if self._owns_ray and ray.is_initialized():
+            ray.shutdown()
+            self._owns_ray = False
+
+
+def _cpu_copy(policy: Any) -> Any:
+    import copy
+
+    return copy.deepcopy(policy).to("cpu")
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__
