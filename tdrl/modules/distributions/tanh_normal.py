@@ -284,8 +284,10 @@ class TanhNormal(BoundedSupportMixin, D.Distribution):
         gradient with respect to ``loc`` and ``scale``.
         """
         with torch.no_grad():
-            y, u, _ = self._draw(sample_shape)
-        return y, self._log_prob_pre(u, (u - self.loc) / self.scale)
+            y, u, z = self._draw(sample_shape)
+        if torch.is_grad_enabled() and (self.loc.requires_grad or self.scale.requires_grad):
+            z = (u - self.loc) / self.scale  # the score-function gradient flows through z
+        return y, self._log_prob_pre(u, z)
 
     # -- summaries ----------------------------------------------------------------------
     @property
