@@ -3,12 +3,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from numbers import Number
+from typing import Any
 
 import torch
 from torch import Tensor
 from torch import distributions as D
 
-from tdrl.modules.distributions.bounds import Bounds, _is_compiling
+from tdrl.modules.distributions.bounds import Bounds, _is_compiling, get_bounds
 
 _EMPTY = torch.Size()
 _ScaleLike = Tensor | float | Callable[[Tensor], Tensor]
@@ -81,6 +82,27 @@ def _check_loc_scale(loc: Tensor, scale: Tensor, cls: str) -> None:
         raise ValueError(
             f"{cls}: " + "; ".join(problems) + " (pass validate_args=False to skip this check)"
         )
+
+
+def _resolve_params(
+    dist: Any, loc: Tensor, scale: _ScaleLike, bounded: bool
+) -> tuple[Tensor, Tensor, Bounds | None]:
+    """``loc``, ``scale`` (and bounds) of a normal-based ``dist``, shaped, rescaled and checked.
+
+    Reads ``upscale``, ``tanh_loc`` and ``_validate`` from ``dist`` (and ``_low``/``_high``
+    when ``bounded``); errors are prefixed with the class name.
+    """
+    cls = type(dist).__name__
+    if not isinstance(scale, Tensor) or loc.shape != scale.shape or dist.tanh_loc:
+        loc, scale = _prepare_loc_scale(loc, scale, dist.upscale, dist.tanh_loc, cls)
+    b = None
+    if bounded:
+        b = get_bounds(dist._low, dist._high, loc)
+        if b.shape:
+            loc, scale = _fit_bounds(loc, scale, b, cls)
+    if _should_validate(dist._validate):
+        _check_loc_scale(loc, scale, cls)
+    return loc, scale, b
 
 
 def _fit_bounds(loc: Tensor, scale: Tensor, b: Bounds, cls: str) -> tuple[Tensor, Tensor]:

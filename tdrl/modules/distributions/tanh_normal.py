@@ -13,16 +13,13 @@ from torch.distributions import constraints
 
 from tdrl.modules.distributions._common import (
     _EMPTY,
-    _check_loc_scale,
     _event_dims,
-    _fit_bounds,
     _noise,
-    _prepare_loc_scale,
+    _resolve_params,
     _ScaleLike,
-    _should_validate,
     _sum_dims,
 )
-from tdrl.modules.distributions.bounds import BoundedSupportMixin, get_bounds
+from tdrl.modules.distributions.bounds import BoundedSupportMixin
 from tdrl.modules.distributions.safe_tanh import LOG_2, LOG_SQRT_2PI, log1m_tanh_sq, tanh_limit
 
 __all__ = ["TanhNormal"]
@@ -143,13 +140,7 @@ class TanhNormal(BoundedSupportMixin, D.Distribution):
         self._set_params(loc, scale)
 
     def _set_params(self, loc: Tensor, scale: _ScaleLike) -> None:
-        if not isinstance(scale, Tensor) or loc.shape != scale.shape or self.tanh_loc:
-            loc, scale = _prepare_loc_scale(loc, scale, self.upscale, self.tanh_loc, "TanhNormal")
-        b = get_bounds(self._low, self._high, loc)
-        if b.shape:
-            loc, scale = _fit_bounds(loc, scale, b, "TanhNormal")
-        if _should_validate(self._validate):
-            _check_loc_scale(loc, scale, "TanhNormal")
+        loc, scale, b = _resolve_params(self, loc, scale, bounded=True)
         shape = loc.shape
         ndim = len(shape)
         event_dims = self._event_dims_arg

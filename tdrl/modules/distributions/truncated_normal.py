@@ -13,14 +13,11 @@ from torch.distributions.utils import lazy_property
 
 from tdrl.modules.distributions._common import (
     _EMPTY,
-    _check_loc_scale,
-    _fit_bounds,
-    _prepare_loc_scale,
+    _resolve_params,
     _ScaleLike,
-    _should_validate,
     _sum_dims,
 )
-from tdrl.modules.distributions.bounds import BoundedSupportMixin, get_bounds
+from tdrl.modules.distributions.bounds import BoundedSupportMixin
 from tdrl.modules.distributions.safe_tanh import LOG_2, LOG_SQRT_2PI
 
 __all__ = ["TruncatedNormal"]
@@ -89,15 +86,7 @@ class TruncatedNormal(BoundedSupportMixin, D.Distribution):
         self._set_params(loc, scale)
 
     def _set_params(self, loc: Tensor, scale: _ScaleLike) -> None:
-        if not isinstance(scale, Tensor) or loc.shape != scale.shape or self.tanh_loc:
-            loc, scale = _prepare_loc_scale(
-                loc, scale, self.upscale, self.tanh_loc, "TruncatedNormal"
-            )
-        b = get_bounds(self._low, self._high, loc)
-        if b.shape:
-            loc, scale = _fit_bounds(loc, scale, b, "TruncatedNormal")
-        if _should_validate(self._validate):
-            _check_loc_scale(loc, scale, "TruncatedNormal")
+        loc, scale, b = _resolve_params(self, loc, scale, bounded=True)
         self.loc, self.scale = loc, scale
         self._bounds = b
         self.__dict__.pop("_std", None)  # drop the lazily computed standardized bounds
