@@ -7,7 +7,6 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch import distributions as D
 
 from tdrl.modules.distributions.bounds import Bounds, _is_compiling, get_bounds
 
@@ -46,11 +45,16 @@ def _prepare_loc_scale(
 
 
 def _should_validate(validate_args: bool | None) -> bool:
-    """``validate_args``, or torch's global default when ``None``; never while compiling."""
+    """Whether to check ``loc``/``scale``; never while compiling.
+
+    ``None`` (the default) checks while autograd records (every loss computation) and
+    skips under ``no_grad``/``inference_mode``. torch's global
+    ``Distribution.set_default_validate_args`` is not read: ``torch.compile`` turns it
+    off process-wide as a side effect.
+    """
     if validate_args is None:
-        # torch.distributions' switch (Distribution.set_default_validate_args), on by default
-        validate_args = getattr(D.Distribution, "_validate_args", True)
-    return bool(validate_args) and not _is_compiling()
+        validate_args = torch.is_grad_enabled()
+    return validate_args and not _is_compiling()
 
 
 def _check_loc_scale(loc: Tensor, scale: Tensor, cls: str) -> None:

@@ -35,9 +35,10 @@ class IndependentNormal(D.Independent):
         event_dim (int, optional): number of trailing event dims. Defaults to
             ``1`` (``0`` for a 0-dim ``loc``).
         validate_args (bool, optional): check that ``scale > 0`` and ``loc`` has
-            no NaN (one device sync, skipped under ``torch.compile``). Defaults to
-            torch's global default (on unless
-            ``torch.distributions.Distribution.set_default_validate_args(False)``).
+            no NaN, raising a ``ValueError`` naming the bad entries (two kernels
+            and one device sync; never under ``torch.compile``). Defaults to
+            ``None``: check while autograd records (every loss computation),
+            skip under ``torch.no_grad()`` (data collection).
 
     ``mode``, ``mean`` and ``deterministic_sample`` are ``loc``. Built on
     :class:`torch.distributions.Independent` of a ``Normal`` (constructed

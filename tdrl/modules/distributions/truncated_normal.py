@@ -46,9 +46,10 @@ class TruncatedNormal(BoundedSupportMixin, D.Distribution):
         high (Tensor or float, optional): upper bound. Defaults to ``1.0``.
         tanh_loc (bool, optional): rescale ``loc`` as above. Defaults to ``False``.
         validate_args (bool, optional): check that ``scale > 0`` and ``loc`` has
-            no NaN (one device sync, skipped under ``torch.compile``). Defaults to
-            torch's global default (on unless
-            ``torch.distributions.Distribution.set_default_validate_args(False)``).
+            no NaN, raising a ``ValueError`` naming the bad entries (two kernels
+            and one device sync; never under ``torch.compile``). Defaults to
+            ``None``: check while autograd records (every loss computation),
+            skip under ``torch.no_grad()`` (data collection).
 
     ``log_prob`` is ``-inf`` outside ``[low, high]``; ``mode`` is ``loc``
     clamped to the bounds; ``deterministic_sample`` is the (closed-form) mean.
