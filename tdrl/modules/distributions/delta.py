@@ -13,7 +13,7 @@ from torch.distributions.utils import lazy_property
 
 from tdrl.modules.distributions._common import _EMPTY, _event_dims, _fit_bounds, _sum_dims
 from tdrl.modules.distributions.bounds import BoundedSupportMixin, get_bounds
-from tdrl.modules.distributions.safe_tanh import tanh_limit
+from tdrl.modules.distributions.safe_tanh import SafeTanhTransform, tanh_limit
 
 __all__ = ["Delta", "TanhDelta"]
 
@@ -107,14 +107,44 @@ class Delta(D.Distribution):
         with torch.no_grad():
             return self._expand_sample(sample_shape).detach()
 
-    def log_prob(self, value: Tensor) -> Tensor:
+    def _is_equal(self, value: Tensor) -> Tensor:
+        """Whether ``value`` matches the point within ``atol + rtol * |point|`` on the whole event."""
         v = self._value()
         close = (value - v).abs() <= self.atol + self.rtol * v.abs()
         if self._sum is not None:
             close = close.all(self._sum)
+        return close
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        close = self._is_equal(value)
+        v = self._value()
         return torch.zeros(close.shape, dtype=v.dtype, device=v.device).masked_fill_(
             ~close, -math.inf
         )
+
+    def update(self, param: Tensor) -> None:
+        """Moves the point to ``param`` (same shape), in place.
+
+        Examples:
+            >>> d = Delta(torch.zeros(2))
+            >>> d.update(torch.ones(2))
+            >>> d.mode
+            tensor([1., 1.])
+        """
+        if not isinstance(param, Tensor) or param.shape != self.param.shape:
+            raise ValueError(
+                f"{type(self).__name__}.update: param must be a tensor of shape "
+                f"{tuple(self.param.shape)}, got "
+                f"{tuple(param.shape) if isinstance(param, Tensor) else type(param).__name__}"
+            )
+        self.param = param
+        for name in ("_point", "base_dist", "transforms"):  # lazily derived from param
+            self.__dict__.pop(name, None)
+
+    @property
+    def device(self) -> torch.device:
+        """The device of ``param``."""
+        return self.param.device
 
     @property
     def mean(self) -> Tensor:
@@ -210,6 +240,28 @@ class TanhDelta(BoundedSupportMixin, Delta):
 
     def _value(self) -> Tensor:
         return self._point
+
+    @lazy_property
+    def base_dist(self) -> Delta:
+        """The pre-tanh point mass ``Delta(param)`` (TorchRL's transformed-distribution view)."""
+        return Delta(self.param, self.atol, self.rtol, self._batch_shape, self._event_shape)
+
+    @lazy_property
+    def transforms(self) -> list[D.Transform]:
+        """``[t]`` with ``t`` mapping the pre-tanh point onto ``(low, high)`` (``t.inv`` back).
+
+        Examples:
+            >>> d = TanhDelta(torch.tensor([[0.5, -1.0]]), low=0.0, high=2.0)
+            >>> torch.allclose(d.transforms[0](d.param), d.mode)
+            True
+            >>> bool(d.base_dist._is_equal(d.transforms[0].inv(d.mode)).all())
+            True
+        """
+        t = SafeTanhTransform() if self.safe else D.TanhTransform()
+        b = self._bounds
+        if not b.unit:
+            t = D.ComposeTransform([t, D.AffineTransform(b.shift, b.half)])
+        return [t]
 
     def expand(self, batch_shape: Sequence[int], _instance: Any = None) -> TanhDelta:
         shape = torch.Size(batch_shape) + self._event_shape
