@@ -23,7 +23,6 @@ Examples:
 from __future__ import annotations
 
 import functools
-import operator
 from collections.abc import Callable
 from typing import Any
 
@@ -124,8 +123,11 @@ if _FAST_STR:
         return value
 
     def str_getter(key: str) -> Callable[[TensorDictBase], Any]:
-        """A C-level callable ``td -> td.get(key, None)`` for one string key (no Python frame)."""
-        return operator.methodcaller("_get_str", key, None)
+        """A callable ``td -> td.get(key, None)`` for one string key, on the fast path.
+
+        (A lambda rather than ``operator.methodcaller``: ``torch.compile`` cannot trace the latter.)
+        """
+        return lambda td: td._get_str(key, None)
 
     def set_value(td: TensorDictBase, key: NestedKey, value: Any) -> TensorDictBase:
         """``td.set(key, value)``; a tensor never silently replaces a sub-TensorDict.
