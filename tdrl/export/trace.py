@@ -232,7 +232,7 @@ def _tracing_mode(policy: nn.Module) -> Iterator[None]:
             m.training = mode
 
 
-def _no_check(module: Any, mask: torch.Tensor) -> None:
+def _no_check(module: Any, mask: torch.Tensor, owner: str = "") -> None:
     return None
 
 
