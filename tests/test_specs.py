@@ -547,7 +547,11 @@ class TestEncode:
         assert out.dtype == torch.float32 and out.tolist() == [1.0, 2.0, 3.0]
         assert spec.encode([1.0, 2.0, 3.0]).dtype == torch.float32
         assert spec.encode(torch.tensor([1, 2, 3])).dtype == torch.float32
-        assert spec.encode(np.arange(6).reshape(2, 3)[:, ::-1]).shape == (2, 3)
+        # a batch is encoded by a spec expanded to it (TorchRL's contract)
+        batch = np.arange(6).reshape(2, 3)[:, ::-1]
+        assert spec.expand(2, 3).encode(batch).tolist() == [[2.0, 1.0, 0.0], [5.0, 4.0, 3.0]]
+        with pytest.raises(RuntimeError, match=r"Shape mismatch: a value of shape \(2, 3\)"):
+            spec.encode(batch)
 
     def test_scalar_reshaped(self):
         out = Unbounded(shape=(1,)).encode(2.5)
@@ -555,15 +559,15 @@ class TestEncode:
         assert Bounded(0, 1, shape=(1,), dtype=torch.int64).encode(np.int64(1)).shape == (1,)
 
     def test_bad_shape(self):
-        with pytest.raises(ValueError, match=r"cannot encode a value of shape \(2,\) into a spec of shape \(3,\)"):
+        with pytest.raises(ValueError, match=r"a value of shape \(2,\) cannot be encoded into a spec of shape \(3,\)"):
             Unbounded(shape=(3,)).encode([1.0, 2.0])
 
     def test_onehot_from_index(self):
         spec = OneHot(4)
         assert spec.encode(2).to(torch.int64).tolist() == [0, 0, 1, 0]
         assert spec.encode(np.array([0, 0, 0, 1])).to(torch.int64).tolist() == [0, 0, 0, 1]
-        assert spec.encode([1, 3]).shape == (2, 4)
-        with pytest.raises(ValueError, match=r"categorical values must be in \[0, 3\]"):
+        assert spec.expand(2, 4).encode([1, 3]).to(torch.int64).tolist() == [[0, 1, 0, 0], [0, 0, 0, 1]]
+        with pytest.raises(ValueError, match=r"categorical value\(s\) must be in \[0, 3\]"):
             spec.encode(7)
 
     def test_multionehot_from_indices(self):
@@ -1046,7 +1050,7 @@ class TestComposite:
         assert td["sub", "r"].shape == (1,)
         arrays = comp.to_numpy(td)
         assert arrays["action"].tolist() == 1 and arrays["sub"]["r"].tolist() == [0.5]
-        with pytest.raises(KeyError, match="key 'x' is not in the spec; available keys"):
+        with pytest.raises(KeyError, match=r"keys \['obs', 'action', 'sub'\] has no entry 'x'"):
             comp.encode({"x": 1})
 
     def test_enumerate_cardinality(self):

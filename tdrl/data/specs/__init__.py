@@ -6,7 +6,8 @@ for TorchRL runs unchanged. One concept per module, importing downward only:
 
 ``_utils`` (shape/dtype/device helpers) -> ``boxes`` (``spec.space``) -> ``base``
 (:class:`TensorSpec`) -> ``masks`` -> ``continuous`` / ``discrete`` / ``binary`` /
-``multi`` (leaf specs) -> ``composite`` -> ``stacked`` -> ``legacy`` (old names).
+``multi`` (leaf specs) -> ``composite_keys`` / ``composite_values`` -> ``composite``
+-> ``stacked`` -> ``stacked_composite`` -> ``legacy`` (old names).
 
 Conventions (shared by every leaf spec):
 
@@ -65,6 +66,8 @@ from tdrl.data.specs.legacy import (
     UnboundedDiscreteTensorSpec,
 )
 from tdrl.data.specs.multi import MultiCategorical, MultiOneHot
+from tdrl.data.specs.stacked import Stacked
+from tdrl.data.specs.stacked_composite import StackedComposite
 
 __all__ = [
     "TensorSpec",
@@ -80,6 +83,8 @@ __all__ = [
     "MultiCategorical",
     "Binary",
     "Composite",
+    "Stacked",
+    "StackedComposite",
     "Box",
     "ContinuousBox",
     "CategoricalBox",

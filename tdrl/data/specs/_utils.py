@@ -88,12 +88,66 @@ def _default_device() -> torch.device:
     return getter() if getter is not None else torch.device("cpu")
 
 
+class SpecShapeError(RuntimeError, ValueError):
+    """A value's shape does not fit a spec (both a ``RuntimeError``, like TorchRL, and a
+    ``ValueError``)."""
+
+
+class _Settings:
+    """Process-wide switches (``tdrl.data.tensor_specs._CHECK_SPEC_ENCODE`` maps here)."""
+
+    # when True, ``encode`` and ``to_numpy`` check that values lie in the spec
+    check_spec_encode: bool = False
+
+
+def _reject_nan(val: torch.Tensor, spec: str) -> None:
+    """The NaN rule of ``project``: a NaN has no nearest point in a spec, so it raises."""
+    if (val.dtype.is_floating_point or val.dtype.is_complex) and bool(val.isnan().any()):
+        raise ValueError(
+            f"{spec}.project: the value contains NaN ({int(val.isnan().sum())} of "
+            f"{val.numel()} elements), which cannot be projected onto the spec"
+        )
+
+
+def _encode_error(message: str) -> Exception:
+    """The error for a value ``encode`` cannot represent (``AssertionError`` while checking)."""
+    return AssertionError(message) if _Settings.check_spec_encode else ValueError(message)
+
+
+def _device_available(device: torch.device) -> bool:
+    if device.type in ("cpu", "meta"):
+        return True
+    backend = getattr(torch, device.type, None)
+    is_available = getattr(backend, "is_available", None)
+    if is_available is None:
+        return True  # a backend torch cannot query: let torch itself decide later
+    if not is_available():
+        return False
+    count = getattr(backend, "device_count", None)
+    return device.index is None or count is None or device.index < count()
+
+
 def _to_device(device: DeviceLike) -> torch.device:
+    """Normalise ``device``; a device that is not available here raises at once."""
     if device is None:
         return _default_device()
-    if isinstance(device, torch.device):
-        return device
-    return torch.device(device)
+    if not isinstance(device, torch.device):
+        device = torch.device(device)
+    if not _device_available(device):
+        raise RuntimeError(
+            f"device {str(device)!r} is not available on this machine (torch sees "
+            f"{_visible_devices()}); create the spec on an available device"
+        )
+    return device
+
+
+def _visible_devices() -> str:
+    found = ["cpu"]
+    for name in ("cuda", "mps", "xpu"):
+        backend = getattr(torch, name, None)
+        if backend is not None and getattr(backend, "is_available", lambda: False)():
+            found.append(name)
+    return ", ".join(found)
 
 
 def _is_float(dtype: torch.dtype) -> bool:

@@ -11,16 +11,31 @@ import torch
 from tdrl.data.specs._utils import (
     DeviceLike,
     ShapeLike,
+    SpecShapeError,
     _batch_shape_arg,
     _ends_with,
     _expanded_shape,
     _indent,
     _normalize_index,
+    _Settings,
     _shape_args,
     _to_device,
     _to_tensor,
 )
 from tdrl.data.specs.boxes import Box
+
+# torch functions that accept specs (``torch.stack`` is registered by ``stacked``)
+_TORCH_FUNCTIONS: dict[Callable, Callable] = {}
+
+
+def implements(torch_function: Callable) -> Callable[[Callable], Callable]:
+    """Register ``fn`` as what ``torch_function`` does when given specs."""
+
+    def register(fn: Callable) -> Callable:
+        _TORCH_FUNCTIONS[torch_function] = fn
+        return fn
+
+    return register
 
 
 class TensorSpec:
@@ -135,30 +150,81 @@ class TensorSpec:
     def encode(self, val: Any, *, ignore_device: bool = False) -> torch.Tensor:
         """Convert ``val`` (numpy array, list, number or tensor) to a tensor of this spec.
 
-        The result has the spec's dtype (and device unless ``ignore_device``). A value with
-        the right number of elements but another shape (e.g. a Python float for a spec of
-        shape ``(1,)``) is reshaped to ``spec.shape``.
+        The result has the spec's dtype (and device unless ``ignore_device``) and exactly
+        the spec's shape: a value with the same number of elements is reshaped (e.g. a
+        Python float for a spec of shape ``(1,)``); any other shape raises (expand the spec
+        first to encode a batch). With ``tdrl.data.tensor_specs._CHECK_SPEC_ENCODE = True``
+        the result is also checked against the spec (``AssertionError`` if outside).
+
+        Examples:
+            >>> import numpy as np
+            >>> from tdrl.data import Bounded
+            >>> Bounded(0.0, 1.0, shape=(2,)).encode(np.array([0.5, 1.0]))
+            tensor([0.5000, 1.0000])
+            >>> Bounded(0.0, 1.0, shape=(2,)).expand(3, 2).encode(np.zeros((3, 2))).shape
+            torch.Size([3, 2])
         """
         t = _to_tensor(val, None if ignore_device else self.device)
-        t = self._encode_tensor(t)
-        return t.to(self.dtype)
+        out = self._encode_tensor(t).to(self.dtype)
+        if _Settings.check_spec_encode:
+            self.assert_is_in(out)
+        return out
 
     def _encode_tensor(self, t: torch.Tensor) -> torch.Tensor:
         return self._fit_shape(t)
 
-    def _fit_shape(self, t: torch.Tensor) -> torch.Tensor:
-        if _ends_with(t.shape, self.shape):
+    def _fit_shape(self, t: torch.Tensor, shape: torch.Size | None = None) -> torch.Tensor:
+        shape = self.shape if shape is None else shape
+        if t.shape == shape:
             return t
-        if t.numel() == self.shape.numel():
-            return t.reshape(self.shape)
-        raise ValueError(
-            f"{type(self).__name__}.encode: cannot encode a value of shape {tuple(t.shape)} "
-            f"into a spec of shape {tuple(self.shape)}"
+        if t.numel() == shape.numel():
+            return t.reshape(shape)
+        raise SpecShapeError(
+            f"{type(self).__name__}.encode: Shape mismatch: a value of shape {tuple(t.shape)} "
+            f"cannot be encoded into a spec of shape {tuple(shape)} (shape {list(shape)} is "
+            f"invalid for input of size {t.numel()}); expand the spec to encode a batch"
         )
 
+    @staticmethod
+    def _safe(safe: bool | None) -> bool:
+        return _Settings.check_spec_encode if safe is None else bool(safe)
+
+    def memoize_encode(self, mode: bool = True) -> None:
+        """Accepted for TorchRL compatibility: tdrl's ``encode`` has no plan to cache.
+
+        Examples:
+            >>> from tdrl.data import Categorical
+            >>> spec = Categorical(3)
+            >>> spec.memoize_encode()
+            >>> spec.encode(2)
+            tensor(2)
+        """
+        self._memoize_encode = bool(mode)
+
+    def erase_memoize_cache(self) -> None:
+        """Accepted for TorchRL compatibility (nothing is cached, see :meth:`memoize_encode`)."""
+
+    def type_check(self, value: torch.Tensor, key: Any = None) -> None:
+        """Raise ``TypeError`` if ``value`` is not a tensor of the spec's dtype.
+
+        Examples:
+            >>> import torch
+            >>> from tdrl.data import Categorical
+            >>> Categorical(3).type_check(torch.zeros((), dtype=torch.float32))
+            Traceback (most recent call last):
+            ...
+            TypeError: value.dtype=torch.float32 but Categorical.dtype=torch.int64
+        """
+        dtype = getattr(value, "dtype", type(value).__name__)
+        if dtype != self.dtype:
+            raise TypeError(f"value.dtype={dtype} but {type(self).__name__}.dtype={self.dtype}")
+
     def to_numpy(self, val: torch.Tensor, safe: bool | None = None) -> np.ndarray:
-        """Convert a tensor of this spec to a numpy array (checked against the spec if safe)."""
-        if safe:
+        """Convert a tensor of this spec to a numpy array (checked against the spec if safe).
+
+        ``safe`` defaults to ``tdrl.data.tensor_specs._CHECK_SPEC_ENCODE`` (False).
+        """
+        if self._safe(safe):
             self.assert_is_in(val)
         val = val.detach()
         if val.dtype in (torch.bfloat16,):
@@ -262,6 +328,50 @@ class TensorSpec:
         nidx = _normalize_index(idx, len(self._batch_shape), type(self).__name__)
         return self._transform(lambda t: t[nidx])
 
+    def unbind(self, dim: int = 0) -> tuple[TensorSpec, ...]:
+        """Split the spec along batch dimension ``dim`` (like ``Tensor.unbind``).
+
+        ``torch.stack(spec.unbind(d), d)`` gives back an equal spec.
+
+        Examples:
+            >>> from tdrl.data import OneHot
+            >>> [s.shape for s in OneHot(4, shape=(2, 4)).unbind(0)]
+            [torch.Size([4]), torch.Size([4])]
+        """
+        d = self._unbind_dim(dim)
+        lead = (slice(None),) * d
+        return tuple(self[lead + (i,)] for i in range(self.shape[d]))
+
+    def _unbind_dim(self, dim: int) -> int:
+        nb = len(self._batch_shape)
+        d = operator.index(dim)
+        d = d + self.ndim if d < 0 else d
+        if not 0 <= d < nb:
+            raise ValueError(
+                f"{type(self).__name__}.unbind: cannot unbind along dim {dim} of a spec of shape "
+                f"{tuple(self.shape)} (batch dimensions: {nb}; the feature dimension of "
+                "one-hot, binary and multi-discrete specs must remain unchanged)"
+            )
+        return d
+
+    def _stack_dense(self, specs: list[TensorSpec], dim: int) -> TensorSpec | None:
+        """One spec of this class for ``specs`` stacked at ``dim``, or None if impossible.
+
+        Called by ``torch.stack`` on specs of one class that are not all equal.
+        """
+        return None
+
+    @classmethod
+    def __torch_function__(cls, func: Any, types: Any, args: tuple = (), kwargs: Any = None):
+        """Lets ``torch.stack``, ``torch.squeeze``, ``torch.unsqueeze`` take specs."""
+        handler = _TORCH_FUNCTIONS.get(func)
+        if handler is None:
+            raise TypeError(
+                f"{getattr(func, '__name__', func)} does not accept specs; supported: "
+                f"{sorted(f.__name__ for f in _TORCH_FUNCTIONS)}"
+            )
+        return handler(*args, **(kwargs or {}))
+
     def index(self, index: Any, tensor_to_index: torch.Tensor) -> torch.Tensor:
         """Index ``tensor_to_index`` with ``index`` (plain tensor indexing by default)."""
         return tensor_to_index[index]
@@ -330,3 +440,13 @@ class TensorSpec:
     def __repr__(self) -> str:
         fields = ",\n".join(_indent(f) for f in self._repr_fields())
         return f"{type(self).__name__}(\n{fields})"
+
+
+@implements(torch.squeeze)
+def _squeeze(spec: TensorSpec, dim: int | None = None) -> TensorSpec:
+    return spec.squeeze(dim)
+
+
+@implements(torch.unsqueeze)
+def _unsqueeze(spec: TensorSpec, dim: int) -> TensorSpec:
+    return spec.unsqueeze(dim)

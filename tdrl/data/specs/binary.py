@@ -9,6 +9,7 @@ from tdrl.data.specs._utils import (
     ShapeLike,
     _batch_shape_arg,
     _check_n,
+    _reject_nan,
     _shape_ending_in,
     _to_device,
     _to_dtype,
@@ -75,6 +76,7 @@ class Binary(TensorSpec):
         return bool(((val == 0) | (val == 1)).all())
 
     def _project(self, val: torch.Tensor) -> torch.Tensor:
+        _reject_nan(val, type(self).__name__)
         if val.dtype == torch.bool:
             return val.to(self.dtype)
         return (val > 0.5).to(self.dtype)

@@ -1,12 +1,11 @@
 """Nested specs: :class:`Composite`, mirroring a TensorDict."""
 from __future__ import annotations
 
-import math
+import weakref
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import torch
-from tensordict import TensorDict, TensorDictBase
 
 from tdrl.data.specs._utils import (
     _MISSING,
@@ -17,75 +16,15 @@ from tdrl.data.specs._utils import (
     _indent,
     _to_device,
     _to_size,
-    _to_tensor,
 )
 from tdrl.data.specs.base import TensorSpec
+from tdrl.data.specs.composite_keys import _CompositeKeys, _is_key, _key_repr, _unravel
+from tdrl.data.specs.composite_values import CompositeValues
+
+_RESERVED_KEYS = frozenset({"shape", "device", "dtype", "space"})
 
 
-def _is_key(key: Any) -> bool:
-    if isinstance(key, str):
-        return True
-    return isinstance(key, tuple) and len(key) > 0 and all(_is_key(k) for k in key)
-
-
-def _unravel(key: NestedKey) -> tuple[str, ...]:
-    """Flatten a (possibly nested) key into a tuple of strings."""
-    if isinstance(key, str):
-        return (key,)
-    out: list[str] = []
-    for k in key:
-        out.extend(_unravel(k))
-    return tuple(out)
-
-
-def _key_repr(key: tuple[str, ...]) -> NestedKey:
-    return key[0] if len(key) == 1 else key
-
-
-class _CompositeKeys:
-    """A live view over the keys of a :class:`Composite` (supports ``in``, ``len``, iteration).
-
-    Nested keys are yielded as tuples of strings; top-level keys as strings.
-    """
-
-    def __init__(self, spec: Composite, include_nested: bool, leaves_only: bool) -> None:
-        self._spec = spec
-        self._include_nested = include_nested
-        self._leaves_only = leaves_only
-
-    def __iter__(self) -> Iterator[NestedKey]:
-        for key, _ in self._spec._iter_items(self._include_nested, self._leaves_only):
-            yield key
-
-    def __len__(self) -> int:
-        return sum(1 for _ in self)
-
-    def __contains__(self, key: object) -> bool:
-        if not _is_key(key):
-            return False
-        path = _unravel(key)  # type: ignore[arg-type]
-        if len(path) > 1 and not self._include_nested:
-            return False
-        try:
-            value = self._spec._get_path(path)
-        except KeyError:
-            return False
-        return not (self._leaves_only and isinstance(value, Composite))
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, _CompositeKeys):
-            other = list(other)
-        if isinstance(other, (list, tuple, set, frozenset)):
-            return set(self) == set(other)
-        return NotImplemented
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        return f"CompositeKeys({list(self)})"
-
-
-class Composite(TensorSpec):
+class Composite(CompositeValues):
     """A (possibly nested) mapping from keys to specs, mirroring a TensorDict.
 
     ``shape`` (alias ``batch_size``) is the batch shape shared by every entry: each entry's
@@ -147,6 +86,8 @@ class Composite(TensorSpec):
         self._shape = torch.Size([]) if size is None else size
         self._device = None if device is None else _to_device(device)
         self._specs: dict[str, TensorSpec | None] = {}
+        self._locked = False
+        self._parents: list[weakref.ref] = []  # the Composites holding this one
         entries: list[tuple[Any, Any]] = []
         if args and args[0] is not None:
             src = args[0]
@@ -170,13 +111,21 @@ class Composite(TensorSpec):
 
     @shape.setter
     def shape(self, value: ShapeLike) -> None:
+        """Set the batch shape; child Composites with a shorter (prefix) shape adopt it."""
+        self._check_unlocked()
         size = _batch_shape_arg(value)
         for key, spec in self._specs.items():
-            if spec is not None and spec.shape[: len(size)] != size:
-                raise ValueError(
-                    f"Composite: cannot set shape {tuple(size)}: the entry {key!r} has shape "
-                    f"{tuple(spec.shape)}, which does not start with it"
-                )
+            if spec is None or spec.shape[: len(size)] == size:
+                continue
+            if isinstance(spec, Composite) and size[: spec.ndim] == spec.shape:
+                continue  # adopts ``size`` below, once every entry is checked
+            raise ValueError(
+                f"Composite: cannot set shape {tuple(size)}: the entry {key!r} has shape "
+                f"{tuple(spec.shape)}, which does not start with it"
+            )
+        for spec in self._specs.values():
+            if isinstance(spec, Composite) and spec.shape[: len(size)] != size:
+                spec.shape = size
         self._shape = size
 
     batch_size = shape
@@ -217,6 +166,8 @@ class Composite(TensorSpec):
         if value is None:
             return None
         if isinstance(value, Composite):
+            if len(value.shape) < len(shape) and shape[: value.ndim] == value.shape:
+                value.shape = shape  # a child Composite takes its parent's longer shape
             if value.shape[: len(shape)] != shape:
                 raise ValueError(
                     f"Composite: the entry {_key_repr(path)!r} has shape {tuple(value.shape)}, "
@@ -243,6 +194,11 @@ class Composite(TensorSpec):
                 f"Composite keys must be strings or tuples of strings, got {key!r}"
             )
         path = _unravel(key)
+        if path[0] in _RESERVED_KEYS:
+            raise AttributeError(
+                f"Composite: the key {path[0]!r} cannot be set: {sorted(_RESERVED_KEYS)} are "
+                "Composite attributes"
+            )
         # locate the parent node (without creating anything yet) to validate first
         node: Composite = self
         depth = 0
@@ -257,12 +213,22 @@ class Composite(TensorSpec):
                 )
             node = sub
             depth += 1
+        node._check_unlocked()
         value = self._coerce(path, value, node.shape, node.device)
         for k in path[depth:-1]:
             sub = Composite(shape=node.shape, device=node.device)
-            node._specs[k] = sub
+            node._put(k, sub)
             node = sub
-        node._specs[path[-1]] = value
+        node._put(path[-1], value)
+
+    def _put(self, key: str, value: TensorSpec | None) -> None:
+        """Store an entry, keeping the children's parent links (used by locking)."""
+        old = self._specs.get(key)
+        if isinstance(old, Composite) and old is not value:
+            old._parents = [r for r in old._parents if r() is not self]
+        if isinstance(value, Composite) and not any(r() is self for r in value._parents):
+            value._parents.append(weakref.ref(self))
+        self._specs[key] = value
 
     def __getitem__(self, key: Any) -> Any:
         if _is_key(key):
@@ -274,6 +240,8 @@ class Composite(TensorSpec):
         parent = self._get_path(path[:-1]) if len(path) > 1 else self
         if not isinstance(parent, Composite) or path[-1] not in parent._specs:
             self._get_path(path)  # raises a KeyError naming the available keys
+        parent._check_unlocked()  # type: ignore[union-attr]
+        parent._put(path[-1], None)  # type: ignore[union-attr]
         del parent._specs[path[-1]]  # type: ignore[union-attr]
 
     def __contains__(self, key: object) -> bool:
@@ -367,110 +335,12 @@ class Composite(TensorSpec):
         """True if there is no entry other than (recursively) empty Composites."""
         return all(isinstance(v, Composite) and v.is_empty() for v in self._specs.values())
 
-    # ---- values ----------------------------------------------------------------------------
-    def _fill(self, method: str, shape: ShapeLike) -> TensorDictBase:
-        batch = _batch_shape_arg(shape)
-        out = {k: getattr(v, method)(batch) for k, v in self._specs.items() if v is not None}
-        return TensorDict(out, batch_size=batch + self.shape, device=self.device)
-
-    def rand(self, shape: ShapeLike = None) -> TensorDictBase:  # type: ignore[override]
-        return self._fill("rand", shape)
-
-    def zero(self, shape: ShapeLike = None) -> TensorDictBase:  # type: ignore[override]
-        return self._fill("zero", shape)
-
-    def one(self, shape: ShapeLike = None) -> TensorDictBase:  # type: ignore[override]
-        return self._fill("one", shape)
-
-    def is_in(self, val: Any) -> bool:  # type: ignore[override]
-        if not isinstance(val, (TensorDictBase, Mapping)):
-            return False
-        present = set(val.keys())
-        for k, spec in self._specs.items():
-            if spec is None:
-                continue
-            if k not in present or not spec.is_in(val[k]):
-                return False
-        return True
-
-    def assert_is_in(self, val: Any) -> None:  # type: ignore[override]
-        if not isinstance(val, (TensorDictBase, Mapping)):
-            raise AssertionError(f"expected a TensorDict, got {type(val).__name__}")
-        present = set(val.keys())
-        for k, spec in self._specs.items():
-            if spec is None:
-                continue
-            if k not in present:
-                raise AssertionError(f"key {k!r} is missing; keys present: {sorted(present)}")
-            try:
-                spec.assert_is_in(val[k])
-            except AssertionError as err:
-                raise AssertionError(f"entry {k!r}: {err}") from None
-
-    def _collect_projection(self, val: Any, prefix: tuple[str, ...], out: list) -> None:
-        if not isinstance(val, TensorDictBase):
-            raise TypeError(
-                f"Composite.project expects a TensorDict at {_key_repr(prefix)!r}, got "
-                f"{type(val).__name__}"
-            )
-        present = set(val.keys())
-        for k, spec in self._specs.items():
-            if spec is None or k not in present:
-                continue
-            item = val.get(k)
-            if isinstance(spec, Composite):
-                spec._collect_projection(item, prefix + (k,), out)
-            else:
-                out.append((prefix + (k,), spec.project(item)))
-
-    def project(self, val: TensorDictBase) -> TensorDictBase:  # type: ignore[override]
-        """Project every present entry, write the results into ``val`` and return it."""
-        if not isinstance(val, TensorDictBase):
-            raise TypeError(f"Composite.project expects a TensorDict, got {type(val).__name__}")
-        updates: list = []
-        self._collect_projection(val, (), updates)  # validate everything before writing
-        for path, tensor in updates:
-            val.set(_key_repr(path), tensor)
-        return val
-
-    def encode(self, vals: Mapping, *, ignore_device: bool = False) -> TensorDictBase:  # type: ignore[override]
-        """Encode a mapping of raw values into a TensorDict of batch size ``shape``."""
-        if not isinstance(vals, Mapping):
-            raise TypeError(f"Composite.encode expects a mapping, got {type(vals).__name__}")
-        out: dict[str, Any] = {}
-        for k, v in vals.items():
-            if k not in self._specs:
-                raise KeyError(
-                    f"Composite.encode: key {k!r} is not in the spec; available keys: "
-                    f"{list(self._specs)}"
-                )
-            spec = self._specs[k]
-            if spec is None:
-                out[k] = _to_tensor(v, None)
-            else:
-                out[k] = spec.encode(v, ignore_device=ignore_device)
-        device = None if ignore_device else self.device
-        return TensorDict(out, batch_size=self.shape, device=device)
-
-    def to_numpy(self, val: TensorDictBase, safe: bool | None = None) -> dict:  # type: ignore[override]
-        """Convert a TensorDict to a (nested) dict of numpy arrays."""
-        present = set(val.keys())
-        out = {}
-        for k, spec in self._specs.items():
-            if k not in present:
-                continue
-            if spec is None:
-                out[k] = val[k].detach().cpu().numpy()
-            else:
-                out[k] = spec.to_numpy(val[k], safe=safe)
-        return out
-
     # ---- shape ops / misc ------------------------------------------------------------------
     def _transform(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> Composite:
         new_shape = fn(torch.empty(self.shape, device="meta")).shape
         out = Composite(shape=new_shape, device=self._device)
         for k, v in self._specs.items():
-            out._specs[k] = None if v is None else v._transform(fn)
+            out._put(k, None if v is None else v._transform(fn))
         return out
 
     def index(self, index: Any, tensor_to_index: Any) -> Any:
@@ -480,29 +350,95 @@ class Composite(TensorSpec):
         """Move every entry to a device (or cast every leaf to a dtype)."""
         if isinstance(dest, torch.dtype):
             out = Composite(shape=self.shape, device=self._device)
-            out._specs = {k: None if v is None else v.to(dest) for k, v in self._specs.items()}
-            return out
-        device = _to_device(dest)
-        out = Composite(shape=self.shape, device=device)
-        out._specs = {k: None if v is None else v.to(device) for k, v in self._specs.items()}
+        else:
+            dest = _to_device(dest)
+            out = Composite(shape=self.shape, device=dest)
+        for k, v in self._specs.items():
+            out._put(k, None if v is None else v.to(dest))
         return out
 
-    def enumerate(self) -> TensorDictBase:
-        """All combinations of the leaves' values (cartesian product), along a new dim 0."""
-        leaves = [(k, v) for k, v in self._iter_items(True, True) if v is not None]
-        enums = [(k, v.enumerate()) for k, v in leaves]
-        counts = [e.shape[0] for _, e in enums]
-        total = math.prod(counts)
-        out = TensorDict({}, batch_size=torch.Size([total]) + self.shape, device=self.device)
-        if not enums:
-            return out
-        grids = torch.meshgrid(*[torch.arange(c) for c in counts], indexing="ij")
-        for (k, e), g in zip(enums, grids):
-            out.set(k, e[g.reshape(-1).to(e.device)])
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_parents"] = []  # weak links are rebuilt by the holders' __setstate__
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        for spec in self._specs.values():
+            if isinstance(spec, Composite):
+                spec._parents.append(weakref.ref(self))
+
+    # ---- device / locking --------------------------------------------------------------
+    def clear_device_(self) -> Composite:
+        """Forget the device of this Composite and of nested ones (leaves keep theirs).
+
+        Examples:
+            >>> from tdrl.data import Composite, Unbounded
+            >>> spec = Composite(a=Unbounded(1), device="cpu")
+            >>> spec.clear_device_().device is None, spec["a"].device
+            (True, device(type='cpu'))
+        """
+        self._device = None
+        for spec in self._specs.values():
+            if isinstance(spec, Composite):
+                spec.clear_device_()
+        return self
+
+    @property
+    def locked(self) -> bool:
+        """Whether entries can be set or deleted (see :meth:`lock_`)."""
+        return self._locked
+
+    is_locked = locked
+
+    def _check_unlocked(self) -> None:
+        if self._locked:
+            raise RuntimeError(
+                f"Cannot modify a locked Composite. Call unlock_() first (keys: "
+                f"{list(self._specs)})"
+            )
+
+    def _subtree(self) -> list[Composite]:
+        out, stack = [], [self]
+        while stack:
+            node = stack.pop()
+            if all(node is not seen for seen in out):
+                out.append(node)
+                stack.extend(v for v in node._specs.values() if isinstance(v, Composite))
         return out
 
-    def cardinality(self) -> int:
-        return math.prod(v.cardinality() for v in self.values(True, True) if v is not None)
+    def lock_(self, recurse: bool | None = None) -> Composite:
+        """Forbid setting or deleting entries (of nested Composites too, unless ``recurse=False``).
+
+        Examples:
+            >>> from tdrl.data import Composite, Unbounded
+            >>> spec = Composite(a=Composite(b=Unbounded(1))).lock_()
+            >>> spec["a"].is_locked
+            True
+            >>> spec["c"] = Unbounded(1)
+            Traceback (most recent call last):
+            ...
+            RuntimeError: Cannot modify a locked Composite. Call unlock_() first (keys: ['a'])
+        """
+        for node in self._subtree() if recurse is None or recurse else [self]:
+            node._locked = True
+        return self
+
+    def unlock_(self, recurse: bool | None = None) -> Composite:
+        """Allow modifications again; refused while a locked Composite still holds this one."""
+        nodes = self._subtree() if recurse is None or recurse else [self]
+        for node in nodes:
+            holders = [r() for r in node._parents]
+            if any(
+                h is not None and h._locked and all(h is not n for n in nodes) for h in holders
+            ):
+                raise RuntimeError(
+                    "Cannot unlock a Composite that is part of a locked graph: a locked "
+                    "Composite outside the unlocked part holds it; unlock that one first"
+                )
+        for node in nodes:
+            node._locked = False
+        return self
 
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):

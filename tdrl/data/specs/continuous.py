@@ -12,6 +12,7 @@ from tdrl.data.specs._utils import (
     ShapeLike,
     _batch_shape_arg,
     _is_float,
+    _reject_nan,
     _to_device,
     _to_dtype,
     _to_size,
@@ -112,7 +113,9 @@ class Unbounded(TensorSpec):
         return True
 
     def _project(self, val: torch.Tensor) -> torch.Tensor:
+        # a floating Unbounded spec admits every value of its dtype, NaN included
         if _is_float(val.dtype) and not _is_float(self.dtype):
+            _reject_nan(val, type(self).__name__)
             val = val.round()
         return val.to(self.dtype)
 
@@ -249,6 +252,9 @@ class Bounded(TensorSpec):
             )
         self.shape = size
         self._space = ContinuousBox(low_t, high_t)
+        self._finite = not _is_float(self.dtype) or bool(
+            (low_t.isfinite() & high_t.isfinite()).all()
+        )
 
     @property
     def low(self) -> torch.Tensor:
@@ -260,39 +266,43 @@ class Bounded(TensorSpec):
 
     def rand(self, shape: ShapeLike = None) -> torch.Tensor:
         size = _batch_shape_arg(shape) + self.shape
+        lo, hi = self.low, self.high
         if _is_float(self.dtype):
-            lo = self.low.expand(size)
-            hi = self.high.expand(size)
             u = torch.rand(size, dtype=self.dtype, device=self.device)
             out = lo * (1 - u) + hi * u
-            finite = torch.isfinite(lo) & torch.isfinite(hi)
-            z = torch.randn(size, dtype=self.dtype, device=self.device)
-            fallback = torch.where(
-                torch.isfinite(lo), lo + z.abs(), torch.where(torch.isfinite(hi), hi - z.abs(), z)
-            )
-            out = torch.where(finite, out, fallback)
-            return torch.minimum(torch.maximum(out, lo), hi)
-        lo = self.low.to(torch.float64).expand(size)
-        hi = self.high.to(torch.float64).expand(size)
+            if not self._finite:
+                # an infinite bound: a half-normal step away from the finite one (or N(0, 1))
+                z = torch.randn(size, dtype=self.dtype, device=self.device)
+                fallback = torch.where(
+                    lo.isfinite(), lo + z.abs(), torch.where(hi.isfinite(), hi - z.abs(), z)
+                )
+                out = torch.where(lo.isfinite() & hi.isfinite(), out, fallback)
+            return out.clamp_(lo, hi)
         u = torch.rand(size, dtype=torch.float64, device=self.device)
-        out = (lo + torch.floor(u * (hi - lo + 1))).clamp(max=hi)
-        return torch.minimum(torch.maximum(out, lo), hi).to(self.dtype)
+        lo, hi = lo.to(torch.float64), hi.to(torch.float64)
+        return (lo + torch.floor(u * (hi - lo + 1))).clamp_(lo, hi).to(self.dtype)
 
     def _values_in(self, val: torch.Tensor) -> bool:
         return bool(((val >= self.low) & (val <= self.high)).all())
 
     def _project(self, val: torch.Tensor) -> torch.Tensor:
+        _reject_nan(val, type(self).__name__)
         if _is_float(self.dtype):
-            val = val.to(self.dtype)
-            return torch.minimum(torch.maximum(val, self.low), self.high)
+            return val.to(self.dtype).clamp(self.low, self.high)
         if _is_float(val.dtype):
             lo, hi = self.low.to(val.dtype), self.high.to(val.dtype)
-            val = torch.minimum(torch.maximum(val, lo), hi).round()
-            return val.to(self.dtype)
+            return val.clamp(lo, hi).round().to(self.dtype)
         if val.dtype == torch.bool:
             val = val.to(self.dtype)
         val = val.to(torch.promote_types(val.dtype, self.dtype))
-        return torch.minimum(torch.maximum(val, self.low), self.high).to(self.dtype)
+        return val.clamp(self.low, self.high).to(self.dtype)
+
+    def _stack_dense(self, specs: list, dim: int) -> Bounded | None:
+        if any(s.shape != self.shape for s in specs):
+            return None
+        low = torch.stack([s.low for s in specs], dim)
+        high = torch.stack([s.high for s in specs], dim)
+        return type(self)(low, high, shape=low.shape, device=self.device, dtype=self.dtype)
 
     def _rebuild(self, shape: torch.Size, fn) -> Bounded:
         return type(self)(

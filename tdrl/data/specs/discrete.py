@@ -14,8 +14,9 @@ from tdrl.data.specs._utils import (
     _batch_shape_arg,
     _check_int_range,
     _check_n,
-    _ends_with,
+    _encode_error,
     _is_float,
+    _reject_nan,
     _shape_ending_in,
     _to_device,
     _to_dtype,
@@ -103,6 +104,7 @@ class OneHot(_OneOfNMixin, TensorSpec):
         return bool(ok.all())
 
     def _project(self, val: torch.Tensor) -> torch.Tensor:
+        _reject_nan(val, type(self).__name__)
         scores = val if _is_float(val.dtype) else val.to(torch.float64)
         if self.mask is not None:
             mask = self.mask.expand(val.shape)
@@ -111,15 +113,16 @@ class OneHot(_OneOfNMixin, TensorSpec):
         return F.one_hot(scores.argmax(-1), self.n).to(self.dtype)
 
     def _encode_tensor(self, t: torch.Tensor) -> torch.Tensor:
-        if _ends_with(t.shape, self.shape):
-            as_int = t.to(torch.int64) if not _is_float(t.dtype) else t
-            if bool((((as_int == 0) | (as_int == 1)).all(-1) & (as_int.sum(-1) == 1)).all()):
-                return t
-        if _ends_with(t.shape, self.shape[:-1]) and not _is_float(t.dtype):
-            t = t.to(torch.int64)
+        if t.shape == self.shape and bool(
+            (((t == 0) | (t == 1)).all(-1) & (t.to(torch.int64).sum(-1) == 1)).all()
+        ):
+            return t
+        cat_shape = self.shape[:-1]
+        if t.numel() == cat_shape.numel() and not _is_float(t.dtype):
+            t = t.reshape(cat_shape).to(torch.int64)
             if bool(((t < 0) | (t >= self.n)).any()):
-                raise ValueError(
-                    f"OneHot.encode: categorical values must be in [0, {self.n - 1}], got "
+                raise _encode_error(
+                    f"OneHot.encode: categorical value(s) must be in [0, {self.n - 1}], got "
                     f"min={int(t.min())}, max={int(t.max())}"
                 )
             return F.one_hot(t, self.n)
@@ -127,7 +130,7 @@ class OneHot(_OneOfNMixin, TensorSpec):
 
     def to_numpy(self, val: torch.Tensor, safe: bool | None = None) -> np.ndarray:
         """Return the index of the hot entry as a numpy array (TorchRL semantics)."""
-        if safe:
+        if self._safe(safe):
             self.assert_is_in(val)
         return val.detach().to(torch.int64).argmax(-1).cpu().numpy()
 
@@ -153,7 +156,7 @@ class OneHot(_OneOfNMixin, TensorSpec):
 
     def to_one_hot(self, val: torch.Tensor, safe: bool | None = None) -> torch.Tensor:
         """Identity (the value is already one-hot encoded)."""
-        if safe:
+        if self._safe(safe):
             self.assert_is_in(val)
         return val
 
@@ -162,7 +165,7 @@ class OneHot(_OneOfNMixin, TensorSpec):
 
     def to_categorical(self, val: torch.Tensor, safe: bool | None = None) -> torch.Tensor:
         """Convert a one-hot value to the index of its hot entry (``torch.int64``)."""
-        if safe:
+        if self._safe(safe):
             self.assert_is_in(val)
         return val.to(torch.int64).argmax(-1)
 
@@ -252,6 +255,7 @@ class Categorical(_OneOfNMixin, TensorSpec):
         return True
 
     def _project(self, val: torch.Tensor) -> torch.Tensor:
+        _reject_nan(val, type(self).__name__)
         if val.dtype == torch.bool:
             val = val.to(torch.int64)
         if _is_float(val.dtype):
@@ -284,7 +288,7 @@ class Categorical(_OneOfNMixin, TensorSpec):
 
     def to_one_hot(self, val: torch.Tensor, safe: bool | None = None) -> torch.Tensor:
         """Convert indices to boolean one-hot vectors of size ``n`` (new last dim)."""
-        if safe:
+        if self._safe(safe):
             self.assert_is_in(val)
         return F.one_hot(val.to(torch.int64), self.n).bool()
 
@@ -297,7 +301,7 @@ class Categorical(_OneOfNMixin, TensorSpec):
 
     def to_categorical(self, val: torch.Tensor, safe: bool | None = None) -> torch.Tensor:
         """Identity (the value is already categorical)."""
-        if safe:
+        if self._safe(safe):
             self.assert_is_in(val)
         return val
 

@@ -80,11 +80,17 @@ class _MaskedMixin:
         return self.mask.expand((batch or torch.Size([])) + self._mask_target)
 
     def _mask_equal(self, other: Any) -> bool:
-        if (self.mask is None) != (other.mask is None):
-            return False
-        if self.mask is None:
+        """Masks are equal if they allow the same outcomes (no mask = everything allowed)."""
+        if self.mask is None and other.mask is None:
             return True
-        return bool(torch.equal(self._full_mask(), other._full_mask()))
+        if self._mask_target != other._mask_target:
+            return False
+        return bool(torch.equal(self._allowed(), other._allowed()))
+
+    def _allowed(self) -> torch.Tensor:
+        if self.mask is None:
+            return torch.ones(self._mask_target, dtype=torch.bool, device=self.device)
+        return self._full_mask()
 
     def _mask_repr(self) -> list[str]:
         if self.mask is None:
@@ -104,6 +110,18 @@ class _MaskedMixin:
 
     def _rebuild(self, shape: torch.Size, fn: Callable[[torch.Tensor], torch.Tensor]) -> Any:
         return self._remake(shape, self.device, self.dtype, self._fn_mask(fn))
+
+    def _stack_dense(self, specs: list, dim: int) -> Any:
+        """Specs that differ only in their masks stack into one spec with a stacked mask."""
+        if any(s.shape != self.shape or not s._params_equal_but_mask(self) for s in specs):
+            return None
+        mask = torch.stack([s._allowed() for s in specs], dim)
+        shape = list(self.shape)
+        shape.insert(dim, len(specs))
+        return self._remake(torch.Size(shape), self.device, self.dtype, mask)
+
+    def _params_equal_but_mask(self, other: Any) -> bool:
+        return self.space == other.space and self._spec_args() == other._spec_args()
 
     def _with(self, *, dtype: Any = None, device: Any = None) -> Any:
         device = self.device if device is None else device

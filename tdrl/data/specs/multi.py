@@ -18,6 +18,7 @@ from tdrl.data.specs._utils import (
     _check_nvec,
     _ends_with,
     _is_float,
+    _reject_nan,
     _shape_ending_in,
     _to_device,
     _to_dtype,
@@ -106,6 +107,7 @@ class MultiOneHot(_MaskedMixin, TensorSpec):
         return True
 
     def _project(self, val: torch.Tensor) -> torch.Tensor:
+        _reject_nan(val, type(self).__name__)
         scores = val if _is_float(val.dtype) else val.to(torch.float64)
         if self.mask is not None:
             mask = self.mask.expand(val.shape)
@@ -142,7 +144,7 @@ class MultiOneHot(_MaskedMixin, TensorSpec):
 
     def to_categorical(self, val: torch.Tensor, safe: bool | None = None) -> torch.Tensor:
         """Convert to one index per block (``torch.int64``, last dim ``len(nvec)``)."""
-        if safe:
+        if self._safe(safe):
             self.assert_is_in(val)
         return torch.stack([b.to(torch.int64).argmax(-1) for b in self._blocks(val)], -1)
 
@@ -155,7 +157,7 @@ class MultiOneHot(_MaskedMixin, TensorSpec):
 
     def to_one_hot(self, val: torch.Tensor, safe: bool | None = None) -> torch.Tensor:
         """Identity (the value is already one-hot encoded)."""
-        if safe:
+        if self._safe(safe):
             self.assert_is_in(val)
         return val
 
@@ -257,6 +259,7 @@ class MultiCategorical(_MaskedMixin, TensorSpec):
         return True
 
     def _project(self, val: torch.Tensor) -> torch.Tensor:
+        _reject_nan(val, type(self).__name__)
         if val.dtype == torch.bool:
             val = val.to(torch.int64)
         hi = (self._nvec_t - 1).to(val.device)
@@ -288,7 +291,7 @@ class MultiCategorical(_MaskedMixin, TensorSpec):
 
     def to_one_hot(self, val: torch.Tensor, safe: bool | None = None) -> torch.Tensor:
         """Concatenated boolean one-hot blocks (last dim ``sum(nvec)``)."""
-        if safe:
+        if self._safe(safe):
             self.assert_is_in(val)
         val = val.to(torch.int64)
         outs = [F.one_hot(val[..., i], n) for i, n in enumerate(self.space.nvec)]
@@ -303,7 +306,7 @@ class MultiCategorical(_MaskedMixin, TensorSpec):
 
     def to_categorical(self, val: torch.Tensor, safe: bool | None = None) -> torch.Tensor:
         """Identity (the value is already categorical)."""
-        if safe:
+        if self._safe(safe):
             self.assert_is_in(val)
         return val
 
