@@ -154,19 +154,25 @@ def _is_float(dtype: torch.dtype) -> bool:
     return dtype.is_floating_point or dtype.is_complex
 
 
-def _check_n(n: Any, cls: str, name: str = "n") -> int:
+def _check_n(n: Any, cls: str, name: str = "n", allow_zero: bool = False) -> int:
+    """``n`` as an int; 0 only with ``allow_zero`` (TorchRL's empty one-of-n specs)."""
     if isinstance(n, bool):
         raise TypeError(f"{cls}: {name} must be an int, got {n!r}")
     try:
         n = operator.index(n)
     except TypeError as err:
         raise TypeError(f"{cls}: {name} must be an int, got {n!r}") from err
-    if n <= 0:
-        raise ValueError(f"{cls}: {name} must be a positive int, got {name}={n}")
+    if n < 0 or (n == 0 and not allow_zero):
+        what = "a non-negative" if allow_zero else "a positive"
+        raise ValueError(f"{cls}: {name} must be {what} int, got {name}={n}")
     return n
 
 
-def _check_nvec(nvec: Any, cls: str) -> list[int]:
+def _no_outcome(cls: str) -> ValueError:
+    return ValueError(f"{cls} with n=0 has no value to sample: it describes an empty set")
+
+
+def _check_nvec(nvec: Any, cls: str, allow_zero: bool = False) -> list[int]:
     if isinstance(nvec, torch.Tensor):
         if nvec.ndim != 1:
             raise ValueError(f"{cls}: nvec must be one-dimensional, got shape {tuple(nvec.shape)}")
@@ -180,7 +186,7 @@ def _check_nvec(nvec: Any, cls: str) -> list[int]:
     nvec = list(nvec)
     if len(nvec) == 0:
         raise ValueError(f"{cls}: nvec must contain at least one cardinality, got []")
-    return [_check_n(v, cls, f"nvec[{i}]") for i, v in enumerate(nvec)]
+    return [_check_n(v, cls, f"nvec[{i}]", allow_zero) for i, v in enumerate(nvec)]
 
 
 def _check_int_range(n_max: int, dtype: torch.dtype, cls: str) -> None:
@@ -228,10 +234,46 @@ def _expanded_shape(old: torch.Size, new: torch.Size, cls: str) -> torch.Size:
     return torch.Size(out)
 
 
+def _index_item(item: Any) -> Any:
+    """One index entry as torch takes it: ranges, lists, nested tuples, arrays -> tensors."""
+    if isinstance(item, (range, list, tuple)):
+        return torch.as_tensor(list(item) if isinstance(item, range) else item)
+    if isinstance(item, np.ndarray):
+        return torch.as_tensor(item)
+    return item
+
+
+def _positive_steps(idx: tuple, shape: torch.Size) -> tuple[list[int], tuple]:
+    """Rewrite negative-step slices (which torch lacks) as flips plus positive slices.
+
+    Returns the dims of ``shape`` to flip first and the index to apply afterwards.
+    """
+    flips: list[int] = []
+    out: list = []
+    dim = 0
+    for item in idx:
+        if isinstance(item, slice) and item.step is not None and item.step < 0:
+            n = shape[dim]
+            start, stop, step = item.indices(n)
+            flips.append(dim)
+            item = slice(n - 1 - start, n - 1 - stop, -step)
+        out.append(item)
+        if item is not None:
+            ndim = item.ndim if isinstance(item, torch.Tensor) and item.dtype == torch.bool else 1
+            dim += max(ndim, 1)
+    return flips, tuple(out)
+
+
+def _shape_probe(shape: torch.Size) -> torch.Tensor:
+    """A tensor of ``shape`` that costs one element: indexing it checks bounds like data."""
+    return torch.zeros((), dtype=torch.bool).expand(shape)
+
+
 def _normalize_index(idx: Any, batch_ndim: int, cls: str) -> tuple:
     """Turn an index into a tuple without Ellipsis that only touches the batch dims."""
     if not isinstance(idx, tuple):
         idx = (idx,)
+    idx = tuple(_index_item(item) for item in idx)
     consumed = 0
     n_ellipsis = 0
     for item in idx:

@@ -17,8 +17,10 @@ from tdrl.data.specs._utils import (
     _expanded_shape,
     _indent,
     _normalize_index,
+    _positive_steps,
     _Settings,
     _shape_args,
+    _shape_probe,
     _to_device,
     _to_tensor,
 )
@@ -235,7 +237,7 @@ class TensorSpec:
     def _transform(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> TensorSpec:
         """Apply a batch-dims-only tensor op ``fn`` to the spec (shape and parameters)."""
         batch = self._batch_shape
-        new_batch = fn(torch.empty(batch, device="meta")).shape
+        new_batch = fn(_shape_probe(batch)).shape
         return self._rebuild(new_batch + self.shape[len(batch) :], fn)
 
     def _rebuild(self, shape: torch.Size, fn: Callable[[torch.Tensor], torch.Tensor]) -> TensorSpec:
@@ -267,7 +269,7 @@ class TensorSpec:
         old_nd = len(self._batch_shape)
 
         def fn(t: torch.Tensor) -> torch.Tensor:
-            return t.expand(*new_batch, *t.shape[old_nd:])
+            return t.expand(torch.Size([*new_batch, *t.shape[old_nd:]]))
 
         return self._transform(fn)
 
@@ -326,6 +328,9 @@ class TensorSpec:
     def __getitem__(self, idx: Any) -> TensorSpec:
         """Index the batch dimensions of the spec (the feature dimension is kept)."""
         nidx = _normalize_index(idx, len(self._batch_shape), type(self).__name__)
+        flips, nidx = _positive_steps(nidx, self._batch_shape)
+        if flips:
+            return self._transform(lambda t: t.flip(flips)[nidx])
         return self._transform(lambda t: t[nidx])
 
     def unbind(self, dim: int = 0) -> tuple[TensorSpec, ...]:

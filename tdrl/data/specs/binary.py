@@ -35,6 +35,8 @@ class Binary(TensorSpec):
         tensor([0, 1, 0, 1], dtype=torch.int8)
         >>> Binary(shape=(2, 3)).n
         3
+        >>> Binary(shape=()).rand().shape  # a single bit
+        torch.Size([])
     """
 
     _feature_ndim = 1
@@ -48,16 +50,18 @@ class Binary(TensorSpec):
         dtype: DTypeLike = torch.int8,
     ) -> None:
         size = _to_size(shape)
-        if n is None:
-            if size is None or len(size) == 0:
-                raise ValueError(
-                    f"Binary: provide n or a non-empty shape, got n=None and shape={size}"
-                )
+        if n is None and size is None:
+            raise TypeError("Binary: provide n or shape, got neither")
+        if size is not None and len(size) == 0:
+            # a single bit: no feature dimension (TorchRL's Binary(shape=()), n == 0)
+            if n not in (None, 0):
+                raise ValueError(f"Binary: n must be 0 (or None) with shape=(), got n={n}")
+            n = 0
+            self._feature_ndim = 0
+        elif n is None:
             n = size[-1]
-            if n == 0:
-                raise ValueError(f"Binary: the last dimension of shape must be > 0, got {size}")
-        n = _check_n(n, "Binary")
-        self.shape = _shape_ending_in(size, n, "Binary", "n")
+        n = _check_n(n, "Binary", allow_zero=True)
+        self.shape = size if self._feature_ndim == 0 else _shape_ending_in(size, n, "Binary", "n")
         self.dtype = _to_dtype(dtype, torch.int8)
         self.device = _to_device(device)
         self._space = BinaryBox(n)
@@ -83,6 +87,8 @@ class Binary(TensorSpec):
 
     def enumerate(self) -> torch.Tensor:
         """All ``2**n`` binary vectors, stacked along dim 0 (shape ``(2**n, *shape)``)."""
+        if self.ndim == 0:
+            return torch.tensor([0, 1], dtype=self.dtype, device=self.device)
         if self.n > 24:
             raise ValueError(f"Binary.enumerate: 2**{self.n} values is too many to enumerate")
         codes = torch.arange(2**self.n, device=self.device)
@@ -92,13 +98,13 @@ class Binary(TensorSpec):
         return vals.view(k, *([1] * (self.ndim - 1)), self.n).expand(k, *self.shape).clone()
 
     def cardinality(self) -> int:
-        return 2**self.n
+        return 2 if self.ndim == 0 else 2**self.n
 
     def _rebuild(self, shape: torch.Size, fn) -> Binary:
-        return Binary(self.n, shape=shape, device=self.device, dtype=self.dtype)
+        return Binary(shape=shape, device=self.device, dtype=self.dtype)
 
     def _with(self, *, dtype=None, device=None) -> Binary:
         return Binary(
-            self.n, shape=self.shape, device=self.device if device is None else device,
+            shape=self.shape, device=self.device if device is None else device,
             dtype=self.dtype if dtype is None else dtype,
         )

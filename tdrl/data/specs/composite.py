@@ -14,6 +14,7 @@ from tdrl.data.specs._utils import (
     ShapeLike,
     _batch_shape_arg,
     _indent,
+    _shape_probe,
     _to_device,
     _to_size,
 )
@@ -337,7 +338,7 @@ class Composite(CompositeValues):
 
     # ---- shape ops / misc ------------------------------------------------------------------
     def _transform(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> Composite:
-        new_shape = fn(torch.empty(self.shape, device="meta")).shape
+        new_shape = fn(_shape_probe(self.shape)).shape
         out = Composite(shape=new_shape, device=self._device)
         for k, v in self._specs.items():
             out._put(k, None if v is None else v._transform(fn))

@@ -297,6 +297,19 @@ class Bounded(TensorSpec):
         val = val.to(torch.promote_types(val.dtype, self.dtype))
         return val.clamp(self.low, self.high).to(self.dtype)
 
+    def unbind(self, dim: int = 0) -> tuple[TensorSpec, ...]:
+        """Like :meth:`TensorSpec.unbind`; ``dim=-1`` is refused (as in TorchRL).
+
+        TorchRL treats the last dimension of a box as its value vector: name it with a
+        non-negative ``dim`` to unbind it anyway.
+        """
+        if dim == -1:
+            raise ValueError(
+                f"{type(self).__name__}.unbind: dim=-1 (the last dimension of a box) must "
+                f"remain unchanged; pass dim={self.ndim - 1} to unbind it explicitly"
+            )
+        return super().unbind(dim)
+
     def _stack_dense(self, specs: list, dim: int) -> Bounded | None:
         if any(s.shape != self.shape for s in specs):
             return None

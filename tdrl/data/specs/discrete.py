@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import torch
@@ -16,6 +17,7 @@ from tdrl.data.specs._utils import (
     _check_n,
     _encode_error,
     _is_float,
+    _no_outcome,
     _reject_nan,
     _shape_ending_in,
     _to_device,
@@ -35,7 +37,8 @@ class OneHot(_OneOfNMixin, TensorSpec):
         shape: full sample shape; its last dimension must be ``n`` (default ``(n,)``).
         device: device of the tensors.
         dtype: dtype of the samples (default ``torch.bool``).
-        use_register: unsupported TorchRL feature, must be False.
+        use_register: if True, ``encode`` maps each new (hashable) value to the next free
+            index, and ``to_numpy`` maps indices back (for outcome sets not known upfront).
         mask: boolean mask of allowed outcomes, expandable to ``shape``.
 
     ``project`` keeps the argmax (among allowed outcomes); ``to_numpy`` returns the index
@@ -71,13 +74,12 @@ class OneHot(_OneOfNMixin, TensorSpec):
         use_register: bool = False,
         mask: torch.Tensor | None = None,
     ) -> None:
-        if use_register:
-            raise NotImplementedError("OneHot: use_register=True is not supported by tdrl")
-        n = _check_n(n, "OneHot")
+        n = _check_n(n, "OneHot", allow_zero=True)
         self.shape = _shape_ending_in(_to_size(shape), n, "OneHot", "n")
         self.dtype = _to_dtype(dtype, torch.bool)
         self.device = _to_device(device)
-        self.use_register = False
+        self.use_register = bool(use_register)
+        self._register: dict[Any, int] = {}  # value -> index, in order of first encoding
         self._space = CategoricalBox(n)
         self.update_mask(mask)
 
@@ -89,6 +91,8 @@ class OneHot(_OneOfNMixin, TensorSpec):
         batch = _batch_shape_arg(shape)
         mask = self._full_mask(batch)
         if mask is None:
+            if self.n == 0:
+                return torch.zeros(batch + self.shape, dtype=self.dtype, device=self.device)
             idx = torch.randint(self.n, batch + self.shape[:-1], device=self.device)
         else:
             idx = _sample_allowed(mask)
@@ -112,6 +116,26 @@ class OneHot(_OneOfNMixin, TensorSpec):
             scores = scores.masked_fill(~mask, -math.inf)
         return F.one_hot(scores.argmax(-1), self.n).to(self.dtype)
 
+    def _spec_args(self) -> tuple[Any, dict[str, Any]]:
+        return self.n, {"use_register": self.use_register}
+
+    def encode(self, val: Any, *, ignore_device: bool = False) -> torch.Tensor:
+        if self.use_register:
+            val = self._registered(val)
+        return super().encode(val, ignore_device=ignore_device)
+
+    def _registered(self, val: Any) -> int:
+        """With ``use_register``: the index of ``val``, registering a new value in turn."""
+        key = val.item() if isinstance(val, (torch.Tensor, np.ndarray)) else val
+        if key not in self._register:
+            if len(self._register) >= self.n:
+                raise ValueError(
+                    f"OneHot.encode: the register is full ({self.n} values: "
+                    f"{list(self._register)}), cannot add {key!r}"
+                )
+            self._register[key] = len(self._register)
+        return self._register[key]
+
     def _encode_tensor(self, t: torch.Tensor) -> torch.Tensor:
         if t.shape == self.shape and bool(
             (((t == 0) | (t == 1)).all(-1) & (t.to(torch.int64).sum(-1) == 1)).all()
@@ -132,7 +156,11 @@ class OneHot(_OneOfNMixin, TensorSpec):
         """Return the index of the hot entry as a numpy array (TorchRL semantics)."""
         if self._safe(safe):
             self.assert_is_in(val)
-        return val.detach().to(torch.int64).argmax(-1).cpu().numpy()
+        idx = val.detach().to(torch.int64).argmax(-1).cpu().numpy()
+        if self.use_register:
+            inverse = {i: v for v, i in self._register.items()}
+            return np.array([inverse[int(i)] for i in idx.reshape(-1)]).reshape(idx.shape)
+        return idx
 
     def index(self, index: torch.Tensor, tensor_to_index: torch.Tensor) -> torch.Tensor:
         """Pick, along the last dim of ``tensor_to_index``, the entry that ``index`` selects.
@@ -223,7 +251,7 @@ class Categorical(_OneOfNMixin, TensorSpec):
         dtype: DTypeLike = torch.int64,
         mask: torch.Tensor | None = None,
     ) -> None:
-        n = _check_n(n, "Categorical")
+        n = _check_n(n, "Categorical", allow_zero=True)
         size = _to_size(shape)
         self.shape = torch.Size([]) if size is None else size
         self.dtype = _to_dtype(dtype, torch.int64)
@@ -240,6 +268,8 @@ class Categorical(_OneOfNMixin, TensorSpec):
         batch = _batch_shape_arg(shape)
         mask = self._full_mask(batch)
         if mask is None:
+            if self.n == 0:
+                raise _no_outcome("Categorical")
             out = torch.randint(self.n, batch + self.shape, device=self.device)
         else:
             out = _sample_allowed(mask)

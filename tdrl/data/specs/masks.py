@@ -131,7 +131,7 @@ class _MaskedMixin:
         )
 
     def _params_equal(self, other: Any) -> bool:
-        return self.space == other.space and self._mask_equal(other)
+        return self._params_equal_but_mask(other) and self._mask_equal(other)
 
     def _repr_fields(self) -> list[str]:
         return super()._repr_fields() + self._mask_repr()  # type: ignore[misc]

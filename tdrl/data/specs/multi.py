@@ -63,7 +63,7 @@ class MultiOneHot(_MaskedMixin, TensorSpec):
     ) -> None:
         if use_register:
             raise NotImplementedError("MultiOneHot: use_register=True is not supported by tdrl")
-        nvec = _check_nvec(nvec, "MultiOneHot")
+        nvec = _check_nvec(nvec, "MultiOneHot", allow_zero=True)
         self.shape = _shape_ending_in(_to_size(shape), sum(nvec), "MultiOneHot", "sum(nvec)")
         self.dtype = _to_dtype(dtype, torch.bool)
         self.device = _to_device(device)
@@ -85,20 +85,33 @@ class MultiOneHot(_MaskedMixin, TensorSpec):
     def rand(self, shape: ShapeLike = None) -> torch.Tensor:
         batch = _batch_shape_arg(shape)
         mask = self._full_mask(batch)
-        outs = []
-        for i, n in enumerate(self.nvec):
-            if mask is None:
-                idx = torch.randint(n, batch + self.shape[:-1], device=self.device)
-            else:
-                idx = _sample_allowed(self._blocks(mask)[i])
-            outs.append(F.one_hot(idx, n))
-        return torch.cat(outs, -1).to(self.dtype)
+        out = torch.zeros(batch + self.shape, dtype=self.dtype, device=self.device)
+        if mask is None:
+            # one uniform draw per non-empty block, written at that block's offset
+            sizes = torch.tensor([n for n in self.nvec if n], device=self.device)
+            offsets = torch.tensor(self._offsets_nonempty(), device=self.device)
+            u = torch.rand(batch + self.shape[:-1] + sizes.shape, device=self.device)
+            idx = torch.minimum((u * sizes).long(), sizes - 1) + offsets
+        else:
+            starts = self._offsets_nonempty()
+            blocks = [b for b in self._blocks(mask) if b.shape[-1]]
+            idx = torch.stack([_sample_allowed(b) + o for b, o in zip(blocks, starts)], -1)
+        return out.scatter_(-1, idx, 1)
+
+    def _offsets_nonempty(self) -> list[int]:
+        """Start of every non-empty block in the concatenated layout."""
+        starts, pos = [], 0
+        for n in self.nvec:
+            if n:
+                starts.append(pos)
+            pos += n
+        return starts
 
     def _values_in(self, val: torch.Tensor) -> bool:
         if val.dtype != torch.bool and not bool(((val == 0) | (val == 1)).all()):
             return False
         for block in self._blocks(val):
-            if not bool((block.sum(-1) == 1).all()):
+            if block.shape[-1] and not bool((block.sum(-1) == 1).all()):
                 return False
         if self.mask is not None:
             hot_ok = (~val.bool()) | self.mask
@@ -176,6 +189,19 @@ class MultiOneHot(_MaskedMixin, TensorSpec):
         return self.nvec, {}
 
 
+def _nvec_tensor(nvec: Any, device: torch.device) -> torch.Tensor:
+    """``nvec`` (int, nested sequence, array or tensor) as a positive int64 tensor."""
+    try:
+        nv = torch.as_tensor(nvec, device=device)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"MultiCategorical: nvec must be ints (nested allowed), got {nvec!r}") from err
+    if nv.is_floating_point() or nv.is_complex() or nv.dtype == torch.bool:
+        raise TypeError(f"MultiCategorical: nvec must hold ints, got dtype {nv.dtype}")
+    if nv.numel() == 0 or bool((nv <= 0).any()):
+        raise ValueError(f"MultiCategorical: nvec must hold positive ints, got {nv.tolist()}")
+    return nv.to(torch.int64)
+
+
 # --------------------------------------------------------------------------------------
 # MultiCategorical
 # --------------------------------------------------------------------------------------
@@ -212,18 +238,42 @@ class MultiCategorical(_MaskedMixin, TensorSpec):
         mask: torch.Tensor | None = None,
         remove_singleton: bool = True,
     ) -> None:
-        nvec = _check_nvec(nvec, "MultiCategorical")
-        self.shape = _shape_ending_in(
-            _to_size(shape), len(nvec), "MultiCategorical", "len(nvec)"
-        )
-        self.dtype = _to_dtype(dtype, torch.int64)
-        _check_int_range(max(nvec) - 1, self.dtype, "MultiCategorical")
         self.device = _to_device(device)
+        nv = _nvec_tensor(nvec, self.device)
+        self._feature_ndim = nv.ndim
+        size = _to_size(shape)
+        if size is None:
+            size = nv.shape
+        elif not _ends_with(size, nv.shape):
+            raise ValueError(
+                f"MultiCategorical: shape {tuple(size)} must end with the shape of nvec "
+                f"{tuple(nv.shape)}"
+            )
+        self.shape = size
+        self.dtype = _to_dtype(dtype, torch.int64)
+        _check_int_range(int(nv.max()) - 1, self.dtype, "MultiCategorical")
         # kept for signature compatibility: samples always have exactly ``spec.shape``
         self.remove_singleton = remove_singleton
-        self._space = BoxList.from_nvec(nvec)
-        self._nvec_t = torch.tensor(nvec, dtype=torch.int64, device=self.device)
+        self._space = BoxList.from_nvec(nv.reshape(-1).tolist())
+        self._nvec_t = nv
         self.update_mask(mask)
+
+    def update_mask(self, mask: torch.Tensor | None) -> None:
+        if mask is not None and self._nvec_t.ndim != 1:
+            raise ValueError(
+                f"MultiCategorical: masks need a one-dimensional nvec, got nvec of shape "
+                f"{tuple(self._nvec_t.shape)}"
+            )
+        super().update_mask(mask)
+
+    def _flat_nvec(self, method: str) -> list[int]:
+        """``nvec`` as a list, for the one-hot layouts that need a one-dimensional nvec."""
+        if self._nvec_t.ndim != 1:
+            raise ValueError(
+                f"MultiCategorical.{method} needs a one-dimensional nvec, got nvec of shape "
+                f"{tuple(self._nvec_t.shape)}"
+            )
+        return self.space.nvec
 
     @property
     def nvec(self) -> torch.Tensor:
@@ -231,7 +281,7 @@ class MultiCategorical(_MaskedMixin, TensorSpec):
 
     @property
     def _mask_target(self) -> torch.Size:
-        return self.shape[:-1] + torch.Size([sum(self.space.nvec)])
+        return self._batch_shape + torch.Size([sum(self.space.nvec)])
 
     def rand(self, shape: ShapeLike = None) -> torch.Tensor:
         batch = _batch_shape_arg(shape)
@@ -283,6 +333,7 @@ class MultiCategorical(_MaskedMixin, TensorSpec):
 
         The result has last dim ``len(nvec)``.
         """
+        self._flat_nvec("index")
         pos = index.to(torch.int64) + self._offsets(index.device)
         shape = torch.broadcast_shapes(pos.shape[:-1], tensor_to_index.shape[:-1])
         return tensor_to_index.expand(*shape, tensor_to_index.shape[-1]).gather(
@@ -294,13 +345,13 @@ class MultiCategorical(_MaskedMixin, TensorSpec):
         if self._safe(safe):
             self.assert_is_in(val)
         val = val.to(torch.int64)
-        outs = [F.one_hot(val[..., i], n) for i, n in enumerate(self.space.nvec)]
+        outs = [F.one_hot(val[..., i], n) for i, n in enumerate(self._flat_nvec("to_one_hot"))]
         return torch.cat(outs, -1).bool()
 
     def to_one_hot_spec(self) -> MultiOneHot:
         """The equivalent :class:`MultiOneHot` spec (same nvec, mask and batch shape)."""
         return MultiOneHot(
-            self.space.nvec, shape=self._mask_target, device=self.device,
+            self._flat_nvec("to_one_hot_spec"), shape=self._mask_target, device=self.device,
             mask=self._fn_mask(lambda t: t),
         )
 
@@ -315,12 +366,12 @@ class MultiCategorical(_MaskedMixin, TensorSpec):
 
     def enumerate(self) -> torch.Tensor:
         """All ``prod(nvec)`` combinations, stacked along dim 0."""
-        grids = torch.meshgrid(
-            *[torch.arange(n, device=self.device) for n in self.space.nvec], indexing="ij"
-        )
+        flat = self.space.nvec
+        grids = torch.meshgrid(*[torch.arange(n, device=self.device) for n in flat], indexing="ij")
         combos = torch.stack([g.reshape(-1) for g in grids], -1).to(self.dtype)
         k = combos.shape[0]
-        return combos.view(k, *([1] * (self.ndim - 1)), combos.shape[-1]).expand(
+        combos = combos.view(k, *self._nvec_t.shape)
+        return combos.view(k, *([1] * len(self._batch_shape)), *self._nvec_t.shape).expand(
             k, *self.shape
         ).clone()
 
@@ -328,4 +379,4 @@ class MultiCategorical(_MaskedMixin, TensorSpec):
         return math.prod(self.space.nvec)
 
     def _spec_args(self) -> tuple[Any, dict[str, Any]]:
-        return self.space.nvec, {"remove_singleton": self.remove_singleton}
+        return self._nvec_t.tolist(), {"remove_singleton": self.remove_singleton}
