@@ -86,18 +86,25 @@ class Unbounded(TensorSpec):
         self.device = _to_device(device)
         self.domain = "discrete" if isinstance(self, UnboundedDiscrete) else "continuous"
 
+    def _dtype_range(self) -> tuple[float, float]:
+        if self.dtype == torch.bool:
+            return 0, 1
+        info = torch.finfo(self.dtype) if _is_float(self.dtype) else torch.iinfo(self.dtype)
+        return info.min, info.max
+
     @property
     def space(self) -> ContinuousBox:  # type: ignore[override]
-        if self.dtype == torch.bool:
-            lo, hi = 0, 1
-        elif _is_float(self.dtype):
-            info = torch.finfo(self.dtype)
-            lo, hi = info.min, info.max
-        else:
-            info = torch.iinfo(self.dtype)
-            lo, hi = info.min, info.max
+        """The dtype's whole range, as a box of the spec's shape (unless assigned)."""
+        if getattr(self, "_space", None) is not None:
+            return self._space
+        lo, hi = self._dtype_range()
         kw = {"dtype": self.dtype, "device": self.device}
         return ContinuousBox(torch.full(self.shape, lo, **kw), torch.full(self.shape, hi, **kw))
+
+    @space.setter
+    def space(self, value: ContinuousBox | None) -> None:
+        # TorchRL lets any spec's space be assigned; membership stays the dtype's range
+        self._space = value
 
     def rand(self, shape: ShapeLike = None) -> torch.Tensor:
         size = _batch_shape_arg(shape) + self.shape
@@ -131,6 +138,18 @@ class Unbounded(TensorSpec):
 
     def _params_equal(self, other: TensorSpec) -> bool:
         return True
+
+    def __eq__(self, other: object) -> bool:
+        # a Bounded spec spanning the dtype's whole range describes the same values
+        if isinstance(other, Bounded):
+            lo, hi = self._dtype_range()
+            return (
+                (other.shape, other.dtype, other.device) == (self.shape, self.dtype, self.device)
+                and bool((other.low == lo).all() and (other.high == hi).all())
+            )
+        return super().__eq__(other)
+
+    __hash__ = None  # type: ignore[assignment]
 
     def _repr_fields(self) -> list[str]:
         fields = super()._repr_fields()

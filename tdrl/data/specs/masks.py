@@ -7,18 +7,18 @@ from typing import Any
 
 import torch
 
-from tdrl.data.specs._utils import _is_float
-
 
 def _as_mask(mask: Any, target: torch.Size, device: torch.device, cls: str) -> torch.Tensor | None:
     """Validate a boolean mask that must be expandable to ``target``."""
     if mask is None:
         return None
     mask = torch.as_tensor(mask, device=device)
-    if _is_float(mask.dtype):
-        raise TypeError(f"{cls}: mask must be a boolean tensor, got dtype {mask.dtype}")
     if mask.dtype != torch.bool:
-        mask = mask != 0
+        # 0.3 or 2 are not "allowed"/"forbidden": refuse rather than guess a threshold
+        raise TypeError(
+            f"{cls}: mask must have dtype torch.bool (True = allowed), got dtype {mask.dtype}; "
+            "convert it explicitly, e.g. mask > 0"
+        )
     try:
         ok = torch.broadcast_shapes(mask.shape, target) == target
     except RuntimeError:

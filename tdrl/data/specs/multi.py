@@ -16,6 +16,7 @@ from tdrl.data.specs._utils import (
     _batch_shape_arg,
     _check_int_range,
     _check_nvec,
+    _encode_error,
     _ends_with,
     _is_float,
     _reject_nan,
@@ -131,12 +132,23 @@ class MultiOneHot(_MaskedMixin, TensorSpec):
         return torch.cat(outs, -1).to(self.dtype)
 
     def _encode_tensor(self, t: torch.Tensor) -> torch.Tensor:
-        if _ends_with(t.shape, self.shape):
+        if t.shape == self.shape:
             return t
-        k = len(self.nvec)
-        if t.ndim >= 1 and t.shape[-1] == k and not _is_float(t.dtype):
-            return MultiCategorical(self.nvec, device=self.device).to_one_hot(t)
-        return self._fit_shape(t)
+        # anything else is read as one index per block (TorchRL's contract)
+        cat_shape = self.shape[:-1] + torch.Size([len(self.nvec)])
+        t = self._fit_shape(t, cat_shape)
+        if not _is_float(t.dtype):
+            cat = MultiCategorical(self.nvec, shape=cat_shape, device=self.device)
+            if not cat.is_in(t.to(cat.dtype)):
+                raise _encode_error(
+                    f"MultiOneHot.encode: categorical values {t.tolist()} are outside nvec "
+                    f"{self.nvec}"
+                )
+            return cat.to_one_hot(t)
+        raise _encode_error(
+            f"MultiOneHot.encode: expected a one-hot value of shape {tuple(self.shape)} or "
+            f"integer indices of shape {tuple(cat_shape)}, got dtype {t.dtype}"
+        )
 
     def to_numpy(self, val: torch.Tensor, safe: bool | None = None) -> np.ndarray:
         """Return one index per block (last dim ``len(nvec)``) as a numpy array."""
@@ -195,7 +207,7 @@ def _nvec_tensor(nvec: Any, device: torch.device) -> torch.Tensor:
         nv = torch.as_tensor(nvec, device=device)
     except (TypeError, ValueError) as err:
         raise TypeError(f"MultiCategorical: nvec must be ints (nested allowed), got {nvec!r}") from err
-    if nv.is_floating_point() or nv.is_complex() or nv.dtype == torch.bool:
+    if nv.numel() and (nv.is_floating_point() or nv.is_complex() or nv.dtype == torch.bool):
         raise TypeError(f"MultiCategorical: nvec must hold ints, got dtype {nv.dtype}")
     if nv.numel() == 0 or bool((nv <= 0).any()):
         raise ValueError(f"MultiCategorical: nvec must hold positive ints, got {nv.tolist()}")
