@@ -302,12 +302,17 @@ class Bounded(TensorSpec):
         return (lo + torch.floor(u * (hi - lo + 1))).clamp_(lo, hi).to(self.dtype)
 
     def _values_in(self, val: torch.Tensor) -> bool:
-        return bool(((val >= self.low) & (val <= self.high)).all())
+        # inside iff clamping changes nothing (one pass; NaN is never inside)
+        if val.dtype == torch.bool:
+            return bool(((val >= self.low) & (val <= self.high)).all())
+        return torch.equal(val.clamp(self.low, self.high), val)
 
     def _project(self, val: torch.Tensor) -> torch.Tensor:
         _reject_nan(val, type(self).__name__)
         if _is_float(self.dtype):
-            return val.to(self.dtype).clamp(self.low, self.high)
+            if val.dtype != self.dtype:
+                val = val.to(self.dtype)
+            return val.clamp(self.low, self.high)
         if _is_float(val.dtype):
             lo, hi = self.low.to(val.dtype), self.high.to(val.dtype)
             return val.clamp(lo, hi).round().to(self.dtype)

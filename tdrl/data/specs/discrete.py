@@ -270,15 +270,14 @@ class Categorical(_OneOfNMixin, TensorSpec):
         if mask is None:
             if self.n == 0:
                 raise _no_outcome("Categorical")
-            out = torch.randint(self.n, batch + self.shape, device=self.device)
-        else:
-            out = _sample_allowed(mask)
-        return out.to(self.dtype)
+            return torch.randint(self.n, batch + self.shape, device=self.device, dtype=self.dtype)
+        out = _sample_allowed(mask)
+        return out if out.dtype == self.dtype else out.to(self.dtype)
 
     def _values_in(self, val: torch.Tensor) -> bool:
-        ok = (val >= 0) & (val < self.n)
-        if not bool(ok.all()):
-            return False
+        # in range iff clamping changes nothing (one pass, NaN-safe)
+        if self.n == 0 or not torch.equal(val.clamp(0, self.n - 1), val):
+            return val.numel() == 0
         if self.mask is not None:
             mask = self.mask.expand(*val.shape, self.n)
             return bool(mask.gather(-1, val.to(torch.int64).unsqueeze(-1)).all())
@@ -292,10 +291,9 @@ class Categorical(_OneOfNMixin, TensorSpec):
             val = val.clamp(0, self.n - 1).round()
         else:
             val = val.clamp(0, self.n - 1)
-        val = val.to(torch.int64)
         if self.mask is not None:
-            val = _nearest_allowed(val, self.mask.expand(*val.shape, self.n), self.n)
-        return val.to(self.dtype)
+            val = _nearest_allowed(val.long(), self.mask.expand(*val.shape, self.n), self.n)
+        return val if val.dtype == self.dtype else val.to(self.dtype)
 
     def _encode_tensor(self, t: torch.Tensor) -> torch.Tensor:
         return self._fit_shape(t)
