@@ -13,7 +13,11 @@ from tdrl.data.specs._utils import (
     NestedKey,
     ShapeLike,
     _batch_shape_arg,
+    _expanded_shape,
     _indent,
+    _normalize_index,
+    _positive_steps,
+    _shape_args,
     _shape_probe,
     _to_device,
     _to_size,
@@ -234,7 +238,7 @@ class Composite(CompositeValues):
     def __getitem__(self, key: Any) -> Any:
         if _is_key(key):
             return self._get_path(_unravel(key))
-        return super().__getitem__(key)
+        return self._index_batch(key)
 
     def __delitem__(self, key: NestedKey) -> None:
         path = _unravel(key)
@@ -337,12 +341,46 @@ class Composite(CompositeValues):
         return all(isinstance(v, Composite) and v.is_empty() for v in self._specs.values())
 
     # ---- shape ops / misc ------------------------------------------------------------------
-    def _transform(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> Composite:
-        new_shape = fn(_shape_probe(self.shape)).shape
-        out = Composite(shape=new_shape, device=self._device)
+    # every shape op maps onto the entries' own op: entries share the leading dims, so the
+    # same index / dim applies to them (and Stacked entries keep their structure)
+    def _map(self, shape: torch.Size, op: Callable[[TensorSpec], TensorSpec]) -> Composite:
+        out = Composite(shape=shape, device=self._device)
         for k, v in self._specs.items():
-            out._put(k, None if v is None else v._transform(fn))
+            out._put(k, None if v is None else op(v))
         return out
+
+    def _index_batch(self, idx: Any) -> Composite:
+        nidx = _normalize_index(idx, self.ndim, "Composite")
+        flips, pidx = _positive_steps(nidx, self.shape)
+        probe = _shape_probe(self.shape)
+        shape = (probe.flip(flips) if flips else probe)[pidx].shape
+        return self._map(shape, lambda v: v[nidx])
+
+    def expand(self, *shape: Any) -> Composite:
+        new = _expanded_shape(self.shape, _shape_args(shape), "Composite")
+        return self._map(new, lambda v: v.expand(*new, *v.shape[self.ndim :]))
+
+    def unsqueeze(self, dim: int) -> Composite:
+        d = self._resolve_dim(dim, self.ndim + 1, "unsqueeze")
+        shape = list(self.shape)
+        shape.insert(d, 1)
+        return self._map(torch.Size(shape), lambda v: v.unsqueeze(d))
+
+    def squeeze(self, dim: int | None = None) -> Composite:
+        if dim is None:
+            out = self
+            for d in reversed(range(self.ndim)):
+                if self.shape[d] == 1:
+                    out = out.squeeze(d)
+            return out if out is not self else self.clone()
+        d = self._resolve_dim(dim, self.ndim, "squeeze")
+        if self.shape[d] != 1:
+            return self.clone()
+        shape = self.shape[:d] + self.shape[d + 1 :]
+        return self._map(shape, lambda v: v.squeeze(d))
+
+    def clone(self) -> Composite:
+        return self._map(self.shape, lambda v: v.clone())
 
     def index(self, index: Any, tensor_to_index: Any) -> Any:
         return tensor_to_index[index]

@@ -17,8 +17,10 @@ import torch
 from tdrl.data.specs._utils import (
     ShapeLike,
     _batch_shape_arg,
+    _expanded_shape,
     _indent,
     _normalize_index,
+    _positive_steps,
     _shape_args,
     _to_tensor,
 )
@@ -222,25 +224,41 @@ class Stacked(TensorSpec):
 
     # ---- shape ops -------------------------------------------------------------------
     def __getitem__(self, idx: Any) -> TensorSpec:
-        """Index along the batch dims; an int at the stack dim returns that spec."""
-        nidx = _normalize_index(idx, len(self._batch_shape), "Stacked")
-        if any(i is None or isinstance(i, torch.Tensor) for i in nidx[: self.dim]):
+        """Index along the batch dims; an int at the stack dimension returns that spec.
+
+        Each stacked spec is broadcast along the stack dimension and indexed like a tensor;
+        a probe of spec ids tells which one every result element comes from.
+        """
+        batch = self._batch_shape
+        nidx = _normalize_index(idx, len(batch), type(self).__name__)
+        flips, pidx = _positive_steps(nidx, batch)
+        n = len(self._specs)
+        ids = torch.arange(n).view([n if d == self.dim else 1 for d in range(len(batch))])
+        ids = ids.expand(batch)
+        out_ids = (ids.flip(flips) if flips else ids)[pidx]
+        used = out_ids.unique().tolist() or [0]
+        indexed = {i: self._broadcast(i)[nidx] for i in used}
+        if len(used) == 1:
+            return indexed[used[0]]
+        varying = [
+            d for d in range(out_ids.ndim)
+            if not bool((out_ids == out_ids.narrow(d, 0, 1)).all())
+        ]
+        if len(varying) != 1:
             raise IndexError(
-                "Stacked: indexing with None or tensors before the stack dimension is not "
-                f"supported (index {idx!r}); unbind the spec first"
+                f"{type(self).__name__}: the index {idx!r} mixes the stacked specs along "
+                f"several dimensions; unbind the spec first"
             )
-        before, at, after = nidx[: self.dim], nidx[self.dim : self.dim + 1], nidx[self.dim + 1 :]
-        rest = before + after
-        if not at:
-            return type(self)(*[s[rest] if rest else s.clone() for s in self._specs], dim=self.dim)
-        at = at[0]
-        if isinstance(at, int) or (isinstance(at, torch.Tensor) and at.ndim == 0 and not at.is_floating_point() and at.dtype != torch.bool):
-            spec = self._specs[operator.index(at)]
-            return spec[rest] if rest else spec.clone()
-        chosen = np.arange(len(self._specs))[at.cpu().numpy() if isinstance(at, torch.Tensor) else at]
-        new_dim = self.dim - sum(isinstance(i, int) for i in before)
-        parts = [self._specs[int(i)][rest] if rest else self._specs[int(i)].clone() for i in np.atleast_1d(chosen)]
-        return torch.stack(parts, new_dim)
+        d = varying[0]
+        seq = out_ids.movedim(d, 0).reshape(out_ids.shape[d], -1)[:, 0].tolist()
+        return torch.stack([indexed[i].unbind(d)[j] for j, i in enumerate(seq)], d)
+
+    def _broadcast(self, i: int) -> TensorSpec:
+        """Stacked spec ``i`` repeated along the stack dimension (the full batch shape)."""
+        spec = self._specs[i].unsqueeze(self.dim)
+        shape = list(spec.shape)
+        shape[self.dim] = len(self._specs)
+        return spec.expand(*shape)
 
     def unbind(self, dim: int = 0) -> tuple[TensorSpec, ...]:
         d = self._unbind_dim(dim)
@@ -252,15 +270,20 @@ class Stacked(TensorSpec):
         return tuple(torch.stack(list(p), new_dim) for p in zip(*pieces))
 
     def expand(self, *shape: Any) -> TensorSpec:
-        new = _shape_args(shape)
-        lead = len(new) - self.ndim
-        if lead < 0 or any(n not in (-1, s) for n, s in zip(new[lead:], self.shape)):
+        new = _expanded_shape(self.shape, _shape_args(shape), "Stacked")
+        pos = self.dim + len(new) - self.ndim
+        if new[pos] != len(self._specs):
             raise ValueError(
-                f"Stacked.expand: can only add leading dimensions to shape {tuple(self.shape)}, "
-                f"got {tuple(new)}"
+                f"Stacked.expand: the stack dimension ({len(self._specs)} specs) cannot be "
+                f"expanded to {new[pos]}"
             )
-        front = list(new[:lead])
-        return type(self)(*[s.expand(*front, *s.shape) for s in self._specs], dim=self.dim + lead)
+        sub = list(new[:pos]) + list(new[pos + 1 :])
+        lead = len(new) - self.ndim
+        parts = [
+            s.expand(*[n if n != -1 else s.shape[i - lead] for i, n in enumerate(sub)])
+            for s in self._specs
+        ]
+        return type(self)(*parts, dim=pos)
 
     def unsqueeze(self, dim: int) -> TensorSpec:
         d = self._resolve_dim(dim, self.ndim + 1, "unsqueeze")
