@@ -283,3 +283,97 @@ class TestComposite:
         comp = _make_comp()
         assert pickle.loads(pickle.dumps(comp)) == comp
         assert copy.deepcopy(comp) == comp
+
+
+class TestCompositeStructure:
+    def test_reserved_keys_refused(self):
+        spec = Composite(a=Unbounded(1))
+        for key in ("shape", "device", "dtype", "space"):
+            with pytest.raises(AttributeError, match=rf"the key '{key}' cannot be set"):
+                spec[key] = Unbounded(1)
+        assert list(spec.keys()) == ["a"]
+
+    def test_lock_and_unlock(self):
+        spec = Composite(a=Composite(b=Unbounded(1)))
+        assert not spec.locked and spec.lock_() is spec
+        assert spec.is_locked and spec["a"].is_locked
+        for write in (lambda: spec.__setitem__("c", Unbounded(1)), lambda: spec.set("c", None),
+                      lambda: spec.__delitem__("a"), lambda: spec.__setitem__(("a", "c"), None),
+                      lambda: setattr(spec, "shape", ())):
+            with pytest.raises(RuntimeError, match=r"Cannot modify a locked Composite. Call unlock_\(\) first"):
+                write()
+        assert list(spec.keys(True)) == ["a", ("a", "b")]  # nothing half-written
+        spec.unlock_()
+        spec["c"] = Unbounded(1)
+        spec["a", "c"] = Unbounded(1)
+        assert ("a", "c") in spec
+
+    def test_lock_not_recursive(self):
+        spec = Composite(a=Composite(b=Unbounded(1)))
+        spec.lock_(recurse=False)
+        assert not spec["a"].locked
+        spec["a", "c"] = Unbounded(1)  # the write happens in the unlocked child
+
+    def test_unlock_refused_while_a_locked_holder_remains(self):
+        leaf = Composite(x=Unbounded(1))
+        root = Composite(child=leaf).lock_()
+        other = Composite(child=leaf).lock_()
+        with pytest.raises(RuntimeError, match="Cannot unlock a Composite that is part of a locked graph"):
+            leaf.unlock_()
+        with pytest.raises(RuntimeError, match="part of a locked graph"):
+            root.unlock_()  # ``other`` still locks ``leaf``
+        assert root.is_locked and leaf.is_locked
+        other.unlock_(recurse=False)
+        root.unlock_()
+        assert not leaf.is_locked
+
+    def test_lock_survives_pickle(self):
+        spec = pickle.loads(pickle.dumps(Composite(a=Composite(b=Unbounded(1))).lock_()))
+        assert spec.is_locked and spec["a"].is_locked
+        with pytest.raises(RuntimeError, match="part of a locked graph"):
+            spec["a"].unlock_()
+
+    def test_clear_device(self):
+        spec = Composite(a=Composite(b=Unbounded(1)), device="cpu")
+        assert spec.clear_device_() is spec
+        assert spec.device is None and spec["a"].device is None and spec["a", "b"].device == CPU
+
+    def test_type_check(self):
+        spec = Composite(a=Unbounded(1), b=Categorical(2))
+        td = spec.rand()
+        spec.type_check(td)
+        spec.type_check(td["a"], "a")
+        with pytest.raises(TypeError, match=r"value.dtype=torch.float32 but Categorical.dtype=torch.int64"):
+            spec.type_check(torch.zeros(()), "b")
+
+    def test_child_takes_the_longer_parent_shape(self):
+        parent = Composite(shape=(2, 3))
+        child = Composite(x=Unbounded((2, 3, 1)), shape=(2,))
+        parent["child"] = child
+        assert parent["child"].shape == (2, 3)
+        with pytest.raises(ValueError, match=r"the entry 'bad' has shape \(3,\), which does not start"):
+            parent["bad"] = Composite(shape=(3,))
+
+    def test_setting_shape_reaches_shorter_children(self):
+        spec = Composite(nested=Composite(leaf=Unbounded((3, 2))), shape=())
+        spec.shape = (3,)
+        assert spec["nested"].shape == (3,)
+        spec.shape = ()
+        assert spec["nested"].shape == (3,)  # a longer child keeps its own shape
+        with pytest.raises(ValueError, match=r"cannot set shape \(4,\): the entry 'nested' has shape \(3,\)"):
+            spec.shape = (4,)
+
+    def test_encode_errors_name_the_entry(self):
+        spec = Composite(a=Unbounded(1), b=Unbounded(2))
+        with pytest.raises(KeyError, match=r"The Composite instance with keys \['a', 'b'\] has no entry 'c'"):
+            spec.encode({"c": 0})
+        with pytest.raises(RuntimeError, match=r"encoding the entry 'b' raised a RuntimeError") as info:
+            spec.encode({"a": 0, "b": 0})
+        assert "Shape mismatch" in str(info.value.__cause__)
+
+    def test_memoize_is_accepted_and_recursive(self):
+        spec = Composite(a=Unbounded(1), nested={"b": Categorical(3)})
+        spec.memoize_encode(True)
+        assert spec["nested", "b"]._memoize_encode
+        spec.erase_memoize_cache()
+        assert spec.encode({"a": 1.0, "nested": {"b": 2}})["nested", "b"].tolist() == 2

@@ -352,3 +352,62 @@ class TestEncode:
         with pytest.raises(AssertionError, match="not in Categorical"):
             Categorical(3).to_numpy(torch.tensor(7), safe=True)
         assert Categorical(3).to_numpy(torch.tensor(7)).tolist() == 7
+
+
+class TestNaNRule:
+    """``project`` raises on NaN for every spec with a bounded domain (never a silent pick)."""
+
+    @pytest.mark.parametrize("make", [
+        lambda: Categorical(3), lambda: OneHot(3), lambda: Bounded(0.0, 1.0, shape=(3,)),
+        lambda: Bounded(0, 5, shape=(3,), dtype=torch.int64), lambda: Binary(3),
+        lambda: MultiOneHot([2, 1]), lambda: MultiCategorical([2, 3]),
+        lambda: Unbounded(shape=(2,), dtype=torch.int64),
+        lambda: Categorical(3, mask=torch.tensor([True, False, True])),
+    ])
+    def test_nan_refused(self, make):
+        spec = make()
+        x = torch.zeros(spec.shape).reshape(-1)
+        x[0] = float("nan")
+        x = x.reshape(spec.shape)
+        name = type(spec).__name__
+        with pytest.raises(ValueError, match=rf"{name}.project: the value contains NaN \(1 of {x.numel()} elements\)"):
+            spec.project(x)
+        assert not spec.is_in(x)
+
+    def test_hostile_inputs_from_the_issue(self):
+        with pytest.raises(ValueError, match="Categorical.project: the value contains NaN"):
+            Categorical(3).project(torch.tensor(float("nan")))
+        with pytest.raises(ValueError, match="OneHot.project"):
+            OneHot(3).project(torch.tensor([float("nan"), 0.0, 0.0]))
+        with pytest.raises(ValueError, match="BoundedContinuous.project"):
+            Bounded(0.0, 1.0, shape=(1,)).project(torch.tensor([float("nan")]))
+
+    def test_floating_unbounded_keeps_nan(self):
+        # every float of the dtype is in an Unbounded float spec: projection is the identity
+        out = Unbounded(shape=(2,)).project(torch.tensor([float("nan"), 1.0]))
+        assert out.isnan().tolist() == [True, False]
+
+    def test_infinities_are_projected(self):
+        out = Bounded(-1.0, 1.0, shape=(2,)).project(torch.tensor([float("inf"), -float("inf")]))
+        assert out.tolist() == [1.0, -1.0]
+        assert Categorical(4).project(torch.tensor(float("inf"))).item() == 3
+
+
+class TestCheckSpecEncode:
+    def test_flag_makes_encode_and_to_numpy_check(self):
+        from tdrl.data import tensor_specs
+
+        spec = Bounded(0.0, 1.0, shape=(2,))
+        assert tensor_specs._CHECK_SPEC_ENCODE is False
+        assert spec.encode([3.0, 0.5]).tolist() == [3.0, 0.5]  # unchecked by default
+        tensor_specs._CHECK_SPEC_ENCODE = True
+        try:
+            with pytest.raises(AssertionError, match=r"is not in BoundedContinuous"):
+                spec.encode([3.0, 0.5])
+            with pytest.raises(AssertionError):
+                spec.to_numpy(torch.tensor([3.0, 0.5]))
+            with pytest.raises(AssertionError, match=r"categorical value\(s\) must be in \[0, 2\]"):
+                OneHot(3).encode(7)
+        finally:
+            tensor_specs._CHECK_SPEC_ENCODE = False
+        assert spec.to_numpy(torch.tensor([3.0, 0.5])).tolist() == [3.0, 0.5]
