@@ -13,37 +13,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
-import time
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from overhead import compare  # same interleaved-median timing as the module benchmark
 
 from tdrl.data import Bounded, Categorical, MultiOneHot, OneHot
 
 # spec time / hand-written torch time; the spec side also validates shapes, dtypes, NaN
-TARGETS = {"project": 6.0, "is_in": 6.0, "rand": 4.0, "masked rand": 4.0}
-
-
-def _time(fn: Callable[[], object], iters: int) -> float:
-    t0 = time.thread_time()
-    for _ in range(iters):
-        fn()
-    return (time.thread_time() - t0) / iters
-
-
-def compare(ours: Callable[[], object], base: Callable[[], object], iters: int, rounds: int):
-    """Median seconds per call of ``ours`` and ``base`` over interleaved rounds."""
-    for _ in range(max(iters // 10, 20)):
-        ours()
-        base()
-    a, b = [], []
-    for _ in range(rounds):
-        a.append(_time(ours, iters))
-        b.append(_time(base, iters))
-    return statistics.median(a), statistics.median(b)
+TARGETS = {"project": 6.0, "is_in": 6.0, "rand": 6.0, "masked rand": 6.0}
 
 
 def cases(bs: int) -> list[tuple[str, str, Callable[[], object], Callable[[], object]]]:
