@@ -24,12 +24,12 @@ from tdrl.data.specs._utils import (
 )
 from tdrl.data.specs.base import TensorSpec
 from tdrl.data.specs.composite_keys import _CompositeKeys, _is_key, _key_repr, _unravel
-from tdrl.data.specs.composite_values import CompositeValues
+from tdrl.data.specs.composite_values import _CompositeValues
 
 _RESERVED_KEYS = frozenset({"shape", "device", "dtype", "space"})
 
 
-class Composite(CompositeValues):
+class Composite(_CompositeValues):
     """A (possibly nested) mapping from keys to specs, mirroring a TensorDict.
 
     ``shape`` (alias ``batch_size``) is the batch shape shared by every entry: each entry's

@@ -17,7 +17,7 @@ from tdrl.data.specs.base import TensorSpec
 from tdrl.data.specs.composite_keys import _key_repr
 
 
-class CompositeValues(TensorSpec):
+class _CompositeValues(TensorSpec):
     """Value-level methods shared by :class:`Composite` (a mixin, not a spec on its own)."""
 
     _specs: dict[str, TensorSpec | None]
@@ -72,7 +72,7 @@ class CompositeValues(TensorSpec):
             if spec is None or k not in present:
                 continue
             item = val.get(k)
-            if isinstance(spec, CompositeValues):
+            if isinstance(spec, _CompositeValues):
                 spec._collect_projection(item, prefix + (k,), out)
             else:
                 out.append((prefix + (k,), spec.project(item)))
