@@ -96,7 +96,7 @@ class OneHot(_OneOfNMixin, TensorSpec):
             idx = torch.randint(self.n, batch + self.shape[:-1], device=self.device)
         else:
             idx = _sample_allowed(mask)
-        return F.one_hot(idx, self.n).to(self.dtype)
+        return self._hot(idx)
 
     def _values_in(self, val: torch.Tensor) -> bool:
         if val.dtype == torch.bool:
@@ -114,7 +114,12 @@ class OneHot(_OneOfNMixin, TensorSpec):
             mask = self.mask.expand(val.shape)
             _check_mask_rows(mask)
             scores = scores.masked_fill(~mask, -math.inf)
-        return F.one_hot(scores.argmax(-1), self.n).to(self.dtype)
+        return self._hot(scores.argmax(-1))
+
+    def _hot(self, idx: torch.Tensor) -> torch.Tensor:
+        """One-hot rows of the spec's dtype for in-range indices (no range check, no cast)."""
+        out = torch.zeros(idx.shape + (self.n,), dtype=self.dtype, device=idx.device)
+        return out.scatter_(-1, idx.unsqueeze(-1), 1)
 
     def _spec_args(self) -> tuple[Any, dict[str, Any]]:
         return self.n, {"use_register": self.use_register}
