@@ -128,8 +128,13 @@ class MultiOneHot(_MaskedMixin, TensorSpec):
             for block in self._blocks(mask):
                 _check_mask_rows(block)
             scores = scores.masked_fill(~mask, -math.inf)
-        outs = [F.one_hot(b.argmax(-1), n) for b, n in zip(self._blocks(scores), self.nvec)]
-        return torch.cat(outs, -1).to(self.dtype)
+        blocks = [b for b in self._blocks(scores) if b.shape[-1]]
+        out = torch.zeros(val.shape, dtype=self.dtype, device=val.device)
+        if not blocks:
+            return out
+        starts = torch.tensor(self._offsets_nonempty(), device=scores.device)
+        idx = torch.stack([b.argmax(-1) for b in blocks], -1) + starts
+        return out.scatter_(-1, idx, 1)
 
     def _encode_tensor(self, t: torch.Tensor) -> torch.Tensor:
         if t.shape == self.shape:
