@@ -12,6 +12,10 @@ wrong:
   ``.compile()`` marker; the fallback reports "hooks present", which sends
   every call through ``nn.Module.__call__``.
 
+Setting the environment variable ``TDRL_COMPAT_FALLBACK=1`` before ``import tdrl``
+selects every public fallback (CI runs the module tests once that way, so the
+fallbacks stay correct).
+
 Examples:
     >>> import torch
     >>> from tensordict import TensorDict
@@ -23,6 +27,7 @@ Examples:
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -89,7 +94,11 @@ def _checked_set(td: TensorDictBase, key: NestedKey, value: Any) -> TensorDictBa
     return td.set(key, value)
 
 
+FORCE_FALLBACK = os.environ.get("TDRL_COMPAT_FALLBACK", "") not in ("", "0")
+
 try:  # the string-key accessors and the entry dict, checked on a real instance
+    if FORCE_FALLBACK:
+        raise RuntimeError("TDRL_COMPAT_FALLBACK is set")
     _probe = TensorDict()
     _FAST_STR = (
         callable(getattr(_probe, "_get_str", None))
@@ -122,12 +131,24 @@ if _FAST_STR:
             raise missing_key_error(owner, key, td)
         return value
 
-    def str_getter(key: str) -> Callable[[TensorDictBase], Any]:
-        """A callable ``td -> td.get(key, None)`` for one string key, on the fast path.
+    class _StrGetter:
+        """``td -> td.get(key, None)`` for one string key, on the fast path.
 
-        (A lambda rather than ``operator.methodcaller``: ``torch.compile`` cannot trace the latter.)
+        A small picklable class rather than ``operator.methodcaller``, which
+        ``torch.compile`` cannot trace.
         """
-        return lambda td: td._get_str(key, None)
+
+        __slots__ = ("key",)
+
+        def __init__(self, key: str) -> None:
+            self.key = key
+
+        def __call__(self, td: TensorDictBase) -> Any:
+            return td._get_str(self.key, None)
+
+    def str_getter(key: str) -> Callable[[TensorDictBase], Any]:
+        """A callable ``td -> td.get(key, None)`` for one string key, on the fast path."""
+        return _StrGetter(key)
 
     def set_value(td: TensorDictBase, key: NestedKey, value: Any) -> TensorDictBase:
         """``td.set(key, value)``; a tensor never silently replaces a sub-TensorDict.
@@ -154,9 +175,20 @@ else:  # pragma: no cover - public fallback
             raise missing_key_error(owner, key, td)
         return value
 
+    class _StrGetter:  # type: ignore[no-redef]
+        """``td -> td.get(key, None)`` for one string key (picklable)."""
+
+        __slots__ = ("key",)
+
+        def __init__(self, key: str) -> None:
+            self.key = key
+
+        def __call__(self, td: TensorDictBase) -> Any:
+            return td.get(self.key, None)
+
     def str_getter(key: str) -> Callable[[TensorDictBase], Any]:
         """A callable ``td -> td.get(key, None)`` for one string key."""
-        return lambda td: td.get(key, None)
+        return _StrGetter(key)
 
     def set_value(td: TensorDictBase, key: NestedKey, value: Any) -> TensorDictBase:
         """``td.set(key, value)``; a tensor never silently replaces a sub-TensorDict."""
@@ -165,6 +197,8 @@ else:  # pragma: no cover - public fallback
 
 # --- hooks ------------------------------------------------------------------------------
 try:
+    if FORCE_FALLBACK:
+        raise RuntimeError("TDRL_COMPAT_FALLBACK is set")
     from torch.nn.modules import module as _nn_module
     from torch.utils.hooks import RemovableHandle
 
