@@ -132,7 +132,7 @@ def test_sac_follows_the_algorithm_protocol():
 def test_sac_refuses_discrete_actions_and_bad_flags(capsys):
     assert main(["train", "sac", "--env", "CartPole-v1", *QUIET]) == 2
     err = capsys.readouterr().err
-    assert "sac needs a box action space, but CartPole-v1 has Discrete(2)" in err
+    assert "sac needs a continuous (1-D Box) action space, but CartPole-v1 has Discrete(2)" in err
     assert main(["train", "sac", "--tau", "0", *QUIET]) == 2
     assert "--tau must be in (0, 1], got 0.0" in capsys.readouterr().err
 

@@ -388,7 +388,7 @@ class SAC:
         self.updates += 1
         return torch.stack([critic_loss, actor_loss, alpha, -log_prob_pi.mean(), q.mean()]).detach()
 
-    def iterate(self) -> dict[str, float]:
+    def iterate(self) -> dict[str, float | None]:
         """Act and learn until the next ``log_every`` boundary; returns the loss columns."""
         cfg = self.cfg
         stop = min(cfg.total_steps, (self.global_step // cfg.log_every + 1) * cfg.log_every)
@@ -401,8 +401,8 @@ class SAC:
                     self.since_train -= cfg.train_freq
                     for _ in range(cfg.gradient_steps):
                         logged.append(self.update())
-        nan = float("nan")
-        means = torch.stack(logged).mean(0).tolist() if logged else [nan] * 5
+        # no update yet (before learning_starts): empty cells, never NaN (the loop stops on NaN)
+        means = torch.stack(logged).mean(0).tolist() if logged else [None] * 5
         row = dict(zip(self.loss_columns, means))
         row["alpha"] = float(self.log_alpha.detach().exp())
         row["updates"] = self.updates
