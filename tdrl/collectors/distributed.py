@@ -169,6 +169,8 @@ class RayCollector(Collector):
     sub-envs get ``seed, seed + 1, ...`` like one big local vector env) and
     seeds its own torch RNG from ``seed`` and ``i``: same seed, same worker
     count, same batches. ``log`` receives one line per worker failure.
+    Workers that are not all up after ``start_timeout`` seconds (e.g. the
+    cluster has no free CPU for them) raise :class:`CollectorError`.
 
     Ray is reused when already initialized, else started locally (or joined at
     ``ray_address``) and shut down again by :meth:`shutdown`.
@@ -193,6 +195,7 @@ class RayCollector(Collector):
         ray_address: str | None = None,
         num_cpus_per_worker: float = 1.0,
         max_failures: int = 3,
+        start_timeout: float = 300.0,
         log: Callable[[str], None] | None = None,
     ) -> None:
         super().__init__()
@@ -209,6 +212,7 @@ class RayCollector(Collector):
         self.max_failures = int(max_failures)
         self.log = log or _log.warning
         self.restarts = 0
+        self._cpus_per_worker = num_cpus_per_worker
         self.workers: list[Any] = []
         self._owns_ray = init_ray(ray_address)
         try:
@@ -233,7 +237,7 @@ class RayCollector(Collector):
                 actor.remote(i, create_env_fn, self._policy_ref, runner_kwargs, seed)
                 for i in range(num_workers)
             ]
-            per_worker = {info["num_envs"] for info in self.worker_info()}
+            per_worker = {info["num_envs"] for info in self._started(start_timeout)}
             if len(per_worker) != 1:
                 raise CollectorError(f"workers built different env counts: {sorted(per_worker)}")
             per_worker = per_worker.pop()
@@ -245,6 +249,20 @@ class RayCollector(Collector):
         except BaseException:
             self.shutdown()
             raise
+
+    def _started(self, timeout: float) -> list[dict[str, Any]]:
+        """The workers' info once they are up; a clear error instead of waiting forever."""
+        ray = self._ray
+        try:
+            return ray.get([w.info.remote() for w in self.workers], timeout=timeout)
+        except ray.exceptions.GetTimeoutError:
+            free = ray.available_resources().get("CPU", 0.0)
+            total = ray.cluster_resources().get("CPU", 0.0)
+            raise CollectorError(
+                f"{self.num_workers} workers x {self._cpus_per_worker:g} CPU not all started "
+                f"after {timeout:g} s; the Ray cluster has {free:g} of {total:g} CPUs free "
+                "(other actors hold the rest?)"
+            ) from None
 
     def worker_info(self) -> list[dict[str, Any]]:
         """``{"pid", "node", "num_envs"}`` of each worker (e.g. to find a worker's process)."""
