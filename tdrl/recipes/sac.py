@@ -134,6 +134,7 @@ class AgentParts(NamedTuple):
     critic_head: Any  # the critic ValueOperator (reads observation or hidden, and action)
     twin: TwinQ  # the critic head's network
     feature_key: str  # what the critic head reads besides the action
+    act_net: nn.Module  # observation tensor -> (loc, scale): the policy's networks, for acting
 
 
 def build_agent(cfg: SACConfig, obs_space: Any, action_space: Any) -> AgentParts:
@@ -191,7 +192,10 @@ def build_agent(cfg: SACConfig, obs_space: Any, action_space: Any) -> AgentParts
     else:
         agent = ActorCriticWrapper(policy, critic)
         qvalue = agent.get_value_operator()
-    return AgentParts(agent, agent.get_policy_operator(), qvalue, critic, twin, feature_key)
+    act_net = nn.Sequential(trunk_net, actor_net) if cfg.shared_trunk else actor_net
+    return AgentParts(
+        agent, agent.get_policy_operator(), qvalue, critic, twin, feature_key, act_net
+    )
 
 
 def make_act(cfg: SACConfig, env: EnvInfo, model_state: dict, device: Any):
@@ -273,6 +277,11 @@ class SAC(OffPolicy):
         )
         params = list(self.agent.parameters()) + ([self.log_alpha] if cfg.autotune else [])
         self.optimizer = make_adam(params, cfg.lr)
+        # the acting hot path draws from the policy's TanhNormal without a TensorDict
+        self.bounds = {
+            key: torch.as_tensor(getattr(action_space, key), dtype=torch.float32).to(self.device)
+            for key in ("low", "high")
+        }
         self.open_envs()
         self.envs.action_space.seed(cfg.seed)
         self._act = _make_act(parts.policy, action_space, self.device)
@@ -285,9 +294,9 @@ class SAC(OffPolicy):
         if self.global_step < self.cfg.learning_starts:
             action = self.envs.action_space.sample().astype(np.float32)
         else:
-            td = TensorDict({"observation": self.obs}, batch_size=[n], device=self.device)
-            with set_exploration_type(ExplorationType.RANDOM):
-                action = self.parts.policy(td)["action"].cpu().numpy()
+            # what parts.policy samples under ExplorationType.RANDOM, without a TensorDict
+            loc, scale = self.parts.act_net(self.obs)
+            action = TanhNormal(loc, scale, **self.bounds).sample().cpu().numpy()
         obs, reward, terminated, truncated, info = self.envs.step(
             action.reshape(n, *self.action_space.shape)
         )
@@ -299,17 +308,13 @@ class SAC(OffPolicy):
             next_obs = obs.copy()
             next_obs[done] = final_observations(info, done)
         self.buffer.add(
-            TensorDict(
-                {
-                    "observation": self.obs,
-                    "action": torch.as_tensor(action).reshape(n, -1),
-                    "reward": torch.as_tensor(reward, dtype=torch.float32),
-                    "next_observation": self._obs_tensor(next_obs),
-                    "terminated": torch.as_tensor(terminated, dtype=torch.float32),
-                },
-                batch_size=[n],
-                device=self.device,
-            )
+            {
+                "observation": self.obs,
+                "action": torch.as_tensor(action).reshape(n, -1),
+                "reward": torch.as_tensor(reward, dtype=torch.float32),
+                "next_observation": self._obs_tensor(next_obs),
+                "terminated": torch.as_tensor(terminated, dtype=torch.float32),
+            }
         )
         self.obs = self._obs_tensor(obs)
 
