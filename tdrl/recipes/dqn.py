@@ -45,11 +45,11 @@ from torch import nn
 from tdrl.data import Categorical
 from tdrl.envs.utils import ExplorationType, set_exploration_type
 from tdrl.modules import MLP, EGreedyModule, QValueActor, SafeSequential
-from tdrl.recipes.blocks import Clock, EpisodeStats, linear_schedule, make_adam
-from tdrl.recipes.config import CommonConfig, TrainError, check_positive, check_range, option
-from tdrl.recipes.envs import EnvInfo, check_env_step, final_observations, make_vec_env
+from tdrl.recipes.blocks import Clock, linear_schedule, make_adam
+from tdrl.recipes.config import CommonConfig, check_positive, check_range, option
+from tdrl.recipes.envs import EnvInfo, check_env_step, final_observations
+from tdrl.recipes.offpolicy import OffPolicy, check_offpolicy
 from tdrl.recipes.protocol import Recipe
-from tdrl.recipes.replay import ReplayBuffer
 
 
 @dataclasses.dataclass
@@ -99,23 +99,10 @@ class DQNConfig(CommonConfig):
     def validate(self) -> None:
         """Check the numbers before anything is created (raises ``TrainError``)."""
         super().validate()
-        check_positive(
-            self,
-            ["lr", "buffer_size", "batch_size", "train_freq", "gradient_steps", "target_update",
-             "max_grad_norm", "log_every", "n_step"],
-        )
-        check_range(self, ["gamma", "eps_init", "eps_end", "exploration_fraction", "lr"], 0.0, 1.0)
-        if not 0.0 < self.tau <= 1.0:
-            raise TrainError(f"--tau must be in (0, 1], got {self.tau}")
-        if self.learning_starts < 0:
-            raise TrainError(f"--learning-starts must be >= 0, got {self.learning_starts}")
         # one env step can flush up to num_envs * n_step transitions into the buffer at once
-        if self.buffer_size < self.num_envs * self.n_step:
-            raise TrainError(
-                f"--buffer-size {self.buffer_size} must be >= num_envs * n_step = "
-                f"{self.num_envs * self.n_step}"
-            )
-
+        check_offpolicy(self, per_step="num_envs * n_step")
+        check_positive(self, ["target_update", "max_grad_norm", "n_step"])
+        check_range(self, ["eps_init", "eps_end", "exploration_fraction", "lr"], 0.0, 1.0)
 
 ENV_DEFAULTS: dict[str, dict[str, Any]] = {"CartPole-v1": {}}
 
@@ -227,7 +214,7 @@ class NStepReturns:
         return out
 
 
-class DQN:
+class DQN(OffPolicy):
     """One DQN run: envs, Q-network, target network, epsilon-greedy explorer, replay buffer.
 
     ``iterate()`` acts and learns up to the next ``log_every`` boundary;
@@ -250,9 +237,7 @@ class DQN:
 
     def __init__(self, cfg: DQNConfig, env: EnvInfo, clock: Clock | None = None) -> None:
         obs_space, action_space, threshold = env
-        self.cfg = cfg
-        self.clock = clock if clock is not None else Clock()
-        self.device = torch.device(cfg.device)
+        super().__init__(cfg, threshold, clock)
         self.qnet = build_qnet(cfg, obs_space, action_space).to(self.device)
         self.target = copy.deepcopy(self.qnet).requires_grad_(False)
         # the learner needs only the action values: the network step of each actor, called on
@@ -269,22 +254,8 @@ class DQN:
         ).to(self.device)
         self.explorer = SafeSequential(self.qnet, self.egreedy)
         self.optimizer = make_adam(self.qnet.parameters(), cfg.lr)
-        self.buffer = ReplayBuffer(cfg.buffer_size, self.device)
         self.nstep = NStepReturns(cfg.n_step, cfg.gamma, cfg.num_envs) if cfg.n_step > 1 else None
-        self.stats = EpisodeStats(cfg.num_envs, threshold)
-        self.global_step = 0
-        self.updates = 0
-        self.since_train = 0
-        self.envs = make_vec_env(cfg.env, cfg.num_envs)
-        obs, _ = self.envs.reset(seed=cfg.seed)
-        self.obs = self._obs_tensor(obs)
-
-    def _obs_tensor(self, obs: np.ndarray) -> torch.Tensor:
-        return torch.as_tensor(obs, dtype=torch.float32).to(self.device)
-
-    def act(self, obs: np.ndarray) -> np.ndarray:
-        """Greedy actions for evaluation."""
-        return self._act(obs)
+        self.open_envs()
 
     def lr(self) -> float:
         if not self.cfg.anneal_lr:
@@ -413,41 +384,24 @@ class DQN:
             "updates": self.updates,
         }
 
-    # -- checkpointing ----------------------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
+    # -- checkpointing (the rest is OffPolicy's) --------------------------------------------
+    def checkpointed(self) -> dict[str, Any]:
         return {
-            "model": self.qnet.state_dict(),
-            "target": self.target.state_dict(),
-            "egreedy": self.egreedy.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "buffer": self.buffer.state_dict(),
-            "envs": self.envs,
-            "obs": self.obs.cpu(),
-            "stats": self.stats.state_dict(),
-            "global_step": self.global_step,
-            "updates": self.updates,
-            "since_train": self.since_train,
-            "nstep_pending": None if self.nstep is None else self.nstep.pending,
+            "model": self.qnet,
+            "target": self.target,
+            "egreedy": self.egreedy,
+            "optimizer": self.optimizer,
         }
 
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        state["nstep_pending"] = None if self.nstep is None else self.nstep.pending
+        return state
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.qnet.load_state_dict(state["model"])
-        self.target.load_state_dict(state["target"])
-        self.egreedy.load_state_dict(state["egreedy"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.buffer.load_state_dict(state["buffer"])
-        self.envs.close()
-        self.envs = state["envs"]
-        self.obs = state["obs"].to(self.device)
-        self.stats.load_state_dict(state["stats"])
-        self.global_step = int(state["global_step"])
-        self.updates = int(state["updates"])
-        self.since_train = int(state["since_train"])
+        super().load_state_dict(state)
         if self.nstep is not None:
             self.nstep.pending = state["nstep_pending"]
-
-    def close(self) -> None:
-        self.envs.close()
 
 
 RECIPE = Recipe(
