@@ -122,6 +122,31 @@ def test_worker_that_keeps_failing_stops_the_run_after_a_checkpoint(tmp_path, mo
     assert s["status"] == "failed" and "worker 1" in s["failure"]["message"]
 
 
+@pytest.mark.timeout(300, method="thread")
+def test_dqn_two_apex_workers_learn_and_resume(tmp_path, capsys):
+    # 2 workers x 4 envs x 32 steps per batch (= --train-freq 256); 6000 -> 6144 steps
+    out = tmp_path / "run"
+    argv = ["train", "dqn", "--env", "CartPole-v1", "--workers", "2", "--out", str(out), *QUIET]
+    assert main([*argv, "--total-steps", "6000"]) == 0
+    s = json.loads((out / "summary.json").read_text())
+    m = read_metrics(out / "metrics.csv")
+    assert s["total_steps"] == 6144 and s["config"]["workers"] == 2
+    assert s["config"]["sync_every"] == 128
+    # a random policy averages ~22 on CartPole; the greedy learner is far above it
+    assert s["final_eval_return"] >= 150
+    assert np.nanmax(m["return_mean"]) >= 100
+    assert np.isnan(m["epsilon"]).all()  # the workers act with their own Ape-X epsilons
+    # one 128-update phase per 256-step batch from the batch that crosses --learning-starts 1000
+    assert m["updates"][-1] == 128 * (6144 - 768) // 256
+    # resume (not bit-exact: the batch in flight at the checkpoint is dropped)
+    assert main(["train", "dqn", "--out", str(out), "--resume", "--total-steps", "7000", *QUIET]) == 0
+    assert "resuming dqn on CartPole-v1 from step 6,144" in capsys.readouterr().out
+    s = json.loads((out / "summary.json").read_text())
+    m = read_metrics(out / "metrics.csv")
+    assert s["total_steps"] == 7168 and s["status"] == "finished"
+    assert m["step"][-2:].tolist() == [6144.0, 7168.0] and m["updates"][-1] == 128 * (7168 - 768) // 256
+
+
 def _descendants(pid: int) -> set[int]:
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):

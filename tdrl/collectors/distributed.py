@@ -109,15 +109,24 @@ class _RolloutWorker:
     """The body of one Ray actor (made remote in :class:`RayCollector`)."""
 
     def __init__(
-        self, index: int, create_env_fn: Any, policy: Any, runner_kwargs: dict, seed: int
+        self,
+        index: int,
+        create_env_fn: Any,
+        policy: Any,
+        runner_kwargs: dict,
+        seed: int,
+        policy_wrapper: Callable[[int, Any], Any] | None = None,
     ) -> None:
         torch.set_num_threads(1)
         self.index, self.seed = index, seed
         self.policy = policy  # deserialized in this process: the worker's own copy
         self.version = -1
         torch.manual_seed(seed + 7919 * (index + 1))
+        # the module that acts (e.g. the copy plus this worker's exploration); weights load
+        # into ``policy``, which it wraps
+        acting = policy if policy_wrapper is None else policy_wrapper(index, policy)
         self.runner = EnvRunner(
-            create_env_fn, policy, seed=seed, worker_index=index, **runner_kwargs
+            create_env_fn, acting, seed=seed, worker_index=index, **runner_kwargs
         )
 
     def reseed(self, restarts: int) -> None:
@@ -172,6 +181,14 @@ class RayCollector(Collector):
     Workers that are not all up after ``start_timeout`` seconds (e.g. the
     cluster has no free CPU for them) raise :class:`CollectorError`.
 
+    ``policy_wrapper(worker_index, policy_copy)`` (picklable, e.g. a
+    ``functools.partial``) builds the module a worker acts with around its
+    copy -- e.g. its own epsilon-greedy exploration; weights still load into
+    the copy. ``prefetch=True`` keeps one batch in flight: as soon as a batch
+    is in, the workers start the next one (with the weights current then), so
+    collection overlaps the learner's update and every batch is one update
+    staler than without prefetch.
+
     Ray is reused when already initialized, else started locally (or joined at
     ``ray_address``) and shut down again by :meth:`shutdown`.
 
@@ -196,6 +213,8 @@ class RayCollector(Collector):
         num_cpus_per_worker: float = 1.0,
         max_failures: int = 3,
         start_timeout: float = 300.0,
+        policy_wrapper: Callable[[int, Any], Any] | None = None,
+        prefetch: bool = False,
         log: Callable[[str], None] | None = None,
     ) -> None:
         super().__init__()
@@ -212,6 +231,8 @@ class RayCollector(Collector):
         self.max_failures = int(max_failures)
         self.log = log or _log.warning
         self.restarts = 0
+        self.prefetch = bool(prefetch)
+        self._in_flight: dict[Any, int] = {}
         self._cpus_per_worker = num_cpus_per_worker
         self.workers: list[Any] = []
         self._owns_ray = init_ray(ray_address)
@@ -234,7 +255,9 @@ class RayCollector(Collector):
             # kept alive: Ray re-runs __init__ with the same arguments when it restarts a worker
             self._policy_ref = ray.put(_cpu_copy(policy))
             self.workers = [
-                actor.remote(i, create_env_fn, self._policy_ref, runner_kwargs, seed)
+                actor.remote(
+                    i, create_env_fn, self._policy_ref, runner_kwargs, seed, policy_wrapper
+                )
                 for i in range(num_workers)
             ]
             per_worker = {info["num_envs"] for info in self._started(start_timeout)}
@@ -286,7 +309,8 @@ class RayCollector(Collector):
     def _next_batch(self) -> TensorDict:
         ray = self._ray
         start = time.perf_counter()
-        pending = {self._submit(i): i for i in range(self.num_workers)}
+        pending = self._in_flight or {self._submit(i): i for i in range(self.num_workers)}
+        self._in_flight = {}
         results: list[Any] = [None] * self.num_workers
         failures = [0] * self.num_workers
         while pending:
@@ -313,6 +337,8 @@ class RayCollector(Collector):
             )
             self._wait_restarted(i, failures[i], what)
             pending[self._submit(i)] = i
+        if self.prefetch:  # the next batch is collected while the learner uses this one
+            self._in_flight = {self._submit(i): i for i in range(self.num_workers)}
         wall = time.perf_counter() - start
         parts = [r[0] for r in results]
         collect_s = max(r[1] for r in results)
@@ -344,7 +370,11 @@ class RayCollector(Collector):
                 raise WorkerError(i, failures + 1, f"cannot restart: {_first_line(err)}") from None
 
     def state_dict(self) -> dict[str, Any]:
-        """Each worker's vector env, observation and torch RNG (to resume exactly)."""
+        """Each worker's vector env, observation and torch RNG (to resume exactly).
+
+        With ``prefetch`` the state is taken after the batch in flight, which a
+        run resumed from it never receives.
+        """
         runners = self._ray.get([w.state_dict.remote() for w in self.workers])
         return {"runners": runners, "frames": self.frames}
 
@@ -354,12 +384,20 @@ class RayCollector(Collector):
             raise CollectorError(
                 f"state saved with {len(runners)} workers, this collector has {self.num_workers}"
             )
+        self._drop_in_flight()
         self._ray.get([w.load_state_dict.remote(s) for w, s in zip(self.workers, runners)])
         self.frames = int(state["frames"])
+
+    def _drop_in_flight(self) -> None:
+        """Wait for (and discard) a prefetched batch, so the workers' state is final."""
+        if self._in_flight:
+            self._ray.wait(list(self._in_flight), num_returns=len(self._in_flight))
+            self._in_flight = {}
 
     def shutdown(self) -> None:
         """Kill the workers; shut Ray down if this collector started it."""
         ray = self._ray
+        self._in_flight = {}
         for w in self.workers:
             try:
                 ray.kill(w, no_restart=True)

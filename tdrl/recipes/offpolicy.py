@@ -137,7 +137,8 @@ class OffPolicy:
         for key, obj in self.checkpointed().items():
             _load(obj, state[key])
         self.buffer.load_state_dict(state["buffer"])
-        self.envs.close()
+        if self.envs is not None:  # None: the algorithm's envs live elsewhere (remote workers)
+            self.envs.close()
         self.envs = state["envs"]
         self.obs = state["obs"].to(self.device)
         self.stats.load_state_dict(state["stats"])
