@@ -34,6 +34,7 @@ from tdrl.collectors import (
 )
 from tdrl.envs.utils import ExplorationType
 from tdrl.modules import MLP, QValueActor
+from tdrl.recipes.remote import _apex_explorer
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed: pip install 'tdrl[ray]'")
 # env factories below are defined in this test module; ship them by value to the workers
@@ -156,6 +157,32 @@ def test_sigkilled_worker_is_restarted_and_its_share_redone(fleet):
     assert len(LOG) == 1
     assert LOG[0].startswith("collector worker 1: its process died")
     assert "redone (attempt 2/3)" in LOG[0]
+
+
+def test_policy_wrapper_per_worker_and_prefetch_one_batch_in_flight():
+    net = qnet(3)
+    # worker 0 acts greedily around its copy, worker 1 uniformly at random (epsilon 1)
+    wrapper = functools.partial(_apex_explorer, [0.0, 1.0], 2)
+    with RayCollector(ENV2, net, steps_per_batch=40, num_workers=2, num_cpus_per_worker=0.5,
+                      policy_wrapper=wrapper, prefetch=True) as c:
+        it = iter(c)
+        first = next(it)
+        with torch.no_grad():
+            greedy = net(TensorDict(observation=first["observation"], batch_size=[40, 4]))
+        assert torch.equal(first["action"][:, :2], greedy["action"][:, :2])
+        assert not torch.equal(first["action"][:, 2:], greedy["action"][:, 2:])
+        old = copy.deepcopy(net)
+        last = [m for m in net.modules() if isinstance(m, torch.nn.Linear)][-1]
+        with torch.no_grad():
+            last.bias.copy_(torch.tensor([100.0, -100.0]))  # action 0 always best
+        c.update_policy_weights_()
+        in_flight = next(it)  # started before the update: still the old weights
+        with torch.no_grad():
+            replay = old(TensorDict(observation=in_flight["observation"], batch_size=[40, 4]))
+        assert torch.equal(in_flight["action"][:, :2], replay["action"][:, :2])
+        assert c.timing["bytes_out"] == weight_bytes(net)  # out with the next batch's calls
+        assert (next(it)["action"][:, :2] == 0).all()
+        assert c.timing["bytes_out"] == 0
 
 
 class _Exploding(gym.Wrapper):
