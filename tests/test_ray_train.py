@@ -1,4 +1,4 @@
-"""`tdrl train ppo --workers N` on a local Ray instance (2 CPUs, started once per module).
+"""`tdrl train ppo|dqn --workers N` on a local Ray instance (2 CPUs, started once per module).
 
 The training runs call the CLI in this process, so they reuse the module's
 Ray session; the Ctrl-C test runs the CLI as a child process with its own.
