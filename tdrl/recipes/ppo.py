@@ -17,7 +17,10 @@ One file, top to bottom, in the CleanRL spirit:
    The new log-probabilities come from the policy head's ``get_dist`` (the
    trunk runs once per minibatch and feeds both heads).
 
-Evaluation acts under ``ExplorationType.DETERMINISTIC``.
+Evaluation acts under ``ExplorationType.DETERMINISTIC``. With ``--normalize-obs`` (the
+default on MuJoCo envs) a ``RunningObsNorm`` runs before the trunk: ``collect`` adds each
+observation to its statistics as it arrives and stores it normalized; evaluation, checkpoints
+and export use the statistics as saved.
 
 Examples:
     >>> import gymnasium as gym
@@ -103,6 +106,11 @@ class PPOConfig(RemoteConfig, CommonConfig):
         True, "continuous head: scale from the network (else a learned parameter)"
     )
     log_std_init: float = option(0.0, "continuous head: initial log std (state-independent std)")
+    normalize_obs: bool = option(
+        False,
+        "normalize observations by running mean/var (RunningObsNorm before the trunk, updated "
+        "from collected observations only; clip 10, eps 1e-8 as SB3's VecNormalize)",
+    )
 
     def validate(self) -> None:
         """Check the numbers before anything is created (raises ``TrainError``)."""
@@ -131,6 +139,18 @@ ENV_DEFAULTS: dict[str, dict[str, Any]] = {
     },
     "Pendulum-v1": {},
 }
+# MuJoCo (the ``mujoco`` extra): SB3's PPO defaults on one env, observations normalized as in
+# RL-Zoo's MuJoCo entries (``normalize: true``); benchmarks/halfcheetah.py uses these settings.
+_MUJOCO = {
+    "num_envs": 1, "n_steps": 2048, "batch_size": 64, "epochs": 10, "lr": 3e-4,
+    "anneal_lr": False, "gamma": 0.99, "gae_lambda": 0.95, "clip": 0.2, "anneal_clip": False,
+    "reward_scale": 1.0, "state_dependent_std": False, "log_std_init": 0.0,
+    "normalize_obs": True, "total_steps": 1_000_000,
+}
+MUJOCO_ENVS = ("Ant", "HalfCheetah", "Hopper", "Humanoid", "HumanoidStandup",
+               "InvertedDoublePendulum", "InvertedPendulum", "Pusher", "Reacher", "Swimmer",
+               "Walker2d")
+ENV_DEFAULTS.update({f"{name}-v{v}": _MUJOCO for v in (5, 4) for name in MUJOCO_ENVS})
 
 
 # ----------------------------------------------------------------------------- algorithm
@@ -165,6 +185,9 @@ class PPO:
         parts = build_agent(cfg, obs_space, action_space)
         self.agent = parts.agent.to(self.device)
         self.common, self.policy, self.value = parts.common, parts.policy, parts.value
+        # --normalize-obs: obs_norm runs before the trunk, which reads obs_key; rollouts store
+        # the observations as normalized when collected, and the update runs the trunk on them
+        self.trunk, self.obs_norm, self.obs_key = parts.trunk, parts.obs_norm, parts.obs_key
         self.value_operator = self.agent.get_value_operator()
         self.log_prob_key = getattr(self.policy, "log_prob_key", "sample_log_prob")
         self.optimizer = make_adam(self.agent.parameters(), cfg.lr, eps=1e-5)
@@ -182,10 +205,17 @@ class PPO:
         self.envs = make_vec_env(cfg.env, cfg.num_envs)
         obs, _ = self.envs.reset(seed=cfg.seed)
         self.envs.action_space.seed(cfg.seed)
-        self.obs = self._obs_tensor(obs)
+        self.obs = self._observe(obs)
 
     def _obs_tensor(self, obs: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(obs, dtype=torch.float32).to(self.device)
+
+    def _observe(self, obs: np.ndarray) -> torch.Tensor:
+        """A new observation from the envs: to the device, and into the running statistics."""
+        obs_t = self._obs_tensor(obs)
+        if self.obs_norm is not None:
+            self.obs_norm.update(obs_t)
+        return obs_t
 
     def act(self, obs: np.ndarray) -> np.ndarray:
         """Deterministic actions for evaluation."""
@@ -196,7 +226,7 @@ class PPO:
     def collect(self) -> TensorDict:
         """Run ``n_steps`` vector steps under RANDOM exploration; returns a [T, N] batch."""
         cfg, n_envs, device = self.cfg, self.cfg.num_envs, self.device
-        keys = ("observation", "action", self.log_prob_key, "state_value")
+        keys = (self.obs_key, "action", self.log_prob_key, "state_value")
         store: dict[str, list[torch.Tensor]] = {k: [] for k in keys}
         rewards = np.empty((cfg.n_steps, n_envs), dtype=np.float32)
         dones = np.empty((cfg.n_steps, n_envs), dtype=np.float32)
@@ -224,7 +254,7 @@ class PPO:
                     )["state_value"]
                     rewards[t, cut] += cfg.gamma * v.reshape(-1).cpu().numpy()
                 dones[t] = done
-                self.obs = self._obs_tensor(obs)
+                self.obs = self._observe(obs)
             last_value = self.value_operator(
                 TensorDict({"observation": self.obs}, batch_size=[n_envs], device=device)
             )["state_value"].reshape(-1)
@@ -268,6 +298,9 @@ class PPO:
             TensorDict({"observation": last_obs}, batch_size=[n_envs])
         )["state_value"].reshape(-1)
         out = batch.select("observation", "action", self.log_prob_key, "state_value")
+        if self.obs_norm is not None:  # normalized as the workers did, then into the statistics
+            self.obs_norm(out)
+            self.obs_norm.update(out["observation"])
         values = out["state_value"].reshape(n_steps, n_envs)
         out["advantage"] = self.gae(rewards, values, done.float(), last_value)
         out["value_target"] = out["advantage"] + values
@@ -294,7 +327,7 @@ class PPO:
             group["lr"] = lr
         flat = batch.reshape(-1)
         n = flat.shape[0]
-        obs_all = flat["observation"]
+        obs_all = flat[self.obs_key]
         act_all = flat["action"]
         old_lp_all = flat[self.log_prob_key]
         adv_all = flat["advantage"]
@@ -321,7 +354,7 @@ class PPO:
                     adv, target = adv_all[idx], target_all[idx]
                     if cfg.norm_adv and adv.shape[0] > 1:
                         adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-                td = self.common(TensorDict({"observation": obs}, batch_size=obs.shape[:1]))
+                td = self.trunk(TensorDict({self.obs_key: obs}, batch_size=obs.shape[:1]))
                 dist = self.policy.get_dist(td)  # the operator's own distribution
                 log_ratio = dist.log_prob(action) - old_lp
                 ratio = log_ratio.exp()
@@ -341,7 +374,7 @@ class PPO:
                         clipped = ((ratio - 1).abs() > clip).float().mean()
                         logged.append(torch.stack([policy_loss, value_loss, kl, clipped]))
         with torch.no_grad():
-            td = self.common(TensorDict({"observation": obs_all}, batch_size=[n]))
+            td = self.trunk(TensorDict({self.obs_key: obs_all}, batch_size=[n]))
             entropy = _entropy(self.policy.get_dist(td)).mean()
             values = self.value(td)["state_value"].reshape(-1)
             var = target_all.var()

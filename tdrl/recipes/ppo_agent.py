@@ -31,7 +31,9 @@ from tdrl.modules import (
     NormalParamExtractor,
     OneHotCategorical,
     ProbabilisticActor,
+    RunningObsNorm,
     SafeModule,
+    SafeSequential,
     TanhNormal,
     ValueOperator,
 )
@@ -57,9 +59,16 @@ class AgentParts(NamedTuple):
     """The operator and its parts (the same objects the operator holds)."""
 
     agent: Any  # ActorValueOperator
-    common: Any  # trunk: observation -> hidden
+    common: Any  # observation -> hidden: [obs_norm,] trunk
     policy: Any  # ProbabilisticActor: hidden -> action (+ sample_log_prob)
     value: Any  # ValueOperator: hidden -> state_value
+    trunk: Any  # the MLP as a SafeModule: obs_key -> hidden
+    obs_norm: Any  # RunningObsNorm (observation -> observation_norm) or None
+
+    @property
+    def obs_key(self) -> str:
+        """The key the trunk reads: ``"observation_norm"`` with ``obs_norm``, else ``"observation"``."""
+        return self.trunk.in_keys[0]
 
 
 def _orthogonal_init(module: nn.Module, gain: float, last_gain: float | None = None) -> None:
@@ -74,7 +83,9 @@ def build_agent(cfg: Any, obs_space: Any, action_space: Any) -> AgentParts:
     """Shared-trunk ``ActorValueOperator`` for ``obs_space`` / ``action_space``.
 
     Orthogonal init as in SB3/CleanRL: gain sqrt(2) in the trunk, 0.01 on the
-    policy output, 1 on the value output.
+    policy output, 1 on the value output. With ``cfg.normalize_obs`` a
+    :class:`~tdrl.modules.RunningObsNorm` runs before the trunk (so the policy
+    operator, ``tdrl eval`` and ``tdrl export`` normalise with the saved statistics).
 
     Examples:
         >>> import gymnasium as gym
@@ -88,15 +99,18 @@ def build_agent(cfg: Any, obs_space: Any, action_space: Any) -> AgentParts:
     obs_dim = int(np.prod(obs_space.shape))
     act = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}[cfg.activation]
     hidden = list(cfg.hidden)
-    trunk = MLP(
+    trunk_mlp = MLP(
         in_features=obs_dim,
         out_features=hidden[-1],
         num_cells=hidden[:-1],
         activation_class=act,
         activate_last_layer=True,
     )
-    _orthogonal_init(trunk, math.sqrt(2))
-    common = SafeModule(trunk, in_keys=["observation"], out_keys=["hidden"])
+    _orthogonal_init(trunk_mlp, math.sqrt(2))
+    obs_norm = RunningObsNorm(obs_space.shape) if cfg.normalize_obs else None
+    obs_key = obs_norm.out_keys[0] if obs_norm is not None else "observation"
+    trunk = SafeModule(trunk_mlp, in_keys=[obs_key], out_keys=["hidden"])
+    common = trunk if obs_norm is None else SafeSequential(obs_norm, trunk)
 
     def head_mlp(out_features: int, last_gain: float) -> nn.Module:
         mlp = MLP(
@@ -142,7 +156,7 @@ def build_agent(cfg: Any, obs_space: Any, action_space: Any) -> AgentParts:
     value_net = head_mlp(1, 1.0)
     value = ValueOperator(value_net, in_keys=["hidden"])
     agent = ActorValueOperator(common, policy, value)
-    return AgentParts(agent, common, policy, value)
+    return AgentParts(agent, common, policy, value, trunk, obs_norm)
 
 
 def make_act(cfg: Any, env: EnvInfo, model_state: dict, device: Any) -> ActFn:
