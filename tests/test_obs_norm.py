@@ -15,6 +15,7 @@ from tensordict import TensorDict
 from tdrl.cli import main
 from tdrl.envs.utils import ExplorationType, set_exploration_type
 from tdrl.modules import RunningObsNorm, SafeModule, SafeSequential
+from tdrl.modules.tensordict_module.obs_norm import _merge
 from tdrl.recipes import get_recipe
 from tdrl.recipes.envs import EnvInfo
 from tdrl.recipes.runfiles import load_checkpoint
@@ -71,6 +72,14 @@ def test_merging_batches_equals_one_batch(dim, sizes, loc, scale, seed):
     np.testing.assert_allclose(split.var.numpy(), x.var(0), **tol)
     np.testing.assert_allclose(split.var.numpy(), whole.var.numpy(), **tol)
     assert split.count.item() == whole.count.item() == len(x)
+    # the tensor path (devices other than the CPU) runs the same merge on tensors
+    mean, var = torch.zeros(dim, dtype=torch.float64), torch.ones(dim, dtype=torch.float64)
+    count, start = 0.0, 0
+    for n in sizes:
+        count = _merge(mean, var, count, torch.as_tensor(x[start : start + n]))
+        start += n
+    np.testing.assert_allclose(var.numpy(), split.var.numpy(), **tol)
+    np.testing.assert_allclose(mean.numpy(), split.mean.numpy(), rtol=1e-9, atol=1e-9 * scale)
 
 
 def test_identity_before_the_first_update_and_clipping():

@@ -212,10 +212,9 @@ class PPO:
 
     def _observe(self, obs: np.ndarray) -> torch.Tensor:
         """A new observation from the envs: to the device, and into the running statistics."""
-        obs_t = self._obs_tensor(obs)
         if self.obs_norm is not None:
-            self.obs_norm.update(obs_t)
-        return obs_t
+            self.obs_norm.update(obs)
+        return self._obs_tensor(obs)
 
     def act(self, obs: np.ndarray) -> np.ndarray:
         """Deterministic actions for evaluation."""

@@ -6,6 +6,7 @@ the module never changes them: only :meth:`RunningObsNorm.update` does.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -98,7 +99,6 @@ class RunningObsNorm(TDRLModuleBase):
         self.register_buffer("count", torch.zeros((), **f64))
 
     # ------------------------------------------------------------------------------- stats
-    @torch.no_grad()
     def update(self, obs: torch.Tensor | np.ndarray) -> None:
         """Merge a batch of observations (shape ``[..., *shape]``) into the statistics.
 
@@ -117,30 +117,44 @@ class RunningObsNorm(TDRLModuleBase):
                 "RunningObsNorm is in eval mode: its statistics are frozen "
                 "(call .train() to update them)"
             )
-        x = torch.as_tensor(obs, device=self.mean.device).to(torch.float64)
+        mean, var = self.mean, self.var
+        if mean.device.type == "cpu":  # numpy views of the buffers: a few µs per small batch
+            if isinstance(obs, torch.Tensor):
+                obs = obs.detach().cpu().numpy()
+            x: Any = np.asarray(obs, dtype=np.float64)
+            mean, var = mean.numpy(), var.numpy()
+        else:
+            x = torch.as_tensor(obs, dtype=torch.float64, device=mean.device)
         self._check_shape(x, "update")
         x = x.reshape(-1, *self.shape)
         if x.shape[0] == 0:
             return
-        self._check_finite(x, "update")
-        batch_var, batch_mean = torch.var_mean(x, dim=0, correction=0)
-        n = float(x.shape[0])
-        total = self.count + n
-        delta = batch_mean - self.mean
-        m2 = self.var * self.count + batch_var * n + delta.square() * (self.count * n / total)
-        self.mean.add_(delta * (n / total))
-        self.var.copy_(m2 / total)
-        self.count.copy_(total)
+        if not math.isfinite(float(x.sum())):  # one reduction; inf - inf is NaN too
+            self._raise_non_finite(torch.as_tensor(x), "update")
+        self.count.fill_(_merge(mean, var, float(self.count), x))
 
     # ------------------------------------------------------------------------------- forward
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` normalised with the current statistics (checked, in ``x``'s dtype)."""
         self._check_shape(x, "input")
-        if not _is_compiling():
-            self._check_finite(x, "input")
-        mean = self.mean.to(x.dtype)
-        std = (self.var + self.eps).sqrt().to(x.dtype)
+        if _is_compiling():  # traced: no data-dependent check, no cache
+            mean, std = self.mean.to(x.dtype), (self.var + self.eps).sqrt().to(x.dtype)
+        else:
+            if not math.isfinite(float(x.sum(dtype=torch.float64))):
+                self._raise_non_finite(x, "input")
+            mean, std = self._moments(x.dtype)
         return ((x - mean) / std).clamp(-self.clip, self.clip)
+
+    def _moments(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """``mean`` and ``sqrt(var + eps)`` in ``dtype``, recomputed when the statistics change."""
+        mean, var = self.mean, self.var
+        # update() writes through numpy views on CPU, so the count's version is part of the key
+        key = (id(mean), mean._version, id(var), var._version, self.count._version, dtype)
+        cached = self.__dict__.get("_tdrl_moments")
+        if cached is None or cached[0] != key:
+            cached = (key, mean.to(dtype), (var + self.eps).sqrt().to(dtype))
+            self.__dict__["_tdrl_moments"] = cached
+        return cached[1], cached[2]
 
     def _run(self, td: TensorDictBase) -> TensorDictBase:
         return set_value(td, self.out_keys[0], self.normalize(read_key(td, self.in_keys[0], self)))
@@ -149,7 +163,7 @@ class RunningObsNorm(TDRLModuleBase):
         return self.normalize, self.in_keys, self.out_keys, None
 
     # ------------------------------------------------------------------------------- checks
-    def _check_shape(self, x: torch.Tensor, where: str) -> None:
+    def _check_shape(self, x: Any, where: str) -> None:
         n = len(self.shape)
         if x.ndim < n or x.shape[x.ndim - n:] != self.shape:
             raise ValueError(
@@ -158,14 +172,12 @@ class RunningObsNorm(TDRLModuleBase):
                 f"{list(x.shape)}"
             )
 
-    def _check_finite(self, x: torch.Tensor, where: str) -> None:
-        finite = torch.isfinite(x)
-        if not bool(finite.all()):
-            bad = int((~finite).sum())
-            raise ValueError(
-                f"RunningObsNorm ({where}, key {key_str(self.in_keys[0])}): {bad} NaN or "
-                f"infinite value(s) in the observations; the statistics are left unchanged"
-            )
+    def _raise_non_finite(self, x: torch.Tensor, where: str) -> None:
+        bad = int((~torch.isfinite(x)).sum())
+        raise ValueError(
+            f"RunningObsNorm ({where}, key {key_str(self.in_keys[0])}): {bad} NaN or "
+            f"infinite value(s) in the observations; the statistics are left unchanged"
+        )
 
     def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> RunningObsNorm:
         saved = {name: getattr(self, name) for name in _STATS}
@@ -179,3 +191,21 @@ class RunningObsNorm(TDRLModuleBase):
     def extra_repr(self) -> str:
         return (f"shape={tuple(self.shape)}, in_keys={self.in_keys}, out_keys={self.out_keys}, "
                 f"clip={self.clip:g}, eps={self.eps:g}")
+
+
+def _merge(mean: Any, var: Any, count: float, x: Any) -> float:
+    """Chan et al.'s parallel mean/variance merge of the rows of ``x`` into ``mean`` / ``var``
+    (numpy arrays or tensors, updated in place); returns the new count."""
+    n = x.shape[0]
+    total = count + n
+    if n == 1:
+        delta = x[0] - mean
+        var *= count / total
+    else:
+        batch_mean = x.mean(0)
+        delta = batch_mean - mean
+        var *= count / total
+        var += ((x - batch_mean) ** 2).mean(0) * (n / total)
+    var += delta * delta * (count * n / (total * total))
+    mean += delta * (n / total)
+    return total
