@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import os
 from typing import Any
 
@@ -69,10 +70,12 @@ def main() -> int:
     parser.add_argument("--ppo-steps", type=int, default=20_480, help="0 skips PPO")
     parser.add_argument("--eval-episodes", type=int, default=5)
     parser.add_argument("--sb3", action=argparse.BooleanOptionalAction, default=None)
+    parser.add_argument("--json", metavar="PATH", help="also write the result rows as JSON")
     args = parser.parse_args()
     args.sb3 = sb3_available(args.sb3)
     torch.set_num_threads(1)
     print(f"{ENV}, seed {args.seed}, 1 thread, load average at start {os.getloadavg()[0]:.1f}")
+    results: dict[str, list[dict[str, Any]]] = {}
     for algo, steps, flags, chunk, sb3, sb3_run in (
         ("sac", args.sac_steps, SAC_FLAGS, 1_000, sb3_sac, SB3Run),
         ("ppo", args.ppo_steps, PPO_FLAGS, 2_048, sb3_ppo, SB3NormRun),
@@ -83,8 +86,12 @@ def main() -> int:
         if args.sb3:
             runs.append(sb3_run(functools.partial(sb3, args.seed)))
         print(f"{algo}: {steps:,} steps", flush=True)
-        report(interleave(runs, ENV, args.seed, steps, chunk, args.eval_episodes), algo)
+        results[algo] = interleave(runs, ENV, args.seed, steps, chunk, args.eval_episodes)
+        report(results[algo], algo)
     print(f"load average at end {os.getloadavg()[0]:.1f}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
     return 0
 
 
