@@ -170,7 +170,10 @@ class TensorPolicy(nn.Module):
 
     Builds the TensorDict from the positional inputs, runs ``policy`` under
     ``exploration_type`` and returns the signature's outputs (one tensor, or a
-    tuple). This is the eager module that :func:`trace_policy` exports.
+    tuple). This is the eager module that :func:`trace_policy` exports. With
+    ``dtype`` (the policy's own floating dtype, e.g. ``torch.float64``), floating
+    inputs are cast to it on entry and floating outputs back to the first
+    floating input's dtype on exit.
 
     Examples:
         >>> import torch
@@ -186,18 +189,30 @@ class TensorPolicy(nn.Module):
         policy: nn.Module,
         signature: PolicySignature,
         exploration_type: ExplorationType = ExplorationType.DETERMINISTIC,
+        dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
         self.policy = policy
         self.signature = signature
         self.exploration_type = ExplorationType(exploration_type)
+        self.dtype = dtype
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        io_dtype = None
+        if self.dtype is not None:
+            io_dtype = next((x.dtype for x in inputs if x.is_floating_point()), None)
+            inputs = _cast_floating(inputs, self.dtype)
         td = TensorDict(dict(zip(self.signature.inputs, inputs)), batch_size=inputs[0].shape[:1])
         with set_exploration_type(self.exploration_type):
             td = self.policy(td)
         outs = tuple(td.get(k) for k in self.signature.outputs)
+        if io_dtype is not None:
+            outs = _cast_floating(outs, io_dtype)
         return outs[0] if len(outs) == 1 else outs
+
+
+def _cast_floating(tensors: Sequence[torch.Tensor], dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+    return tuple(t.to(dtype) if t.is_floating_point() else t for t in tensors)
 
 
 # ----------------------------------------------------------------------------- tracing
