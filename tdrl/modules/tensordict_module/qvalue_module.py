@@ -289,7 +289,11 @@ class QValueModule(TDRLModuleBase):
                 raise mask_missing_error(self, self._mask_key, td)
             mask = self._prepare_mask(mask, values)
         action, chosen = self._select(self, values, mask)
-        self._check_nan(values, chosen)
+        # NaN check: one read (a sum first for several rows: NaN propagates through it)
+        probe = values if self._nan_in_values else chosen
+        total = probe.item() if probe.numel() == 1 else probe.sum().item()
+        if total != total:
+            self._check_nan(values, chosen)
         return self._write(td, values, action, chosen, mask)
 
     def extra_repr(self) -> str:
