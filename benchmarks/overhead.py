@@ -183,6 +183,35 @@ def load_baseline(rev: str) -> tuple[types.ModuleType, types.ModuleType]:
     return importlib.import_module("tdrl_base.modules"), importlib.import_module("tdrl_base.data")
 
 
+def new_paths(n: Nets, iters: int, rounds: int) -> None:
+    """Cost of the compatibility paths, each against the plain ``module(td)`` call at batch 1."""
+    x = torch.randn(1, 4)
+    seq = tdrl_cases(modules, data, n)[0]
+    make = lambda: TensorDict({"observation": x}, batch_size=[1])  # noqa: E731
+    head = TensorDictModule(
+        nn.Sequential(n.pnet, modules.NormalParamExtractor()), ["observation"], ["loc", "scale"]
+    )
+    kw = dict(in_keys=["loc", "scale"], distribution_class=modules.TanhNormal)
+    actor = modules.ProbabilisticActor(head, **kw)
+    seeded = modules.ProbabilisticActor(head, generator=torch.Generator().manual_seed(0), **kw)
+    q = modules.QValueActor(module=n.qnet, spec=data.OneHot(4))
+    qm = modules.QValueActor(module=n.qnet, spec=data.OneHot(4), action_mask_key="action_mask")
+    mask = torch.ones(1, 4, dtype=torch.bool)
+    pairs = [
+        ("SafeSequential: seq(x) positional tensor", lambda: seq(make()), lambda: seq(x)),
+        ("ProbabilisticActor: generator=Generator", lambda: actor(make()), lambda: seeded(make())),
+        (
+            "QValueActor: action_mask_key",
+            lambda: q(make()),
+            lambda: qm(TensorDict({"observation": x, "action_mask": mask}, batch_size=[1])),
+        ),
+    ]
+    print(f"{'compatibility path (batch 1)':44s} {'td call us':>10s} {'path us':>9s} {'ratio':>6s}")
+    for name, plain, path in pairs:
+        t_plain, t_path = compare([plain, path], iters, rounds)
+        print(f"{name:44s} {t_plain * 1e6:10.1f} {t_path * 1e6:9.1f} {t_path / t_plain:6.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--iters", type=int, default=2000)
@@ -192,6 +221,11 @@ def main() -> None:
         "--baseline-rev",
         default=None,
         help="also time tdrl as of this git revision, interleaved in the same rounds",
+    )
+    parser.add_argument(
+        "--paths",
+        action="store_true",
+        help="also time the calling paths added for TorchRL compatibility against the td call",
     )
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -226,6 +260,9 @@ def main() -> None:
                 cols = "".join(f"{t * 1e6:14.1f}" for t in t_ours)
                 rs = " / ".join(f"{t / t_base:.2f}" for t in t_ours)
                 print(f"{name:38s} {b:5d}{cols} {t_base * 1e6:9.1f}  {rs}")
+
+    if args.paths:
+        new_paths(nets, args.iters, args.rounds)
 
     # reference: tensordict's generic module on the same Linear
     x = torch.randn(1, 4)
