@@ -203,22 +203,15 @@ class TensorPolicy(nn.Module):
 # ----------------------------------------------------------------------------- tracing
 @contextlib.contextmanager
 def _tracing_mode(policy: nn.Module) -> Iterator[None]:
-    """Eval mode, no grad, and no data-dependent argument checks while tracing.
+    """Eval mode, no grad, and no ``torch.distributions`` argument validation while tracing.
 
-    Argument validation (``torch.distributions``' ``validate_args`` and the
-    Q-value module's "no row fully masked" check) branches on tensor values,
-    which a graph cannot do; the exported program skips those checks.
+    Validation branches on tensor values, which a graph cannot do; the exported
+    program skips it (tdrl's own modules skip their value checks by themselves
+    while ``torch.export`` traces: the Q-value modules' NaN and mask checks).
     """
     training = [(m, m.training) for m in policy.modules()]
     # torch has no public getter for the default; it is __debug__ unless changed
     validate = getattr(D.Distribution, "_validate_args", __debug__)
-    patched = []
-    for m in policy.modules():
-        # QValueModule checks the mask with bool(); skipped until qvalue.py skips it
-        # under torch.compiler.is_compiling() (as MaskedCategorical already does)
-        if isinstance(m, QValueModule) and "_check_mask" in vars(m):
-            patched.append((m, m._check_mask))
-            m._check_mask = _no_check
     policy.eval()
     D.Distribution.set_default_validate_args(False)
     try:
@@ -226,14 +219,8 @@ def _tracing_mode(policy: nn.Module) -> Iterator[None]:
             yield
     finally:
         D.Distribution.set_default_validate_args(validate)
-        for m, check in patched:
-            m._check_mask = check
         for m, mode in training:
             m.training = mode
-
-
-def _no_check(module: Any, mask: torch.Tensor, owner: str = "") -> None:
-    return None
 
 
 def _part_of(err: BaseException, policy: nn.Module) -> tuple[str, nn.Module, str] | None:

@@ -3,7 +3,9 @@
 An :class:`ActionSpace` is decided once, at construction, from a spec and/or an
 ``action_space`` name (:func:`resolve_action_space`). The per-call work is one
 *selection function* per space, ``(module, values, mask) -> (action, chosen
-value)``, and one mask check per space, both picked at construction.
+value)``, and one mask check per space, both picked at construction. The mask
+checks read tensor values, so they are skipped while ``torch.compile`` or
+``torch.export`` traces (a graph cannot branch on values).
 
 Examples:
     >>> import torch
@@ -30,6 +32,7 @@ from tdrl.data.tensor_specs import (
     OneHot,
     TensorSpec,
 )
+from tdrl.modules.distributions.bounds import _is_compiling
 
 __all__ = [
     "ACTION_SPACES",
@@ -331,7 +334,7 @@ SELECT: dict[str, Callable[..., tuple[torch.Tensor, torch.Tensor]]] = {
 
 
 def _check_rows(m: Any, mask: torch.Tensor, owner: str) -> None:
-    if not bool(mask.any(-1).all()):
+    if not _is_compiling() and not bool(mask.any(-1).all()):
         raise ValueError(
             f"{owner}: the action mask {m._mask_key!r} has a row where every action "
             "is masked (all False): there is no valid action to pick"
@@ -339,6 +342,8 @@ def _check_rows(m: Any, mask: torch.Tensor, owner: str) -> None:
 
 
 def _check_blocks(m: Any, mask: torch.Tensor, owner: str) -> None:
+    if _is_compiling():
+        return
     ok = torch.stack([blk.any(-1) for blk in mask.split(_nvec(m), -1)], -1)
     if not bool(ok.all()):
         raise ValueError(
@@ -351,7 +356,8 @@ def _check_none(m: Any, mask: torch.Tensor, owner: str) -> None:
     return None
 
 
-#: space name -> mask check ``(module, mask, owner name) -> None`` (raises on a fully masked row).
+#: space name -> mask check ``(module, mask, owner name) -> None`` (raises on a fully masked row;
+#: skipped while torch.compile / torch.export trace).
 CHECK_MASK = {
     "one-hot": _check_rows,
     "categorical": _check_rows,

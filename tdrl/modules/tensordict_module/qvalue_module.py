@@ -9,6 +9,7 @@ from tensordict import TensorDictBase
 from tensordict.utils import NestedKey
 
 from tdrl.data.tensor_specs import Composite, TensorSpec
+from tdrl.modules.distributions.bounds import _is_compiling
 from tdrl.modules.tensordict_module.action_space import (
     CHECK_MASK,
     SELECT,
@@ -239,6 +240,8 @@ class QValueModule(TDRLModuleBase):
         )
 
     def _check_nan(self, values: torch.Tensor, chosen: torch.Tensor) -> None:
+        if _is_compiling():  # a traced graph cannot branch on values: no check in it
+            return
         probe = values if self._nan_in_values else chosen
         # one read (one reduction first for several rows: NaN propagates through the sum);
         # a NaN total from inf - inf is ruled out by the exact check below
