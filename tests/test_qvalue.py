@@ -799,3 +799,23 @@ def test_torchrl_error_phrases_keep_tdrl_detail():
         QValueActor(nn.Linear(3, 3), spec=OneHot(3), action_mask_key="m")(
             TensorDict(observation=torch.zeros(1, 3), batch_size=[1])
         )
+
+
+def test_qvalue_hook_refuses_nan_values():
+    # the hook's tensor path checks NaN as the module does (one read of the greedy values)
+    net = nn.Linear(2, 3)
+    with torch.no_grad():
+        net.bias.copy_(torch.tensor([0.0, float("nan"), 1.0]))
+    net.register_forward_hook(QValueHook("one_hot"))
+    with pytest.raises(ValueError, match=r"QValueModule: the action values .* contain NaN \(2 of 2"):
+        net(torch.zeros(2, 2))
+
+
+def test_fully_masked_row_found_by_the_probe_in_a_batch():
+    # one-hot / categorical defer the mask check to the selection's probe: same error
+    module = QValueModule(spec=Categorical(3), action_mask_key="mask")
+    mask = torch.tensor([[True, False, True], [False, False, False]])
+    td = TensorDict(action_value=torch.randn(2, 3), mask=mask, batch_size=[2])
+    with pytest.raises(ValueError, match=r"'mask' has a row where every action is masked"):
+        module(td)
+    assert "action" not in td.keys()  # nothing written
