@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.tdrl-installed
 
-.PHONY: run test test-td014 test-fallback test-ray lint bench setup clean
+.PHONY: run test test-td014 test-fallback test-ray lint bench bench-train setup clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -78,6 +78,10 @@ test-td014: $(STAMP14RL)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/overhead.py
+
+# the README's CartPole / Pendulum / HalfCheetah tables from one run (~30 min, quiet 2 cores)
+bench-train: $(STAMP)
+	$(BIN)/python benchmarks/training.py
 
 clean:
 	rm -rf $(VENV) $(VENV14) runs

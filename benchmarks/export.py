@@ -15,6 +15,9 @@ rounds (median kept):
 - ``pt2``: the loaded ``torch.export`` program (``ProgramRunner``) on the raw tensor;
 - ``ort``: the ``.onnx`` file on onnxruntime (1 intra-op thread), numpy in/out.
 
+The ``ppo-pendulum-f64`` row times the files ``tdrl export`` writes for a
+continuous run (``dtype=torch.float64``: float32 in / out, float64 inside, as the
+run's final evaluation) against the same float32 eager / hand-written columns.
 Ratios are against ``torch`` (1.00 = as fast as hand-written torch).
 """
 from __future__ import annotations
@@ -92,11 +95,14 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp())
     print(f"torch {torch.__version__}, 1 thread, median of {args.rounds} rounds x "
           f"{args.iters} calls; microseconds per call, ratio vs hand-written torch")
-    print(f"{'policy':14s} {'batch':>5s} {'eager':>8s} {'torch':>8s} {'pt2':>8s} {'ort':>8s} "
+    print(f"{'policy':16s} {'batch':>5s} {'eager':>8s} {'torch':>8s} {'pt2':>8s} {'ort':>8s} "
           f"{'eager/t':>7s} {'pt2/t':>6s} {'ort/t':>6s}")
-    for name, build in [("ppo-pendulum", ppo_pendulum), ("dqn-cartpole", dqn_cartpole)]:
+    policies = [("ppo-pendulum", ppo_pendulum, None), ("ppo-pendulum-f64", ppo_pendulum,
+                torch.float64), ("dqn-cartpole", dqn_cartpole, None)]
+    for name, build, dtype in policies:
+        torch.manual_seed(0)
         module, base, obs_dim = build()
-        exported = export_policy(module, torch.zeros(1, obs_dim))
+        exported = export_policy(module, torch.zeros(1, obs_dim), dtype=dtype)
         runner = ProgramRunner(torch.export.load(str(exported.save(tmp / f"{name}.pt2"))))
 
         def pt2(x, runner=runner):
@@ -110,7 +116,10 @@ def main() -> None:
             bs = torch.Size([b])
             with torch.no_grad(), set_exploration_type(ExplorationType.DETERMINISTIC):
                 ref = module(TensorDict({"observation": x}, batch_size=bs))["action"]
-                assert torch.equal(pt2(x), ref)
+                if dtype is None:
+                    assert torch.equal(pt2(x), ref)
+                else:
+                    torch.testing.assert_close(pt2(x), ref, rtol=0, atol=1e-5)
                 assert torch.allclose(base(x).to(ref.dtype), ref, atol=1e-6)
             assert np.allclose(session.run(None, {in_name: xn})[0], ref.numpy(), atol=1e-5)
 
@@ -134,7 +143,7 @@ def main() -> None:
                         times[k].append(_time(fn, args.iters))
             us = {k: statistics.median(v) * 1e6 for k, v in times.items()}
             t = us["torch"]
-            print(f"{name:14s} {b:5d} {us['eager']:8.1f} {t:8.1f} {us['pt2']:8.1f} "
+            print(f"{name:16s} {b:5d} {us['eager']:8.1f} {t:8.1f} {us['pt2']:8.1f} "
                   f"{us['ort']:8.1f} {us['eager'] / t:7.2f} {us['pt2'] / t:6.2f} "
                   f"{us['ort'] / t:6.2f}")
 

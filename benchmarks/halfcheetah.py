@@ -12,8 +12,10 @@ converged result).
   ``learning_starts`` 10,000 (uniform random actions until then).
 - PPO: SB3's PPO defaults on one env (n_steps 2048, batch 64, 10 epochs, lr
   3e-4, gamma 0.99, GAE 0.95, clip 0.2, no annealing, state-independent std
-  starting at 1); tdrl's PPO shares one 64x64 tanh trunk between the heads,
-  SB3's has separate 64x64 policy and value networks.
+  starting at 1) with observation normalisation on both sides (tdrl's
+  ``--normalize-obs``, SB3's ``VecNormalize(norm_reward=False)``; RL-Zoo
+  normalises MuJoCo observations); tdrl's PPO shares one 64x64 tanh trunk
+  between the heads, SB3's has separate 64x64 policy and value networks.
 
     python benchmarks/halfcheetah.py                           # SAC 15k steps, PPO 20,480
     python benchmarks/halfcheetah.py --sac-steps 11000 --ppo-steps 0
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import os
 from typing import Any
 
@@ -34,7 +37,8 @@ SAC_FLAGS = ["--learning-starts", "10000"]
 PPO_FLAGS = ["--num-envs", "1", "--n-steps", "2048", "--batch-size", "64", "--epochs", "10",
              "--lr", "3e-4", "--no-anneal-lr", "--gamma", "0.99", "--gae-lambda", "0.95",
              "--clip", "0.2", "--no-anneal-clip", "--reward-scale", "1",
-             "--no-state-dependent-std", "--log-std-init", "0", "--hidden", "64,64"]  # fmt: skip
+             "--no-state-dependent-std", "--log-std-init", "0", "--hidden", "64,64",
+             "--normalize-obs"]  # fmt: skip
 
 
 def sb3_sac(seed: int) -> Any:
@@ -45,8 +49,18 @@ def sb3_sac(seed: int) -> Any:
 
 def sb3_ppo(seed: int) -> Any:
     from stable_baselines3 import PPO
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import VecNormalize
 
-    return PPO("MlpPolicy", ENV, seed=seed, device="cpu", verbose=0)
+    env = VecNormalize(make_vec_env(ENV, n_envs=1, seed=seed), norm_obs=True, norm_reward=False)
+    return PPO("MlpPolicy", env, seed=seed, device="cpu", verbose=0)
+
+
+class SB3NormRun(SB3Run):
+    """An SB3 run on a ``VecNormalize`` env: evaluation normalises with its (frozen) statistics."""
+
+    def act(self, obs: Any) -> Any:
+        return self.model.predict(self.model.get_env().normalize_obs(obs), deterministic=True)[0]
 
 
 def main() -> int:
@@ -56,22 +70,28 @@ def main() -> int:
     parser.add_argument("--ppo-steps", type=int, default=20_480, help="0 skips PPO")
     parser.add_argument("--eval-episodes", type=int, default=5)
     parser.add_argument("--sb3", action=argparse.BooleanOptionalAction, default=None)
+    parser.add_argument("--json", metavar="PATH", help="also write the result rows as JSON")
     args = parser.parse_args()
     args.sb3 = sb3_available(args.sb3)
     torch.set_num_threads(1)
     print(f"{ENV}, seed {args.seed}, 1 thread, load average at start {os.getloadavg()[0]:.1f}")
-    for algo, steps, flags, chunk, sb3 in (
-        ("sac", args.sac_steps, SAC_FLAGS, 1_000, sb3_sac),
-        ("ppo", args.ppo_steps, PPO_FLAGS, 2_048, sb3_ppo),
+    results: dict[str, list[dict[str, Any]]] = {}
+    for algo, steps, flags, chunk, sb3, sb3_run in (
+        ("sac", args.sac_steps, SAC_FLAGS, 1_000, sb3_sac, SB3Run),
+        ("ppo", args.ppo_steps, PPO_FLAGS, 2_048, sb3_ppo, SB3NormRun),
     ):
         if steps <= 0:
             continue
         runs: list[Any] = [TdrlRun(algo, ENV, args.seed, steps, flags)]
         if args.sb3:
-            runs.append(SB3Run(functools.partial(sb3, args.seed)))
+            runs.append(sb3_run(functools.partial(sb3, args.seed)))
         print(f"{algo}: {steps:,} steps", flush=True)
-        report(interleave(runs, ENV, args.seed, steps, chunk, args.eval_episodes), algo)
+        results[algo] = interleave(runs, ENV, args.seed, steps, chunk, args.eval_episodes)
+        report(results[algo], algo)
     print(f"load average at end {os.getloadavg()[0]:.1f}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
     return 0
 
 

@@ -15,10 +15,15 @@ interpreters.
 from __future__ import annotations
 
 import argparse
+import importlib
+import pathlib
+import re
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+import types
 from collections.abc import Callable
 
 import torch
@@ -27,18 +32,8 @@ from tensordict import TensorDict
 from tensordict.nn import TensorDictModule
 from torch import nn
 
-from tdrl.data import OneHot
+from tdrl import data, modules
 from tdrl.envs.utils import ExplorationType, set_exploration_type
-from tdrl.modules import (
-    ActorValueOperator,
-    NormalParamExtractor,
-    ProbabilisticActor,
-    QValueActor,
-    SafeModule,
-    SafeSequential,
-    TanhNormal,
-    ValueOperator,
-)
 
 LOG_SQRT_2PI = 0.5 * torch.log(torch.tensor(2 * torch.pi)).item()
 LOG2 = torch.log(torch.tensor(2.0)).item()
@@ -52,16 +47,16 @@ def _time(fn: Callable[[], object], iters: int) -> float:
     return (time.thread_time() - t0) / iters
 
 
-def compare(ours: Callable[[], object], base: Callable[[], object], iters: int, rounds: int):
-    """Median seconds per call of ``ours`` and ``base`` over interleaved rounds."""
+def compare(fns: list[Callable[[], object]], iters: int, rounds: int) -> list[float]:
+    """Median seconds per call of each of ``fns`` over interleaved rounds."""
     for _ in range(max(iters // 10, 20)):
-        ours()
-        base()
-    a, b = [], []
+        for fn in fns:
+            fn()
+    times: list[list[float]] = [[] for _ in fns]
     for _ in range(rounds):
-        a.append(_time(ours, iters))
-        b.append(_time(base, iters))
-    return statistics.median(a), statistics.median(b)
+        for fn, acc in zip(fns, times):
+            acc.append(_time(fn, iters))
+    return [statistics.median(t) for t in times]
 
 
 # --- hand-written torch baselines -------------------------------------------------------
@@ -80,113 +75,202 @@ def tanh_normal_sample(loc: torch.Tensor, scale: torch.Tensor):
     return a, lp.sum(-1)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--iters", type=int, default=2000)
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--batches", type=int, nargs="+", default=[1, 256])
-    args = parser.parse_args()
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
+class Nets:
+    """The networks of every case, shared by the tdrl modules and the torch baselines."""
 
-    # 1. SafeSequential of two Linear modules --------------------------------------------
-    l1, l2 = nn.Linear(4, 64), nn.Linear(64, 4)
-    seq = SafeSequential(
-        SafeModule(l1, in_keys=["observation"], out_keys=["hidden"]),
-        SafeModule(l2, in_keys=["hidden"], out_keys=["out"]),
+    def __init__(self) -> None:
+        self.l1, self.l2 = nn.Linear(4, 64), nn.Linear(64, 4)
+        self.pnet = nn.Linear(4, 8)
+        self.qnet = nn.Linear(4, 4)
+        self.hidden, self.head, self.value = nn.Linear(4, 4), nn.Linear(4, 8), nn.Linear(4, 1)
+
+
+def tdrl_cases(lib: types.ModuleType, data: types.ModuleType, n: Nets) -> list[nn.Module]:
+    """The mission cases built from ``lib`` (``tdrl.modules`` or a baseline revision's)."""
+    seq = lib.SafeSequential(
+        lib.SafeModule(n.l1, in_keys=["observation"], out_keys=["hidden"]),
+        lib.SafeModule(n.l2, in_keys=["hidden"], out_keys=["out"]),
     )
-
-    def seq_base(x):
-        return l2(l1(x))
-
-    # 2. ProbabilisticActor with TanhNormal ----------------------------------------------
-    pnet = nn.Linear(4, 8)
-    extractor = NormalParamExtractor()
-    actor = ProbabilisticActor(
-        TensorDictModule(nn.Sequential(pnet, extractor), ["observation"], ["loc", "scale"]),
+    actor = lib.ProbabilisticActor(
+        TensorDictModule(
+            nn.Sequential(n.pnet, lib.NormalParamExtractor()), ["observation"], ["loc", "scale"]
+        ),
         in_keys=["loc", "scale"],
-        distribution_class=TanhNormal,
+        distribution_class=lib.TanhNormal,
         return_log_prob=True,
     )
+    qactor = lib.QValueActor(module=n.qnet, spec=data.OneHot(4))
+    op = lib.ActorValueOperator(
+        lib.SafeModule(n.hidden, in_keys=["observation"], out_keys=["hidden"]),
+        lib.ProbabilisticActor(
+            TensorDictModule(
+                nn.Sequential(n.head, lib.NormalParamExtractor()), ["hidden"], ["loc", "scale"]
+            ),
+            in_keys=["loc", "scale"],
+            out_keys=["action"],
+            distribution_class=lib.TanhNormal,
+            return_log_prob=True,
+        ),
+        lib.ValueOperator(n.value, in_keys=["hidden"]),
+    )
+    return [seq, actor, qactor, op, op.get_policy_operator()]
+
+
+def torch_cases(n: Nets) -> list[Callable[[torch.Tensor], object]]:
+    """Hand-written torch doing each case's math on the raw observation."""
+
+    def seq_base(x):
+        return n.l2(n.l1(x))
 
     def actor_base(x):
-        loc, scale = pnet(x).chunk(2, -1)
+        loc, scale = n.pnet(x).chunk(2, -1)
         scale = (F.softplus(scale + _SP_BIAS) + 0.01).clamp_min(1e-4)
         return tanh_normal_sample(loc, scale)
 
-    # 3. QValueActor (mission page) ------------------------------------------------------
-    qnet = nn.Linear(4, 4)
-    qactor = QValueActor(module=qnet, spec=OneHot(4))
-
     def q_base(x):
-        values = qnet(x)
+        values = n.qnet(x)
         idx = values.argmax(-1)
         action = F.one_hot(idx, 4)
         chosen = values.gather(-1, idx.unsqueeze(-1))
         return action, values, chosen
 
-    # 4. ActorValueOperator (mission page) -----------------------------------------------
-    hidden = nn.Linear(4, 4)
-    head = nn.Linear(4, 8)
-    value = nn.Linear(4, 1)
-    op = ActorValueOperator(
-        SafeModule(hidden, in_keys=["observation"], out_keys=["hidden"]),
-        ProbabilisticActor(
-            TensorDictModule(
-                nn.Sequential(head, NormalParamExtractor()), ["hidden"], ["loc", "scale"]
-            ),
-            in_keys=["loc", "scale"],
-            out_keys=["action"],
-            distribution_class=TanhNormal,
-            return_log_prob=True,
-        ),
-        ValueOperator(value, in_keys=["hidden"]),
-    )
-    policy_op = op.get_policy_operator()
-
     def policy_base(x):
-        h = hidden(x)
-        loc, scale = head(h).chunk(2, -1)
+        h = n.hidden(x)
+        loc, scale = n.head(h).chunk(2, -1)
         scale = (F.softplus(scale + _SP_BIAS) + 0.01).clamp_min(1e-4)
         return h, tanh_normal_sample(loc, scale)
 
     def op_base(x):
         h, out = policy_base(x)
-        return out, value(h)
+        return out, n.value(h)
 
-    cases = [
-        ("SafeSequential(Linear, Linear)", seq, seq_base),
-        ("ProbabilisticActor(TanhNormal)", actor, actor_base),
-        ("QValueActor(Linear(4,4), OneHot(4))", qactor, q_base),
-        ("ActorValueOperator (mission example)", op, op_base),
-        ("  .get_policy_operator()", policy_op, policy_base),
+    return [seq_base, actor_base, q_base, op_base, policy_base]
+
+
+NAMES = [
+    "SafeSequential(Linear, Linear)",
+    "ProbabilisticActor(TanhNormal)",
+    "QValueActor(Linear(4,4), OneHot(4))",
+    "ActorValueOperator (mission example)",
+    "  .get_policy_operator()",
+]
+
+
+def load_baseline(rev: str) -> tuple[types.ModuleType, types.ModuleType]:
+    """Imports tdrl as of git revision ``rev`` under the name ``tdrl_base``.
+
+    The revision's ``tdrl/`` is extracted with ``git archive`` into a temporary
+    directory and its absolute imports renamed, so both versions run in this
+    one process and are timed in the same interleaved rounds.
+    """
+    root = pathlib.Path(__file__).resolve().parent.parent
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix="tdrl-base-"))
+    archive = subprocess.run(
+        ["git", "-C", str(root), "archive", rev, "tdrl"], check=True, capture_output=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(tmp)], input=archive, check=True)
+    (tmp / "tdrl").rename(tmp / "tdrl_base")
+    pattern = re.compile(r"\b(from|import) tdrl\b|\"tdrl\.")
+    for path in (tmp / "tdrl_base").rglob("*.py"):
+        text = path.read_text()
+        new = pattern.sub(
+            lambda m: '"tdrl_base.' if m.group(0).startswith('"') else f"{m.group(1)} tdrl_base",
+            text,
+        )
+        if new != text:
+            path.write_text(new)
+    sys.path.insert(0, str(tmp))
+    return importlib.import_module("tdrl_base.modules"), importlib.import_module("tdrl_base.data")
+
+
+def new_paths(n: Nets, iters: int, rounds: int) -> None:
+    """Cost of the compatibility paths, each against the plain ``module(td)`` call at batch 1."""
+    x = torch.randn(1, 4)
+    seq = tdrl_cases(modules, data, n)[0]
+    make = lambda: TensorDict({"observation": x}, batch_size=[1])  # noqa: E731
+    head = TensorDictModule(
+        nn.Sequential(n.pnet, modules.NormalParamExtractor()), ["observation"], ["loc", "scale"]
+    )
+    kw = dict(in_keys=["loc", "scale"], distribution_class=modules.TanhNormal)
+    actor = modules.ProbabilisticActor(head, **kw)
+    seeded = modules.ProbabilisticActor(head, generator=torch.Generator().manual_seed(0), **kw)
+    q = modules.QValueActor(module=n.qnet, spec=data.OneHot(4))
+    qm = modules.QValueActor(module=n.qnet, spec=data.OneHot(4), action_mask_key="action_mask")
+    mask = torch.ones(1, 4, dtype=torch.bool)
+    pairs = [
+        ("SafeSequential: seq(x) positional tensor", lambda: seq(make()), lambda: seq(x)),
+        ("ProbabilisticActor: generator=Generator", lambda: actor(make()), lambda: seeded(make())),
+        (
+            "QValueActor: action_mask_key",
+            lambda: q(make()),
+            lambda: qm(TensorDict({"observation": x, "action_mask": mask}, batch_size=[1])),
+        ),
     ]
+    print(f"{'compatibility path (batch 1)':44s} {'td call us':>10s} {'path us':>9s} {'ratio':>6s}")
+    for name, plain, path in pairs:
+        t_plain, t_path = compare([plain, path], iters, rounds)
+        print(f"{name:44s} {t_plain * 1e6:10.1f} {t_path * 1e6:9.1f} {t_path / t_plain:6.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--iters", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 256])
+    parser.add_argument(
+        "--baseline-rev",
+        default=None,
+        help="also time tdrl as of this git revision, interleaved in the same rounds",
+    )
+    parser.add_argument(
+        "--paths",
+        action="store_true",
+        help="also time the calling paths added for TorchRL compatibility against the td call",
+    )
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+
+    nets = Nets()
+    sides = {"tdrl": tdrl_cases(modules, data, nets)}
+    if args.baseline_rev:
+        base_modules, base_data = load_baseline(args.baseline_rev)
+        sides[args.baseline_rev[:10]] = tdrl_cases(base_modules, base_data, nets)
+    bases = torch_cases(nets)
     print(
         f"torch {torch.__version__}, 1 thread, median of {args.rounds} rounds x {args.iters} calls"
     )
-    print(f"{'case':40s} {'batch':>5s} {'tdrl us':>9s} {'torch us':>9s} {'ratio':>6s}")
+    head = "".join(f"{k + ' us':>14s}" for k in sides)
+    ratios = "".join(f"{'/' if i else ''}{k}" for i, k in enumerate(sides))
+    print(f"{'case':38s} {'batch':>5s}{head} {'torch us':>9s}  ratio to torch ({ratios})")
     with set_exploration_type(ExplorationType.RANDOM), torch.no_grad():
-        for name, module, base in cases:
+        for i, (name, base) in enumerate(zip(NAMES, bases)):
             for b in args.batches:
                 x = torch.randn(b, 4)
                 bs = torch.Size([b])
+                calls = []
+                for cases in sides.values():
 
-                def ours(module=module, x=x, bs=bs):
-                    return module(TensorDict({"observation": x}, batch_size=bs))
+                    def ours(module=cases[i], x=x, bs=bs):
+                        return module(TensorDict({"observation": x}, batch_size=bs))
 
-                def theirs(base=base, x=x):
-                    return base(x)
+                    calls.append(ours)
+                times = compare([*calls, lambda base=base, x=x: base(x)], args.iters, args.rounds)
+                *t_ours, t_base = times
+                cols = "".join(f"{t * 1e6:14.1f}" for t in t_ours)
+                rs = " / ".join(f"{t / t_base:.2f}" for t in t_ours)
+                print(f"{name:38s} {b:5d}{cols} {t_base * 1e6:9.1f}  {rs}")
 
-                t_ours, t_base = compare(ours, theirs, args.iters, args.rounds)
-                print(
-                    f"{name:40s} {b:5d} {t_ours * 1e6:9.1f} {t_base * 1e6:9.1f} {t_ours / t_base:6.2f}"
-                )
+    if args.paths:
+        new_paths(nets, args.iters, args.rounds)
 
     # reference: tensordict's generic module on the same Linear
     x = torch.randn(1, 4)
-    tdm = TensorDictModule(l1, in_keys=["observation"], out_keys=["hidden"])
+    tdm = TensorDictModule(nets.l1, in_keys=["observation"], out_keys=["hidden"])
     t_tdm, t_lin = compare(
-        lambda: tdm(TensorDict({"observation": x}, batch_size=[1])), lambda: l1(x), args.iters, 5
+        [lambda: tdm(TensorDict({"observation": x}, batch_size=[1])), lambda: nets.l1(x)],
+        args.iters,
+        5,
     )
     print(
         f"{'(ref) tensordict TensorDictModule(Linear)':40s} {1:5d} {t_tdm * 1e6:9.1f} "

@@ -7,6 +7,7 @@ RL-Zoo Pendulum-v1 hyperparameters (gSDE, 100k steps) for reference.
 
     python benchmarks/pendulum.py                 # 3 seeds
     python benchmarks/pendulum.py --seeds 0 --sb3
+    python benchmarks/pendulum.py --seeds 0 --sb3 --total-steps 4096 --json out.json  # smoke
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def run_tdrl(seed: int, threads: int, workdir: Path, extra: list[str]) -> dict:
     return train_cartpole.run_tdrl("ppo", seed, threads, workdir, ["--env", "Pendulum-v1", *extra])
 
 
-def sb3_worker(seed: int, threads: int) -> dict:
+def sb3_worker(seed: int, threads: int, total: int | None = None) -> dict:
     import numpy as np
     import torch
     from stable_baselines3 import PPO
@@ -58,7 +59,7 @@ def sb3_worker(seed: int, threads: int) -> dict:
         verbose=0,
     )
     t0 = time.perf_counter()
-    model.learn(total_timesteps=100_000)
+    model.learn(total_timesteps=total or 100_000)
     wall = time.perf_counter() - t0
     returns = evaluate(
         lambda obs: model.predict(obs, deterministic=True)[0],
@@ -82,12 +83,16 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--sb3", action="store_true", help="also run SB3 PPO (RL-Zoo, gSDE)")
     parser.add_argument("--sb3-worker", type=int, metavar="SEED", help=argparse.SUPPRESS)
+    parser.add_argument("--total-steps", type=int, help="override both sides' budgets (smoke tests)")
+    parser.add_argument("--json", metavar="PATH", help="also write all results as JSON")
     parser.add_argument("extra", nargs="*", help="extra flags for tdrl train (after --)")
     args = parser.parse_args()
     if args.sb3_worker is not None:
-        print(json.dumps(sb3_worker(args.sb3_worker, args.threads)))
+        print(json.dumps(sb3_worker(args.sb3_worker, args.threads, args.total_steps)))
         return 0
     rows = []
+    if args.total_steps:
+        args.extra = ["--total-steps", str(args.total_steps), *args.extra]
     with tempfile.TemporaryDirectory() as tmp:
         for seed in args.seeds:
             t0 = time.perf_counter()
@@ -108,6 +113,7 @@ def main() -> int:
                     str(seed),
                     "--threads",
                     str(args.threads),
+                    *(["--total-steps", str(args.total_steps)] if args.total_steps else []),
                 ]
                 proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
                 if proc.returncode != 0:
@@ -130,6 +136,11 @@ def main() -> int:
             f"{statistics.median(r['steps_per_s'] for r in runs):7,.0f}  median wall "
             f"{statistics.median(r['wall_s'] for r in runs):5.0f} s"
         )
+    if args.json:
+        runs_by_name: dict[str, list[dict]] = {}
+        for name, r in rows:
+            runs_by_name.setdefault(name, []).append(r)
+        Path(args.json).write_text(json.dumps({"runs": runs_by_name}, indent=2))
     return 0
 
 

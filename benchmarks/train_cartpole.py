@@ -13,6 +13,7 @@ eval), and prints the tdrl/SB3 ratios.
     python benchmarks/train_cartpole.py                  # everything, 3 seeds
     python benchmarks/train_cartpole.py --algos ppo --seeds 0 1 --no-sb3
     python benchmarks/train_cartpole.py --json results.json
+    python benchmarks/train_cartpole.py --total-steps 2000 --seeds 0   # a smoke test
 
 Every process uses one torch thread (``--threads``), which is fastest for
 these small networks. Solve times are wall clock and depend on the machine
@@ -88,7 +89,7 @@ def run_tdrl(algo: str, seed: int, threads: int, workdir: Path, extra: list[str]
     return json.loads((out / "summary.json").read_text())
 
 
-def run_sb3_worker(algo: str, seed: int, threads: int) -> dict:
+def run_sb3_worker(algo: str, seed: int, threads: int, total: int | None = None) -> dict:
     """Runs in a child process: one SB3 training run, measured like tdrl's."""
     import numpy as np
     import torch
@@ -163,7 +164,7 @@ def run_sb3_worker(algo: str, seed: int, threads: int) -> dict:
         )
     cb = Solved()
     t0 = time.perf_counter()
-    model.learn(total_timesteps=h["total"], callback=cb)
+    model.learn(total_timesteps=total or h["total"], callback=cb)
     wall = time.perf_counter() - t0
     returns = evaluate(
         lambda obs: model.predict(obs, deterministic=True)[0],
@@ -183,8 +184,10 @@ def run_sb3_worker(algo: str, seed: int, threads: int) -> dict:
     }
 
 
-def run_sb3(algo: str, seed: int, threads: int) -> dict:
+def run_sb3(algo: str, seed: int, threads: int, total: int | None = None) -> dict:
     cmd = [sys.executable, __file__, "--sb3-worker", algo, str(seed), "--threads", str(threads)]
+    if total:
+        cmd += ["--total-steps", str(total)]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"SB3 {algo} seed {seed} failed:\n{proc.stderr}")
@@ -220,11 +223,12 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--no-sb3", action="store_true", help="skip SB3 even if installed")
     parser.add_argument("--json", metavar="PATH", help="also write all results as JSON")
+    parser.add_argument("--total-steps", type=int, help="override both sides' budgets (smoke tests)")
     parser.add_argument("--sb3-worker", nargs=2, metavar=("ALGO", "SEED"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.sb3_worker:
         algo, seed = args.sb3_worker[0], int(args.sb3_worker[1])
-        print(json.dumps(run_sb3_worker(algo, seed, args.threads)))
+        print(json.dumps(run_sb3_worker(algo, seed, args.threads, args.total_steps)))
         return 0
 
     try:
@@ -242,9 +246,10 @@ def main() -> int:
                 for impl in ["tdrl", "sb3"] if have_sb3 else ["tdrl"]:
                     t0 = time.perf_counter()
                     if impl == "tdrl":
-                        r = run_tdrl(algo, seed, args.threads, Path(tmp), [])
+                        extra = ["--total-steps", str(args.total_steps)] if args.total_steps else []
+                        r = run_tdrl(algo, seed, args.threads, Path(tmp), extra)
                     else:
-                        r = run_sb3(algo, seed, args.threads)
+                        r = run_sb3(algo, seed, args.threads, args.total_steps)
                     results.setdefault(f"{impl}-{algo}", []).append(r)
                     print(
                         f"{impl:>4} {algo} seed {seed}: {r['steps_per_s']:7,.0f} steps/s, "

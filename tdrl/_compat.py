@@ -31,6 +31,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+import torch
 from tensordict import TensorDict, TensorDictBase, is_tensor_collection
 from tensordict.utils import NestedKey
 from torch import nn
@@ -156,9 +157,15 @@ if _FAST_STR:
         Batch dimensions and device are still validated by tensordict.
         """
         if type(key) is str and type(td) is TensorDict:
-            old = td._tensordict.get(key)
-            if old is not None and is_tensor_collection(old) and not is_tensor_collection(value):
-                raise overwrite_error(key, old)
+            entries = td._tensordict
+            if key in entries:  # (a fresh key, the common case, costs no call)
+                old = entries[key]
+                if (
+                    type(old) is not torch.Tensor
+                    and is_tensor_collection(old)
+                    and not is_tensor_collection(value)
+                ):
+                    raise overwrite_error(key, old)
             return td._set_str(key, value, inplace=False, validated=False)
         return _checked_set(td, key, value)
 

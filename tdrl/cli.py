@@ -120,6 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("run_dir", metavar="RUN_DIR", help="directory written by `tdrl train`")
     ex.add_argument("--format", choices=["onnx", "pt2"], default="onnx", help="(default: onnx)")
     ex.add_argument("--out", metavar="PATH", default=None, help="(default: RUN_DIR/policy.FORMAT)")
+    ex.add_argument(
+        "--dtype",
+        choices=["auto", "float32", "float64"],
+        default="auto",
+        help="compute dtype inside the model; inputs and outputs stay float32 (default: auto, "
+        "as the run's final evaluation: float64 for continuous actions, which replays it exactly)",
+    )
     return parser
 
 
@@ -144,7 +151,7 @@ def _export(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir)
     recipe, cfg, state = _load_run(run_dir)
     out = Path(args.out) if args.out else run_dir / f"policy.{args.format}"
-    path = export_run(recipe, cfg, state, args.format, out)
+    path = export_run(recipe, cfg, state, args.format, out, args.dtype)
     print(f"wrote {path} and {path.name}.json")
     return 0
 
@@ -166,6 +173,7 @@ def _eval(args: argparse.Namespace) -> int:
 
     from tdrl.recipes.config import TrainError, WriteError, check_device
     from tdrl.recipes.envs import EVAL_SEED_OFFSET, evaluate, probe_env
+    from tdrl.recipes.eval_act import eval_act
     from tdrl.recipes.report import render_gif
 
     run_dir = Path(args.run_dir)
@@ -185,7 +193,7 @@ def _eval(args: argparse.Namespace) -> int:
 
         act = policy_act(args.policy, env.action_space, threads)
     else:
-        act = recipe.make_act(cfg, env, state["algo_state"]["model"], device)
+        act = eval_act(recipe, cfg, env, state["algo_state"]["model"], device)
     seed = cfg.seed + EVAL_SEED_OFFSET
     returns = evaluate(act, cfg.env, episodes, seed)
     result = {

@@ -296,3 +296,41 @@ def test_import_tdrl_does_not_import_onnx():
             "print(sorted(m for m in ('onnx', 'onnxruntime', 'onnxscript') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# ----------------------------------------------------------------------------- float64 compute
+@pytest.mark.parametrize("name", ["tanh_normal", "operator_policy"])
+def test_float64_compute_rounds_identically_in_every_runtime(name, tmp_path):
+    """dtype=float64: float32 in / out, the policy untouched, every runtime bit-identical."""
+    torch.manual_seed(0)
+    policy = KINDS[name][0]().eval()
+    exported = export_policy(policy, torch.zeros(1, OBS), dtype=torch.float64)
+    assert all(p.dtype == torch.float32 for p in policy.parameters())  # a copy was cast
+    files = {fmt: exported.save(tmp_path / f"policy.{fmt}") for fmt in ("pt2", "onnx")}
+    meta = json.loads(sidecar_path(files["onnx"]).read_text())
+    assert meta["compute_dtype"] == "float64"
+    assert meta["inputs"][0]["dtype"] == meta["outputs"][0]["dtype"] == "float32"
+    policy64 = KINDS[name][0]().eval()
+    policy64.load_state_dict(policy.state_dict())
+    policy64.double()
+    for batch in (1, N):
+        obs = _inputs(name, batch, seed=batch)[0]
+        (eager32,) = _eager(policy, exported, [obs])
+        (eager64,) = _eager(policy64, exported, [obs.double()])
+        expected = eager64.float()
+        for runtime, got in {
+            "graph": exported(obs),
+            "pt2": load_policy(files["pt2"])(obs.numpy()),
+            "onnxruntime": load_policy(files["onnx"])(obs.numpy()),
+        }.items():
+            got = torch.as_tensor(np.asarray(got))
+            assert got.dtype == torch.float32, runtime
+            assert torch.equal(got, expected), f"{name}/{runtime}/batch {batch}"
+            torch.testing.assert_close(got, eager32, rtol=0, atol=1e-5)
+
+
+def test_float64_compute_needs_a_floating_dtype():
+    with pytest.raises(ValueError, match="dtype must be a floating dtype, got torch.int64"):
+        export_policy(_q(Categorical(4), 4), torch.zeros(1, OBS), dtype=torch.int64)
+    exported = export_policy(_q(Categorical(4), 4), torch.zeros(1, OBS))
+    assert exported.metadata["compute_dtype"] == "float32"

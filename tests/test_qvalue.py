@@ -693,6 +693,46 @@ def test_nan_in_qvalue_actor_fused_path_and_distributional():
         dist(TensorDict(action_value=log_p, batch_size=[]))
 
 
+class _PickWithMask(nn.Module):
+    """Tensors in, greedy action out: what torch.export traces (no TensorDict at the boundary)."""
+
+    def __init__(self, module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, values, mask):
+        td = TensorDict(action_value=values, mask=mask, batch_size=values.shape[:1])
+        return self.module(td)["action"]
+
+
+@pytest.mark.parametrize("sid", ["categorical", "multi-categorical"])
+def test_value_checks_run_eagerly_and_are_left_out_of_an_exported_graph(sid):
+    # the NaN and fully-masked checks branch on values: the module skips them by itself while
+    # torch.export (or torch.compile) traces, and keeps them in eager mode
+    spec = SPACES[sid][0]()
+    n = 4 if sid == "categorical" else 5
+    pick = _PickWithMask(QValueModule(spec=spec, action_mask_key="mask"))
+    values, mask = torch.randn(3, n), torch.ones(3, n, dtype=torch.bool)
+    batch = torch.export.Dim("batch", min=1)
+    program = torch.export.export(pick, (values, mask), dynamic_shapes=({0: batch}, {0: batch}),
+                                  strict=False)
+    targets = {str(node.target) for node in program.graph.nodes}
+    assert not any("_local_scalar_dense" in t or "_assert" in t and "metadata" not in t
+                   for t in targets), targets
+    new_values, new_mask = torch.randn(6, n), torch.rand(6, n) > 0.3
+    new_mask[:, 0] = new_mask[:, -1] = True  # every row / sub-space keeps an allowed action
+    assert torch.equal(program.module()(new_values, new_mask), pick(new_values, new_mask))
+    bad_mask, nan_values = mask.clone(), values.clone()
+    bad_mask[1] = False
+    nan_values[2] = float("nan")
+    program.module()(values, bad_mask)  # no check in the graph
+    program.module()(nan_values, mask)
+    with pytest.raises(ValueError, match="no valid action to pick"):
+        pick(values, bad_mask)
+    with pytest.raises(ValueError, match=r"'action_value' contain NaN \(1 of 3 rows\)"):
+        pick(nan_values, mask)
+
+
 def test_nan_at_a_masked_action_is_ignored_and_inf_is_not_nan():
     # a NaN the mask excludes cannot be chosen: no error; +inf and -inf are valid values
     module = QValueModule(spec=Categorical(3), action_mask_key="mask")
@@ -759,3 +799,23 @@ def test_torchrl_error_phrases_keep_tdrl_detail():
         QValueActor(nn.Linear(3, 3), spec=OneHot(3), action_mask_key="m")(
             TensorDict(observation=torch.zeros(1, 3), batch_size=[1])
         )
+
+
+def test_qvalue_hook_refuses_nan_values():
+    # the hook's tensor path checks NaN as the module does (one read of the greedy values)
+    net = nn.Linear(2, 3)
+    with torch.no_grad():
+        net.bias.copy_(torch.tensor([0.0, float("nan"), 1.0]))
+    net.register_forward_hook(QValueHook("one_hot"))
+    with pytest.raises(ValueError, match=r"QValueModule: the action values .* contain NaN \(2 of 2"):
+        net(torch.zeros(2, 2))
+
+
+def test_fully_masked_row_found_by_the_probe_in_a_batch():
+    # one-hot / categorical defer the mask check to the selection's probe: same error
+    module = QValueModule(spec=Categorical(3), action_mask_key="mask")
+    mask = torch.tensor([[True, False, True], [False, False, False]])
+    td = TensorDict(action_value=torch.randn(2, 3), mask=mask, batch_size=[2])
+    with pytest.raises(ValueError, match=r"'mask' has a row where every action is masked"):
+        module(td)
+    assert "action" not in td.keys()  # nothing written

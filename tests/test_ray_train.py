@@ -225,3 +225,15 @@ def test_ctrl_c_shuts_down_workers_and_leaves_no_ray_process(tmp_path):
     time.sleep(1.0)
     left = sorted(p for p in seen if _alive(p))
     assert not left, [Path(f"/proc/{p}/cmdline").read_text() for p in left]
+
+
+def test_normalize_obs_with_workers(tmp_path):
+    """--normalize-obs on Ray workers: the learner adds each collected batch to the statistics
+    (after normalising it as the workers did) and sends them with the weights."""
+    out = tmp_path / "run"
+    argv = ["train", "ppo", *SMALL, "--workers", "2", "--normalize-obs", "--out", str(out)]
+    assert main(argv) == 0
+    model = load_checkpoint(out / "checkpoint.pt")["algo_state"]["model"]
+    (count,) = [v for k, v in model.items() if k.endswith("count")]
+    assert count.item() == 1536  # every observation acted on, once
+    assert json.loads((out / "summary.json").read_text())["config"]["normalize_obs"] is True

@@ -288,7 +288,11 @@ def test_ppo_uses_operator_get_dist(monkeypatch):
 
 
 # ----------------------------------------------------------------------------- reproducibility + resume
-@pytest.mark.parametrize("algo, flags", [("ppo", SMALL_PPO), ("dqn", SMALL_DQN)])
+@pytest.mark.parametrize(
+    "algo, flags",
+    [("ppo", SMALL_PPO), ("ppo", [*SMALL_PPO, "--normalize-obs"]), ("dqn", SMALL_DQN)],
+    ids=["ppo", "ppo-normalize-obs", "dqn"],
+)
 def test_crash_then_resume_matches_uninterrupted_run(algo, flags, tmp_path, monkeypatch, capsys):
     """Same seed -> same metrics.csv; a run killed after its first checkpoint resumes exactly."""
     full, crashed = tmp_path / "full", tmp_path / "crashed"

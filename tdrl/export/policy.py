@@ -1,6 +1,7 @@
 """``export_policy``: a tdrl policy as a plain tensor-in / tensor-out module, and its files."""
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -169,6 +170,7 @@ def export_policy(
     in_keys: Sequence[NestedKey] | None = None,
     out_keys: Sequence[NestedKey] | None = None,
     exploration_type: ExplorationType | str = ExplorationType.DETERMINISTIC,
+    dtype: torch.dtype | None = None,
 ) -> ExportedPolicy:
     """Traces ``policy``'s deterministic path into an :class:`ExportedPolicy`.
 
@@ -186,6 +188,10 @@ def export_policy(
             the outputs (default: action[, value][, log-prob]).
         exploration_type: how the action is read from the distribution
             (``DETERMINISTIC`` by default, as in evaluation).
+        dtype: compute in this floating dtype (e.g. ``torch.float64``): the program
+            runs a copy of the policy cast to ``dtype`` between casts of the floating
+            inputs to ``dtype`` and of the floating outputs back to the example's
+            dtype (``policy`` itself is not changed). Default: the policy's own dtype.
 
     Raises:
         ExportError: a part of the policy cannot be traced; the message names it.
@@ -207,7 +213,11 @@ def export_policy(
         policy, value=value, log_prob=log_prob, in_keys=in_keys, out_keys=out_keys
     )
     inputs = example_inputs(signature, example_observation)
-    wrapper = TensorPolicy(policy, signature, ExplorationType(exploration_type))
+    if dtype is not None:
+        if not dtype.is_floating_point:
+            raise ValueError(f"dtype must be a floating dtype, got {dtype}")
+        policy = copy.deepcopy(policy).to(dtype)
+    wrapper = TensorPolicy(policy, signature, ExplorationType(exploration_type), dtype)
     program = trace_policy(wrapper, inputs)
     outputs = ProgramRunner(program)(*inputs)
     metadata = {
@@ -215,12 +225,18 @@ def export_policy(
         "torch_version": torch.__version__.split("+")[0],
         "policy": type(policy).__name__,
         "exploration_type": wrapper.exploration_type.name,
+        "compute_dtype": str(dtype or _param_dtype(policy)).removeprefix("torch."),
         "batch_dim": 0,
         "inputs": _describe_tensors(signature.inputs, inputs),
         "outputs": _describe_tensors(signature.outputs, outputs),
         "action_space": _action_space(policy, signature.outputs[0]),
     }
     return ExportedPolicy(program, signature, inputs, metadata)
+
+
+def _param_dtype(policy: nn.Module) -> torch.dtype:
+    floating = (p.dtype for p in policy.parameters() if p.is_floating_point())
+    return next(floating, torch.get_default_dtype())
 
 
 def _describe_tensors(keys: list[NestedKey], tensors: Sequence[torch.Tensor]) -> list[dict]:

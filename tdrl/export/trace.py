@@ -170,7 +170,10 @@ class TensorPolicy(nn.Module):
 
     Builds the TensorDict from the positional inputs, runs ``policy`` under
     ``exploration_type`` and returns the signature's outputs (one tensor, or a
-    tuple). This is the eager module that :func:`trace_policy` exports.
+    tuple). This is the eager module that :func:`trace_policy` exports. With
+    ``dtype`` (the policy's own floating dtype, e.g. ``torch.float64``), floating
+    inputs are cast to it on entry and floating outputs back to the first
+    floating input's dtype on exit.
 
     Examples:
         >>> import torch
@@ -186,39 +189,44 @@ class TensorPolicy(nn.Module):
         policy: nn.Module,
         signature: PolicySignature,
         exploration_type: ExplorationType = ExplorationType.DETERMINISTIC,
+        dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
         self.policy = policy
         self.signature = signature
         self.exploration_type = ExplorationType(exploration_type)
+        self.dtype = dtype
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        io_dtype = None
+        if self.dtype is not None:
+            io_dtype = next((x.dtype for x in inputs if x.is_floating_point()), None)
+            inputs = _cast_floating(inputs, self.dtype)
         td = TensorDict(dict(zip(self.signature.inputs, inputs)), batch_size=inputs[0].shape[:1])
         with set_exploration_type(self.exploration_type):
             td = self.policy(td)
         outs = tuple(td.get(k) for k in self.signature.outputs)
+        if io_dtype is not None:
+            outs = _cast_floating(outs, io_dtype)
         return outs[0] if len(outs) == 1 else outs
+
+
+def _cast_floating(tensors: Sequence[torch.Tensor], dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+    return tuple(t.to(dtype) if t.is_floating_point() else t for t in tensors)
 
 
 # ----------------------------------------------------------------------------- tracing
 @contextlib.contextmanager
 def _tracing_mode(policy: nn.Module) -> Iterator[None]:
-    """Eval mode, no grad, and no data-dependent argument checks while tracing.
+    """Eval mode, no grad, and no ``torch.distributions`` argument validation while tracing.
 
-    Argument validation (``torch.distributions``' ``validate_args`` and the
-    Q-value module's "no row fully masked" check) branches on tensor values,
-    which a graph cannot do; the exported program skips those checks.
+    Validation branches on tensor values, which a graph cannot do; the exported
+    program skips it (tdrl's own modules skip their value checks by themselves
+    while ``torch.export`` traces: the Q-value modules' NaN and mask checks).
     """
     training = [(m, m.training) for m in policy.modules()]
     # torch has no public getter for the default; it is __debug__ unless changed
     validate = getattr(D.Distribution, "_validate_args", __debug__)
-    patched = []
-    for m in policy.modules():
-        # QValueModule checks the mask with bool(); skipped until qvalue.py skips it
-        # under torch.compiler.is_compiling() (as MaskedCategorical already does)
-        if isinstance(m, QValueModule) and "_check_mask" in vars(m):
-            patched.append((m, m._check_mask))
-            m._check_mask = _no_check
     policy.eval()
     D.Distribution.set_default_validate_args(False)
     try:
@@ -226,14 +234,8 @@ def _tracing_mode(policy: nn.Module) -> Iterator[None]:
             yield
     finally:
         D.Distribution.set_default_validate_args(validate)
-        for m, check in patched:
-            m._check_mask = check
         for m, mode in training:
             m.training = mode
-
-
-def _no_check(module: Any, mask: torch.Tensor, owner: str = "") -> None:
-    return None
 
 
 def _part_of(err: BaseException, policy: nn.Module) -> tuple[str, nn.Module, str] | None:

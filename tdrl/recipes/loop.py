@@ -56,6 +56,7 @@ from tdrl.recipes.envs import (
     evaluate,
     probe_env,
 )
+from tdrl.recipes.eval_act import eval_act
 from tdrl.recipes.protocol import Algorithm, Recipe
 from tdrl.recipes.remote import WorkerFailure
 from tdrl.recipes.report import ProgressBar, plot_learning_curve, versions
@@ -316,6 +317,7 @@ class _Run:
 
     def save(self, algo: Algorithm, finished: bool = False) -> None:
         plan = self.plan
+        algo_state = algo.state_dict()
         save_checkpoint(
             self.ckpt_path,
             {
@@ -324,11 +326,12 @@ class _Run:
                 "global_step": algo.global_step,
                 "wall_s": self.clock(),
                 "rng": get_rng_state(),
-                "algo_state": algo.state_dict(),
+                "algo_state": algo_state,
                 "finished": finished,
             },
         )
         self.saved_step = algo.global_step
+        self.saved_model = algo_state["model"]  # what the final evaluation (and tdrl eval) runs
 
     def loop(self, algo: Algorithm, progress: bool | None, log: Callable[[str], None]) -> int:
         plan, cfg, clock = self.plan, self.plan.cfg, self.clock
@@ -401,7 +404,9 @@ class _Run:
         name, cfg, run_dir, threshold = (
             plan.recipe.name, plan.cfg, plan.run_dir, plan.env.reward_threshold
         )
-        returns = evaluate(algo.act, cfg.env, cfg.eval_episodes, cfg.seed + EVAL_SEED_OFFSET)
+        act = eval_act(plan.recipe, cfg, plan.env, self.saved_model, check_device(cfg.device),
+                       fallback=algo.act)
+        returns = evaluate(act, cfg.env, cfg.eval_episodes, cfg.seed + EVAL_SEED_OFFSET)
         stats = algo.stats
         summary = {
             "algo": name,

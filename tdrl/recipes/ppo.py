@@ -2,8 +2,8 @@
 
 One file, top to bottom, in the CleanRL spirit:
 
-1. ``build_agent``: trunk ``MLP`` -> ``"hidden"``; a ``ProbabilisticActor``
-   head (``Categorical``/``OneHotCategorical`` logits for discrete actions,
+1. ``build_agent`` (:mod:`tdrl.recipes.ppo_agent`): trunk ``MLP`` -> ``"hidden"``;
+   a ``ProbabilisticActor`` head (``Categorical``/``OneHotCategorical`` logits for discrete actions,
    ``TanhNormal`` via ``NormalParamExtractor`` with the env's bounds for
    continuous ones) and a ``ValueOperator`` head, joined by
    ``ActorValueOperator``.
@@ -17,7 +17,10 @@ One file, top to bottom, in the CleanRL spirit:
    The new log-probabilities come from the policy head's ``get_dist`` (the
    trunk runs once per minibatch and feeds both heads).
 
-Evaluation acts under ``ExplorationType.DETERMINISTIC``.
+Evaluation acts under ``ExplorationType.DETERMINISTIC``. With ``--normalize-obs`` (the
+default on MuJoCo envs) a ``RunningObsNorm`` runs before the trunk: ``collect`` adds each
+observation to its statistics as it arrives and stores it normalized; evaluation, checkpoints
+and export use the statistics as saved.
 
 Examples:
     >>> import gymnasium as gym
@@ -32,36 +35,31 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import torch
 from tensordict import TensorDict
 from torch import nn
 
-from tdrl.data import Bounded, Categorical, OneHot
 from tdrl.envs.utils import ExplorationType, set_exploration_type
-from tdrl.modules import (
-    MLP,
-    ActorValueOperator,
-    NormalParamExtractor,
-    OneHotCategorical,
-    ProbabilisticActor,
-    SafeModule,
-    TanhNormal,
-    ValueOperator,
-)
+from tdrl.recipes.advantages import gae
 from tdrl.recipes.blocks import Clock, EpisodeStats, linear_schedule, make_adam
 from tdrl.recipes.config import CommonConfig, TrainError, check_positive, check_range, option
-from tdrl.recipes.envs import (
-    EnvInfo,
-    check_env_step,
-    final_observations,
-    is_discrete,
-    make_vec_env,
+from tdrl.recipes.envs import EnvInfo, check_env_step, final_observations, is_discrete, make_vec_env
+from tdrl.recipes.ppo_agent import (
+    AgentParts,
+    action_to_env,
+    build_agent,
+    make_act,
+    make_policy,
+    policy_act,
 )
 from tdrl.recipes.protocol import Recipe
 from tdrl.recipes.remote import RemoteConfig, open_collector
+
+__all__ = ["AgentParts", "ENV_DEFAULTS", "PPO", "PPOConfig", "RECIPE", "build_agent", "make_act",
+           "make_policy"]
 
 
 @dataclasses.dataclass
@@ -108,6 +106,11 @@ class PPOConfig(RemoteConfig, CommonConfig):
         True, "continuous head: scale from the network (else a learned parameter)"
     )
     log_std_init: float = option(0.0, "continuous head: initial log std (state-independent std)")
+    normalize_obs: bool = option(
+        False,
+        "normalize observations by running mean/var (RunningObsNorm before the trunk, updated "
+        "from collected observations only; clip 10, eps 1e-8 as SB3's VecNormalize)",
+    )
 
     def validate(self) -> None:
         """Check the numbers before anything is created (raises ``TrainError``)."""
@@ -136,156 +139,18 @@ ENV_DEFAULTS: dict[str, dict[str, Any]] = {
     },
     "Pendulum-v1": {},
 }
-
-
-# ----------------------------------------------------------------------------- networks
-class _LocAndParamScale(nn.Module):
-    """``hidden -> [loc, log_std]`` with ``log_std`` a learned, state-independent parameter."""
-
-    def __init__(self, loc: nn.Module, act_dim: int, log_std_init: float) -> None:
-        super().__init__()
-        self.loc = loc
-        self.log_std = nn.Parameter(torch.full((act_dim,), float(log_std_init)))
-
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        loc = self.loc(hidden)
-        return torch.cat([loc, self.log_std.expand_as(loc)], dim=-1)
-
-
-class AgentParts(NamedTuple):
-    """The operator and its three parts (the same objects the operator holds)."""
-
-    agent: Any  # ActorValueOperator
-    common: Any  # trunk: observation -> hidden
-    policy: Any  # ProbabilisticActor: hidden -> action (+ sample_log_prob)
-    value: Any  # ValueOperator: hidden -> state_value
-
-
-def _orthogonal_init(module: nn.Module, gain: float, last_gain: float | None = None) -> None:
-    linears = [m for m in module.modules() if isinstance(m, nn.Linear)]
-    for i, m in enumerate(linears):
-        g = last_gain if (last_gain is not None and i == len(linears) - 1) else gain
-        nn.init.orthogonal_(m.weight, g)
-        nn.init.zeros_(m.bias)
-
-
-def build_agent(cfg: PPOConfig, obs_space: Any, action_space: Any) -> AgentParts:
-    """Shared-trunk ``ActorValueOperator`` for ``obs_space`` / ``action_space``.
-
-    Orthogonal init as in SB3/CleanRL: gain sqrt(2) in the trunk, 0.01 on the
-    policy output, 1 on the value output.
-
-    Examples:
-        >>> import gymnasium as gym
-        >>> from tensordict import TensorDict
-        >>> parts = build_agent(PPOConfig(), gym.spaces.Box(-1, 1, (3,)),
-        ...                     gym.spaces.Box(-2.0, 2.0, (2,)))
-        >>> td = parts.agent(TensorDict(observation=torch.zeros(5, 3), batch_size=[5]))
-        >>> td["action"].shape, td["state_value"].shape
-        (torch.Size([5, 2]), torch.Size([5, 1]))
-    """
-
-    obs_dim = int(np.prod(obs_space.shape))
-    act = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}[cfg.activation]
-    hidden = list(cfg.hidden)
-    trunk = MLP(
-        in_features=obs_dim,
-        out_features=hidden[-1],
-        num_cells=hidden[:-1],
-        activation_class=act,
-        activate_last_layer=True,
-    )
-    _orthogonal_init(trunk, math.sqrt(2))
-    common = SafeModule(trunk, in_keys=["observation"], out_keys=["hidden"])
-
-    def head_mlp(out_features: int, last_gain: float) -> nn.Module:
-        mlp = MLP(
-            in_features=hidden[-1],
-            out_features=out_features,
-            num_cells=list(cfg.head_hidden),
-            activation_class=act,
-        )
-        _orthogonal_init(mlp, math.sqrt(2), last_gain)
-        return mlp
-
-    if is_discrete(action_space):
-        n = int(action_space.n)
-        head = head_mlp(n, 0.01)
-        onehot = cfg.discrete_dist == "onehot"
-        policy = ProbabilisticActor(
-            SafeModule(head, in_keys=["hidden"], out_keys=["logits"]),
-            in_keys=["logits"],
-            out_keys=["action"],
-            distribution_class=OneHotCategorical if onehot else torch.distributions.Categorical,
-            distribution_kwargs={"validate_args": False},
-            return_log_prob=True,
-            spec=OneHot(n) if onehot else Categorical(n),
-        )
-    else:
-        act_dim = int(np.prod(action_space.shape))
-        low = torch.as_tensor(action_space.low, dtype=torch.float32)
-        high = torch.as_tensor(action_space.high, dtype=torch.float32)
-        if cfg.state_dependent_std:
-            net = nn.Sequential(head_mlp(2 * act_dim, 0.01), NormalParamExtractor())
-        else:
-            head = _LocAndParamScale(head_mlp(act_dim, 0.01), act_dim, cfg.log_std_init)
-            net = nn.Sequential(head, NormalParamExtractor(scale_mapping="exp"))
-        policy = ProbabilisticActor(
-            SafeModule(net, in_keys=["hidden"], out_keys=["loc", "scale"]),
-            in_keys=["loc", "scale"],
-            out_keys=["action"],
-            distribution_class=TanhNormal,
-            distribution_kwargs={"low": low, "high": high},
-            return_log_prob=True,
-            spec=Bounded(low, high, shape=low.shape),
-        )
-    value_net = head_mlp(1, 1.0)
-    value = ValueOperator(value_net, in_keys=["hidden"])
-    agent = ActorValueOperator(common, policy, value)
-    return AgentParts(agent, common, policy, value)
-
-
-def make_act(cfg: PPOConfig, env: EnvInfo, model_state: dict, device: Any):
-    """Deterministic policy ``obs batch (numpy) -> env actions`` from saved weights.
-
-    Examples:
-        >>> import gymnasium as gym
-        >>> env = EnvInfo(gym.spaces.Box(-1, 1, (4,)), gym.spaces.Discrete(2), None)
-        >>> parts = build_agent(PPOConfig(), *env[:2])
-        >>> act = make_act(PPOConfig(), env, parts.agent.state_dict(), "cpu")
-        >>> act(np.zeros((3, 4), dtype=np.float32)).shape
-        (3,)
-    """
-    return _make_act(make_policy(cfg, env, model_state, device), env.action_space, cfg, device)
-
-
-def make_policy(cfg: PPOConfig, env: EnvInfo, model_state: dict, device: Any):
-    """The policy operator (trunk + policy head, eval mode) with saved weights, for export."""
-    parts = build_agent(cfg, env.observation_space, env.action_space)
-    parts.agent.load_state_dict(model_state)
-    parts.agent.to(device).eval()
-    return parts.agent.get_policy_operator()
-
-
-def _make_act(policy_operator: Any, action_space: Any, cfg: PPOConfig, device: Any):
-    to_env = _action_to_env(action_space, cfg)
-
-    def act(obs: np.ndarray) -> np.ndarray:
-        obs_t = torch.as_tensor(obs, dtype=torch.float32, device=device)
-        td = TensorDict({"observation": obs_t}, batch_size=obs_t.shape[:1], device=device)
-        with torch.no_grad(), set_exploration_type(ExplorationType.DETERMINISTIC):
-            return to_env(policy_operator(td)["action"])
-
-    return act
-
-
-def _action_to_env(action_space: Any, cfg: PPOConfig):
-    if is_discrete(action_space):
-        if cfg.discrete_dist == "onehot":
-            return lambda a: a.argmax(-1).cpu().numpy()
-        return lambda a: a.cpu().numpy()
-    shape = action_space.shape
-    return lambda a: a.cpu().numpy().reshape(a.shape[0], *shape)
+# MuJoCo (the ``mujoco`` extra): SB3's PPO defaults on one env, observations normalized as in
+# RL-Zoo's MuJoCo entries (``normalize: true``); benchmarks/halfcheetah.py uses these settings.
+_MUJOCO = {
+    "num_envs": 1, "n_steps": 2048, "batch_size": 64, "epochs": 10, "lr": 3e-4,
+    "anneal_lr": False, "gamma": 0.99, "gae_lambda": 0.95, "clip": 0.2, "anneal_clip": False,
+    "reward_scale": 1.0, "state_dependent_std": False, "log_std_init": 0.0,
+    "normalize_obs": True, "total_steps": 1_000_000,
+}
+MUJOCO_ENVS = ("Ant", "HalfCheetah", "Hopper", "Humanoid", "HumanoidStandup",
+               "InvertedDoublePendulum", "InvertedPendulum", "Pusher", "Reacher", "Swimmer",
+               "Walker2d")
+ENV_DEFAULTS.update({f"{name}-v{v}": _MUJOCO for v in (5, 4) for name in MUJOCO_ENVS})
 
 
 # ----------------------------------------------------------------------------- algorithm
@@ -320,11 +185,14 @@ class PPO:
         parts = build_agent(cfg, obs_space, action_space)
         self.agent = parts.agent.to(self.device)
         self.common, self.policy, self.value = parts.common, parts.policy, parts.value
+        # --normalize-obs: obs_norm runs before the trunk, which reads obs_key; rollouts store
+        # the observations as normalized when collected, and the update runs the trunk on them
+        self.trunk, self.obs_norm, self.obs_key = parts.trunk, parts.obs_norm, parts.obs_key
         self.value_operator = self.agent.get_value_operator()
         self.log_prob_key = getattr(self.policy, "log_prob_key", "sample_log_prob")
         self.optimizer = make_adam(self.agent.parameters(), cfg.lr, eps=1e-5)
-        self.to_env = _action_to_env(action_space, cfg)
-        self._act = _make_act(self.agent.get_policy_operator(), action_space, cfg, self.device)
+        self.to_env = action_to_env(action_space, cfg)
+        self._act = policy_act(self.agent.get_policy_operator(), action_space, cfg, self.device)
         self.stats = EpisodeStats(cfg.total_envs, threshold)
         self.global_step = 0
         # --workers: rollouts come from Ray workers with copies of the operator (collect_remote)
@@ -337,10 +205,16 @@ class PPO:
         self.envs = make_vec_env(cfg.env, cfg.num_envs)
         obs, _ = self.envs.reset(seed=cfg.seed)
         self.envs.action_space.seed(cfg.seed)
-        self.obs = self._obs_tensor(obs)
+        self.obs = self._observe(obs)
 
     def _obs_tensor(self, obs: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(obs, dtype=torch.float32).to(self.device)
+
+    def _observe(self, obs: np.ndarray) -> torch.Tensor:
+        """A new observation from the envs: to the device, and into the running statistics."""
+        if self.obs_norm is not None:
+            self.obs_norm.update(obs)
+        return self._obs_tensor(obs)
 
     def act(self, obs: np.ndarray) -> np.ndarray:
         """Deterministic actions for evaluation."""
@@ -351,7 +225,7 @@ class PPO:
     def collect(self) -> TensorDict:
         """Run ``n_steps`` vector steps under RANDOM exploration; returns a [T, N] batch."""
         cfg, n_envs, device = self.cfg, self.cfg.num_envs, self.device
-        keys = ("observation", "action", self.log_prob_key, "state_value")
+        keys = (self.obs_key, "action", self.log_prob_key, "state_value")
         store: dict[str, list[torch.Tensor]] = {k: [] for k in keys}
         rewards = np.empty((cfg.n_steps, n_envs), dtype=np.float32)
         dones = np.empty((cfg.n_steps, n_envs), dtype=np.float32)
@@ -379,7 +253,7 @@ class PPO:
                     )["state_value"]
                     rewards[t, cut] += cfg.gamma * v.reshape(-1).cpu().numpy()
                 dones[t] = done
-                self.obs = self._obs_tensor(obs)
+                self.obs = self._observe(obs)
             last_value = self.value_operator(
                 TensorDict({"observation": self.obs}, batch_size=[n_envs], device=device)
             )["state_value"].reshape(-1)
@@ -423,6 +297,9 @@ class PPO:
             TensorDict({"observation": last_obs}, batch_size=[n_envs])
         )["state_value"].reshape(-1)
         out = batch.select("observation", "action", self.log_prob_key, "state_value")
+        if self.obs_norm is not None:  # normalized as the workers did, then into the statistics
+            self.obs_norm(out)
+            self.obs_norm.update(out["observation"])
         values = out["state_value"].reshape(n_steps, n_envs)
         out["advantage"] = self.gae(rewards, values, done.float(), last_value)
         out["value_target"] = out["advantage"] + values
@@ -435,18 +312,8 @@ class PPO:
         dones: torch.Tensor,
         last_value: torch.Tensor,
     ) -> torch.Tensor:
-        """Generalized advantage estimates over a [T, N] rollout (``dones[t]`` ends step t)."""
-        cfg = self.cfg
-        advantages = torch.empty_like(rewards)
-        next_adv = torch.zeros_like(last_value)
-        next_value = last_value
-        for t in range(rewards.shape[0] - 1, -1, -1):
-            not_done = 1.0 - dones[t]
-            delta = rewards[t] + cfg.gamma * next_value * not_done - values[t]
-            next_adv = delta + cfg.gamma * cfg.gae_lambda * not_done * next_adv
-            advantages[t] = next_adv
-            next_value = values[t]
-        return advantages
+        """GAE over a [T, N] rollout (``dones[t]`` ends step t): :func:`~tdrl.recipes.advantages.gae`."""
+        return gae(rewards, values, dones, last_value, self.cfg.gamma, self.cfg.gae_lambda)
 
     # -- update ---------------------------------------------------------------------------
     def update(self, batch: TensorDict) -> dict[str, float]:
@@ -459,7 +326,7 @@ class PPO:
             group["lr"] = lr
         flat = batch.reshape(-1)
         n = flat.shape[0]
-        obs_all = flat["observation"]
+        obs_all = flat[self.obs_key]
         act_all = flat["action"]
         old_lp_all = flat[self.log_prob_key]
         adv_all = flat["advantage"]
@@ -486,7 +353,7 @@ class PPO:
                     adv, target = adv_all[idx], target_all[idx]
                     if cfg.norm_adv and adv.shape[0] > 1:
                         adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-                td = self.common(TensorDict({"observation": obs}, batch_size=obs.shape[:1]))
+                td = self.trunk(TensorDict({self.obs_key: obs}, batch_size=obs.shape[:1]))
                 dist = self.policy.get_dist(td)  # the operator's own distribution
                 log_ratio = dist.log_prob(action) - old_lp
                 ratio = log_ratio.exp()
@@ -506,7 +373,7 @@ class PPO:
                         clipped = ((ratio - 1).abs() > clip).float().mean()
                         logged.append(torch.stack([policy_loss, value_loss, kl, clipped]))
         with torch.no_grad():
-            td = self.common(TensorDict({"observation": obs_all}, batch_size=[n]))
+            td = self.trunk(TensorDict({self.obs_key: obs_all}, batch_size=[n]))
             entropy = _entropy(self.policy.get_dist(td)).mean()
             values = self.value(td)["state_value"].reshape(-1)
             var = target_all.var()

@@ -12,6 +12,7 @@ from tdrl.modules.tensordict_module.exploration import (
     EGreedyModule,
     OrnsteinUhlenbeckProcessModule,
 )
+from tdrl.modules.tensordict_module.obs_norm import RunningObsNorm
 from tdrl.modules.tensordict_module.probabilistic import (
     SafeProbabilisticModule,
     SafeProbabilisticTensorDictSequential,
@@ -33,6 +34,7 @@ __all__ = [
     "ActorValueOperator",
     "Actor",
     "ProbabilisticActor",
+    "RunningObsNorm",
     "SafeModule",
     "SafeProbabilisticModule",
     "SafeProbabilisticTensorDictSequential",

@@ -3,7 +3,9 @@
 An :class:`ActionSpace` is decided once, at construction, from a spec and/or an
 ``action_space`` name (:func:`resolve_action_space`). The per-call work is one
 *selection function* per space, ``(module, values, mask) -> (action, chosen
-value)``, and one mask check per space, both picked at construction.
+value, probe)``, and one mask check per space, both picked at construction. The mask
+checks read tensor values, so they are skipped while ``torch.compile`` or
+``torch.export`` traces (a graph cannot branch on values).
 
 Examples:
     >>> import torch
@@ -30,6 +32,7 @@ from tdrl.data.tensor_specs import (
     OneHot,
     TensorSpec,
 )
+from tdrl.modules.distributions.bounds import _is_compiling
 
 __all__ = [
     "ACTION_SPACES",
@@ -38,6 +41,7 @@ __all__ = [
     "action_key_of",
     "SELECT",
     "CHECK_MASK",
+    "PROBED_MASK",
     "masked",
 ]
 
@@ -261,25 +265,30 @@ def masked(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 # Selection functions: (module, values, mask) -> (action, chosen value), chosen once per
 # module. ``m._arange`` is ``arange(n)`` when the size is known (else empty), ``m._offsets``
 # the first index of each sub-space.
-def _select_one_hot(m: Any, values: torch.Tensor, mask: torch.Tensor | None):
+def _pick(values: torch.Tensor, mask: torch.Tensor | None):
+    """``(index, chosen value, probe)`` of the greedy pick along the last dimension.
+
+    With a mask, the probe is the best masked score: ``-inf`` on a row where
+    every action is masked, NaN where an allowed value is NaN.
+    """
     if mask is None:
         chosen, idx = values.max(-1, keepdim=True)  # the first maximum on ties
-    else:
-        idx = masked(values, mask).argmax(-1, keepdim=True)
-        chosen = values.gather(-1, idx)
+        return idx, chosen, chosen
+    best, idx = masked(values, mask).max(-1, keepdim=True)
+    return idx, values.gather(-1, idx), best
+
+
+def _select_one_hot(m: Any, values: torch.Tensor, mask: torch.Tensor | None):
+    idx, chosen, probe = _pick(values, mask)
     arange = m._arange
     if arange.shape[0] != values.shape[-1]:  # no spec: the size is only known now
         arange = torch.arange(values.shape[-1], device=values.device)
-    return (idx == arange).long(), chosen
+    return (idx == arange).long(), chosen, probe
 
 
 def _select_categorical(m: Any, values: torch.Tensor, mask: torch.Tensor | None):
-    if mask is None:
-        chosen, idx = values.max(-1, keepdim=True)
-    else:
-        idx = masked(values, mask).argmax(-1, keepdim=True)
-        chosen = values.gather(-1, idx)
-    return (idx if m._space.keepdim else idx.squeeze(-1)), chosen
+    idx, chosen, probe = _pick(values, mask)
+    return (idx if m._space.keepdim else idx.squeeze(-1)), chosen, probe
 
 
 def _nvec(m: Any) -> tuple[int, ...]:
@@ -303,13 +312,14 @@ def _select_mult_one_hot(m: Any, values: torch.Tensor, mask: torch.Tensor | None
     idx = _block_indices(m, values, mask)
     action = torch.zeros(values.shape, dtype=torch.int64, device=values.device)
     action.scatter_(-1, idx, 1)
-    return action, values.gather(-1, idx).sum(-1, keepdim=True)
+    chosen = values.gather(-1, idx).sum(-1, keepdim=True)
+    return action, chosen, chosen
 
 
 def _select_multi_categorical(m: Any, values: torch.Tensor, mask: torch.Tensor | None):
     idx = _block_indices(m, values, mask)
     chosen = values.gather(-1, idx).sum(-1, keepdim=True)
-    return idx - m._offsets, chosen
+    return idx - m._offsets, chosen, chosen
 
 
 def _select_binary(m: Any, values: torch.Tensor, mask: torch.Tensor | None):
@@ -317,11 +327,13 @@ def _select_binary(m: Any, values: torch.Tensor, mask: torch.Tensor | None):
     if mask is not None:
         on = on & mask
     chosen = torch.where(on, values, torch.zeros((), dtype=values.dtype, device=values.device))
-    return on.to(m._space.dtype), chosen.sum(-1, keepdim=True)
+    # the chosen value sums only the bits set: the probe is every value
+    return on.to(m._space.dtype), chosen.sum(-1, keepdim=True), values
 
 
-#: space name -> selection function ``(module, values, mask) -> (action, chosen value)``.
-SELECT: dict[str, Callable[..., tuple[torch.Tensor, torch.Tensor]]] = {
+#: space name -> selection function ``(module, values, mask) -> (action, chosen value, probe)``;
+#: the probe's sum is finite unless a value read is NaN / infinite or a row is fully masked.
+SELECT: dict[str, Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = {
     "one-hot": _select_one_hot,
     "categorical": _select_categorical,
     "mult-one-hot": _select_mult_one_hot,
@@ -331,7 +343,7 @@ SELECT: dict[str, Callable[..., tuple[torch.Tensor, torch.Tensor]]] = {
 
 
 def _check_rows(m: Any, mask: torch.Tensor, owner: str) -> None:
-    if not bool(mask.any(-1).all()):
+    if not _is_compiling() and not bool(mask.any(-1).all()):
         raise ValueError(
             f"{owner}: the action mask {m._mask_key!r} has a row where every action "
             "is masked (all False): there is no valid action to pick"
@@ -339,6 +351,8 @@ def _check_rows(m: Any, mask: torch.Tensor, owner: str) -> None:
 
 
 def _check_blocks(m: Any, mask: torch.Tensor, owner: str) -> None:
+    if _is_compiling():
+        return
     ok = torch.stack([blk.any(-1) for blk in mask.split(_nvec(m), -1)], -1)
     if not bool(ok.all()):
         raise ValueError(
@@ -351,7 +365,8 @@ def _check_none(m: Any, mask: torch.Tensor, owner: str) -> None:
     return None
 
 
-#: space name -> mask check ``(module, mask, owner name) -> None`` (raises on a fully masked row).
+#: space name -> mask check ``(module, mask, owner name) -> None`` (raises on a fully masked row;
+#: skipped while torch.compile / torch.export trace).
 CHECK_MASK = {
     "one-hot": _check_rows,
     "categorical": _check_rows,
@@ -359,3 +374,7 @@ CHECK_MASK = {
     "multi-categorical": _check_blocks,
     "binary": _check_none,
 }
+
+#: spaces whose selection probe is ``-inf`` on a fully masked row, so the mask check can wait
+#: until the probe is not finite (one read per call for both checks).
+PROBED_MASK = frozenset({"one-hot", "categorical"})

@@ -228,7 +228,7 @@ class EGreedyModule(_Annealed):
         scores = torch.rand(self._values_shape(batch), device=action.device) - 0.5
         if mask is not None:
             mask = picker._prepare_mask(mask, scores, type(self).__name__)
-        random_action, _ = picker._select(picker, scores, mask)
+        random_action, _, _ = picker._select(picker, scores, mask)
         return random_action.to(action.dtype)
 
     def _run(self, td: TensorDictBase) -> TensorDictBase:

@@ -70,7 +70,8 @@ class QValueHook:
         shape = values.shape
         if not shape or (m._n_values is not None and shape[-1] != m._n_values):
             raise m._bad_values(values)
-        action, chosen = m._select(m, values, None)
+        action, chosen, probe = m._select(m, values, None)
+        m._verify(values, chosen, probe, None)
         return action, values, chosen
 
     def __call__(self, net: nn.Module, observation: Any, values: Any) -> Any:
@@ -127,5 +128,5 @@ class DistributionalQValueHook(QValueHook):
         expected = m.expected_values(values)
         if m._n_values is not None and expected.shape[-1] != m._n_values:
             raise m._bad_values(values)
-        action, _ = m._select(m, expected, None)
+        action, _, _ = m._select(m, expected, None)
         return action, values

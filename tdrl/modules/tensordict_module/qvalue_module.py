@@ -1,6 +1,7 @@
 """``QValueModule`` and ``DistributionalQValueModule``: the greedy step of a Q-value policy."""
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -9,8 +10,10 @@ from tensordict import TensorDictBase
 from tensordict.utils import NestedKey
 
 from tdrl.data.tensor_specs import Composite, TensorSpec
+from tdrl.modules.distributions.bounds import _is_compiling
 from tdrl.modules.tensordict_module.action_space import (
     CHECK_MASK,
+    PROBED_MASK,
     SELECT,
     resolve_action_space,
 )
@@ -163,8 +166,7 @@ class QValueModule(TDRLModuleBase):
         self._project = leaf.project if (safe and leaf is not None) else None
         self._select = SELECT[self._space.name]
         self._check_mask = CHECK_MASK[self._space.name]
-        # the greedy value carries any NaN of its row; binary sums only the bits set
-        self._nan_in_values = self._space.name == "binary"
+        self._mask_probed = self._space.name in PROBED_MASK
         self._n_values = self._space.n_values
         nvec = self._space.nvec or (0,)
         starts = [sum(nvec[:i]) for i in range(len(nvec))]
@@ -210,8 +212,14 @@ class QValueModule(TDRLModuleBase):
         return values, mask
 
     def _prepare_mask(
-        self, mask: torch.Tensor, scores: torch.Tensor, owner: str | None = None
+        self,
+        mask: torch.Tensor,
+        scores: torch.Tensor,
+        owner: str | None = None,
+        probed: bool = False,
     ) -> torch.Tensor:
+        # probed: the caller checks the selection probe (see _verify), which reveals a fully
+        # masked row where the space allows it; the mask is then not read here
         owner = owner or type(self).__name__
         if mask.dtype is not torch.bool:
             raise ValueError(
@@ -223,7 +231,8 @@ class QValueModule(TDRLModuleBase):
                 f"{owner}: the action mask {self._mask_key!r} has shape "
                 f"{tuple(mask.shape)}, expected the action values' shape {tuple(scores.shape)}"
             )
-        self._check_mask(self, mask, owner)
+        if not (probed and self._mask_probed):
+            self._check_mask(self, mask, owner)
         return mask
 
     def _bad_values(self, values: torch.Tensor) -> Exception:
@@ -238,15 +247,34 @@ class QValueModule(TDRLModuleBase):
             f"{tuple(values.shape)}, which does not match expected shape {expected}"
         )
 
-    def _check_nan(self, values: torch.Tensor, chosen: torch.Tensor) -> None:
-        probe = values if self._nan_in_values else chosen
-        # one read (one reduction first for several rows: NaN propagates through the sum);
-        # a NaN total from inf - inf is ruled out by the exact check below
+    def _verify(
+        self,
+        values: torch.Tensor,
+        chosen: torch.Tensor,
+        probe: torch.Tensor,
+        mask: torch.Tensor | None,
+    ) -> None:
+        """Raises on NaN action values or a fully masked row, with one read of ``probe``.
+
+        The probe's sum (from the selection function) is finite when all is
+        well; otherwise the exact checks run. Skipped while torch.compile /
+        torch.export trace (a graph cannot branch on values).
+        """
+        if _is_compiling():
+            return
         total = probe.item() if probe.numel() == 1 else probe.sum().item()
-        if total != total and bool(probe.isnan().any()):
-            rows = values.isnan().reshape(-1, values.shape[-1]).any(-1)
+        if math.isfinite(total):
+            return
+        name = type(self).__name__
+        if mask is not None and self._mask_probed:
+            self._check_mask(self, mask, name)
+        nan = values.isnan()
+        if mask is not None and values.shape == mask.shape:
+            nan = nan & mask  # a NaN under a masked action is never picked
+        if bool(nan.any()):
+            rows = nan.reshape(-1, values.shape[-1]).any(-1)
             raise ValueError(
-                f"{type(self).__name__}: the action values {self._value_key!r} contain NaN "
+                f"{name}: the action values {self._value_key!r} contain NaN "
                 f"({int(rows.sum())} of {rows.numel()} rows); the greedy action is undefined"
             )
 
@@ -287,9 +315,9 @@ class QValueModule(TDRLModuleBase):
             mask = get_or_none(td, self._mask_key)
             if mask is None:
                 raise mask_missing_error(self, self._mask_key, td)
-            mask = self._prepare_mask(mask, values)
-        action, chosen = self._select(self, values, mask)
-        self._check_nan(values, chosen)
+            mask = self._prepare_mask(mask, values, probed=True)
+        action, chosen, probe = self._select(self, values, mask)
+        self._verify(values, chosen, probe, mask)
         return self._write(td, values, action, chosen, mask)
 
     def extra_repr(self) -> str:
@@ -370,9 +398,9 @@ class DistributionalQValueModule(QValueModule):
         if self._n_values is not None and expected.shape[-1] != self._n_values:
             raise self._bad_values(values)
         if mask is not None:
-            mask = self._prepare_mask(mask, expected)
-        action, chosen = self._select(self, expected, mask)
-        self._check_nan(expected, chosen)
+            mask = self._prepare_mask(mask, expected, probed=True)
+        action, chosen, probe = self._select(self, expected, mask)
+        self._verify(expected, chosen, probe, mask)
         # the log-probabilities are written as read (a mask selects actions, not atoms)
         return self._write(td, values, action, chosen, None)
 

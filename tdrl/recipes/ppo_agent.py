@@ -1,0 +1,205 @@
+"""PPO's networks: the shared-trunk ``ActorValueOperator`` and the deterministic policy built from it.
+
+``build_agent`` reads the network fields of a ``PPOConfig`` (``hidden``,
+``head_hidden``, ``activation``, ``discrete_dist``, ``state_dependent_std``,
+``log_std_init``, ``normalize_obs``); :mod:`tdrl.recipes.ppo` holds the
+algorithm.
+
+Examples:
+    >>> import gymnasium as gym
+    >>> from tdrl.recipes.ppo import PPOConfig
+    >>> parts = build_agent(PPOConfig(), gym.spaces.Box(-1, 1, (4,)), gym.spaces.Discrete(2))
+    >>> type(parts.agent).__name__
+    'ActorValueOperator'
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from tensordict import TensorDict
+from torch import nn
+
+from tdrl.data import Bounded, Categorical, OneHot
+from tdrl.envs.utils import ExplorationType, set_exploration_type
+from tdrl.modules import (
+    MLP,
+    ActorValueOperator,
+    NormalParamExtractor,
+    OneHotCategorical,
+    ProbabilisticActor,
+    RunningObsNorm,
+    SafeModule,
+    SafeSequential,
+    TanhNormal,
+    ValueOperator,
+)
+from tdrl.recipes.envs import ActFn, EnvInfo, is_discrete
+
+__all__ = ["AgentParts", "action_to_env", "build_agent", "make_act", "make_policy", "policy_act"]
+
+
+class _LocAndParamScale(nn.Module):
+    """``hidden -> [loc, log_std]`` with ``log_std`` a learned, state-independent parameter."""
+
+    def __init__(self, loc: nn.Module, act_dim: int, log_std_init: float) -> None:
+        super().__init__()
+        self.loc = loc
+        self.log_std = nn.Parameter(torch.full((act_dim,), float(log_std_init)))
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        loc = self.loc(hidden)
+        return torch.cat([loc, self.log_std.expand_as(loc)], dim=-1)
+
+
+class AgentParts(NamedTuple):
+    """The operator and its parts (the same objects the operator holds)."""
+
+    agent: Any  # ActorValueOperator
+    common: Any  # observation -> hidden: [obs_norm,] trunk
+    policy: Any  # ProbabilisticActor: hidden -> action (+ sample_log_prob)
+    value: Any  # ValueOperator: hidden -> state_value
+    trunk: Any  # the MLP as a SafeModule: obs_key -> hidden
+    obs_norm: Any  # RunningObsNorm (observation -> observation_norm) or None
+
+    @property
+    def obs_key(self) -> str:
+        """The key the trunk reads: ``"observation_norm"`` with ``obs_norm``, else ``"observation"``."""
+        return self.trunk.in_keys[0]
+
+
+def _orthogonal_init(module: nn.Module, gain: float, last_gain: float | None = None) -> None:
+    linears = [m for m in module.modules() if isinstance(m, nn.Linear)]
+    for i, m in enumerate(linears):
+        g = last_gain if (last_gain is not None and i == len(linears) - 1) else gain
+        nn.init.orthogonal_(m.weight, g)
+        nn.init.zeros_(m.bias)
+
+
+def build_agent(cfg: Any, obs_space: Any, action_space: Any) -> AgentParts:
+    """Shared-trunk ``ActorValueOperator`` for ``obs_space`` / ``action_space``.
+
+    Orthogonal init as in SB3/CleanRL: gain sqrt(2) in the trunk, 0.01 on the
+    policy output, 1 on the value output. With ``cfg.normalize_obs`` a
+    :class:`~tdrl.modules.RunningObsNorm` runs before the trunk (so the policy
+    operator, ``tdrl eval`` and ``tdrl export`` normalise with the saved statistics).
+
+    Examples:
+        >>> import gymnasium as gym
+        >>> from tdrl.recipes.ppo import PPOConfig
+        >>> parts = build_agent(PPOConfig(), gym.spaces.Box(-1, 1, (3,)),
+        ...                     gym.spaces.Box(-2.0, 2.0, (2,)))
+        >>> td = parts.agent(TensorDict(observation=torch.zeros(5, 3), batch_size=[5]))
+        >>> td["action"].shape, td["state_value"].shape
+        (torch.Size([5, 2]), torch.Size([5, 1]))
+    """
+    obs_dim = int(np.prod(obs_space.shape))
+    act = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}[cfg.activation]
+    hidden = list(cfg.hidden)
+    trunk_mlp = MLP(
+        in_features=obs_dim,
+        out_features=hidden[-1],
+        num_cells=hidden[:-1],
+        activation_class=act,
+        activate_last_layer=True,
+    )
+    _orthogonal_init(trunk_mlp, math.sqrt(2))
+    obs_norm = RunningObsNorm(obs_space.shape) if cfg.normalize_obs else None
+    obs_key = obs_norm.out_keys[0] if obs_norm is not None else "observation"
+    trunk = SafeModule(trunk_mlp, in_keys=[obs_key], out_keys=["hidden"])
+    common = trunk if obs_norm is None else SafeSequential(obs_norm, trunk)
+
+    def head_mlp(out_features: int, last_gain: float) -> nn.Module:
+        mlp = MLP(
+            in_features=hidden[-1],
+            out_features=out_features,
+            num_cells=list(cfg.head_hidden),
+            activation_class=act,
+        )
+        _orthogonal_init(mlp, math.sqrt(2), last_gain)
+        return mlp
+
+    if is_discrete(action_space):
+        n = int(action_space.n)
+        head = head_mlp(n, 0.01)
+        onehot = cfg.discrete_dist == "onehot"
+        policy = ProbabilisticActor(
+            SafeModule(head, in_keys=["hidden"], out_keys=["logits"]),
+            in_keys=["logits"],
+            out_keys=["action"],
+            distribution_class=OneHotCategorical if onehot else torch.distributions.Categorical,
+            distribution_kwargs={"validate_args": False},
+            return_log_prob=True,
+            spec=OneHot(n) if onehot else Categorical(n),
+        )
+    else:
+        act_dim = int(np.prod(action_space.shape))
+        low = torch.as_tensor(action_space.low, dtype=torch.float32)
+        high = torch.as_tensor(action_space.high, dtype=torch.float32)
+        if cfg.state_dependent_std:
+            net = nn.Sequential(head_mlp(2 * act_dim, 0.01), NormalParamExtractor())
+        else:
+            head = _LocAndParamScale(head_mlp(act_dim, 0.01), act_dim, cfg.log_std_init)
+            net = nn.Sequential(head, NormalParamExtractor(scale_mapping="exp"))
+        policy = ProbabilisticActor(
+            SafeModule(net, in_keys=["hidden"], out_keys=["loc", "scale"]),
+            in_keys=["loc", "scale"],
+            out_keys=["action"],
+            distribution_class=TanhNormal,
+            distribution_kwargs={"low": low, "high": high},
+            return_log_prob=True,
+            spec=Bounded(low, high, shape=low.shape),
+        )
+    value_net = head_mlp(1, 1.0)
+    value = ValueOperator(value_net, in_keys=["hidden"])
+    agent = ActorValueOperator(common, policy, value)
+    return AgentParts(agent, common, policy, value, trunk, obs_norm)
+
+
+def make_act(cfg: Any, env: EnvInfo, model_state: dict, device: Any) -> ActFn:
+    """Deterministic policy ``obs batch (numpy) -> env actions`` from saved weights.
+
+    Examples:
+        >>> import gymnasium as gym
+        >>> from tdrl.recipes.ppo import PPOConfig
+        >>> env = EnvInfo(gym.spaces.Box(-1, 1, (4,)), gym.spaces.Discrete(2), None)
+        >>> parts = build_agent(PPOConfig(), *env[:2])
+        >>> act = make_act(PPOConfig(), env, parts.agent.state_dict(), "cpu")
+        >>> act(np.zeros((3, 4), dtype=np.float32)).shape
+        (3,)
+    """
+    return policy_act(make_policy(cfg, env, model_state, device), env.action_space, cfg, device)
+
+
+def make_policy(cfg: Any, env: EnvInfo, model_state: dict, device: Any) -> Any:
+    """The policy operator (trunk + policy head, eval mode) with saved weights, for export."""
+    parts = build_agent(cfg, env.observation_space, env.action_space)
+    parts.agent.load_state_dict(model_state)
+    parts.agent.to(device).eval()
+    return parts.agent.get_policy_operator()
+
+
+def policy_act(policy_operator: Any, action_space: Any, cfg: Any, device: Any) -> ActFn:
+    """``obs batch (numpy) -> env actions`` running ``policy_operator`` under DETERMINISTIC."""
+    to_env = action_to_env(action_space, cfg)
+
+    def act(obs: np.ndarray) -> np.ndarray:
+        obs_t = torch.as_tensor(obs, dtype=torch.float32, device=device)
+        td = TensorDict({"observation": obs_t}, batch_size=obs_t.shape[:1], device=device)
+        with torch.no_grad(), set_exploration_type(ExplorationType.DETERMINISTIC):
+            return to_env(policy_operator(td)["action"])
+
+    return act
+
+
+def action_to_env(action_space: Any, cfg: Any):
+    """``action tensor -> numpy`` in the env's format (indices, or the Box's shape)."""
+    if is_discrete(action_space):
+        if cfg.discrete_dist == "onehot":
+            return lambda a: a.argmax(-1).cpu().numpy()
+        return lambda a: a.cpu().numpy()
+    shape = action_space.shape
+    return lambda a: a.cpu().numpy().reshape(a.shape[0], *shape)
