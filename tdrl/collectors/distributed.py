@@ -345,7 +345,8 @@ class RayCollector(Collector):
         batch = to_tensordict({k: np.concatenate([p[k] for p in parts], axis=1) for k in parts[0]})
         self.timing.update(
             collect_s=collect_s,
-            transfer_s=time.perf_counter() - start - collect_s,
+            # (prefetch: the batch may have been ready before this call, so clamp at 0)
+            transfer_s=max(0.0, time.perf_counter() - start - collect_s),
             bytes_in=sum(nbytes(p) for p in parts),
             bytes_out=self._weights_bytes if self._new_weights else 0,
             wall_s=wall,
