@@ -147,12 +147,13 @@ def test_ray_collector_without_ray_names_the_install_command(monkeypatch):
         RayCollector(ENV2, qnet(), steps_per_batch=2, num_workers=1)
 
 
-def test_cli_workers_without_ray_names_the_install_command(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("algo", ["ppo", "dqn"])
+def test_cli_workers_without_ray_names_the_install_command(algo, tmp_path, monkeypatch, capsys):
     from tdrl.cli import main
 
     monkeypatch.setitem(sys.modules, "ray", None)
     out = tmp_path / "run"
-    assert main(["train", "ppo", "--workers", "2", "--out", str(out), "--no-progress"]) == 2
+    assert main(["train", algo, "--workers", "2", "--out", str(out), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "distributed collection needs Ray; install it with: pip install 'tdrl[ray]'" in err
     assert not out.exists()  # refused before anything is written
@@ -165,3 +166,23 @@ def test_cli_bad_workers_flags(tmp_path, capsys):
     assert "--workers must be >= 0, got -1" in capsys.readouterr().err
     assert main(["train", "ppo", "--ray-address", "auto", "--out", str(tmp_path / "b")]) == 2
     assert "--ray-address needs --workers N (N >= 1)" in capsys.readouterr().err
+    argv = ["train", "dqn", "--workers", "2", "--sync-every", "0", "--out", str(tmp_path / "c")]
+    assert main(argv) == 2
+    assert "--sync-every must be > 0, got 0" in capsys.readouterr().err
+
+
+def test_apex_epsilons_and_the_dqn_help(capsys):
+    from tdrl.cli import main
+    from tdrl.recipes.remote import apex_epsilons
+
+    eps = apex_epsilons(8)
+    assert eps[0] == pytest.approx(0.4) and eps[-1] == pytest.approx(0.4**8)
+    assert eps == sorted(eps, reverse=True)
+    with pytest.raises(ValueError, match="Ape-X epsilons need >= 2 workers, got 1"):
+        apex_epsilons(1)
+    with pytest.raises(SystemExit):
+        main(["train", "dqn", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "N >= 2: Ape-X's 0.4 ** (1 + 7 i / (N - 1))" in text
+    assert "Resuming such a run is not bit-exact" in text
+    assert "--sync-every N with --workers: push the Q-network to the workers every N" in text

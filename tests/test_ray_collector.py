@@ -1,7 +1,14 @@
 """RayCollector on a local Ray instance (2 CPUs, started once for the module).
 
 Worker processes are slow to start on a loaded machine, so most tests share
-one two-worker collector (``fleet``); they run in file order.
+one two-worker collector (``fleet``); they run in file order, serially
+(``make test-ray``: ``-p no:xdist``). The fleet's workers take half a CPU
+each, so the instance keeps one CPU free for the other tests' workers (a
+worker that cannot get its CPU waits, and an actor call waits with it).
+
+Every test has a hard time limit (pytest-timeout, ``thread`` method: Ray's
+blocking calls swallow the ``signal`` method's exception, so only ending the
+process turns a stall into a failure).
 """
 
 from __future__ import annotations
@@ -11,20 +18,36 @@ import functools
 import os
 import signal
 import sys
+import time
 
 import gymnasium as gym
 import pytest
 import torch
 from tensordict import TensorDict
 
-from tdrl.collectors import LocalCollector, RayCollector, WorkerError, gym_vector_env
+from tdrl.collectors import (
+    CollectorError,
+    LocalCollector,
+    RayCollector,
+    WorkerError,
+    gym_vector_env,
+)
 from tdrl.envs.utils import ExplorationType
 from tdrl.modules import MLP, QValueActor
+from tdrl.recipes.remote import _apex_explorer
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed: pip install 'tdrl[ray]'")
 # env factories below are defined in this test module; ship them by value to the workers
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
+pytestmark = pytest.mark.timeout(120, method="thread")
+# the same instance settings as tests/test_ray_train.py: 2 CPUs, no dashboard, small object store
+RAY_INIT = {
+    "num_cpus": 2,
+    "include_dashboard": False,
+    "logging_level": "warning",
+    "object_store_memory": 200 * 1024**2,
+}
 ENV2 = functools.partial(gym_vector_env, "CartPole-v1", 2)
 GREEDY = ExplorationType.DETERMINISTIC
 LOG: list[str] = []
@@ -44,7 +67,7 @@ NET = qnet()
 
 @pytest.fixture(scope="module", autouse=True)
 def ray_session():
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="warning")
+    ray.init(**RAY_INIT)
     yield
     ray.shutdown()
 
@@ -52,7 +75,13 @@ def ray_session():
 @pytest.fixture(scope="module")
 def fleet():
     with RayCollector(
-        ENV2, NET, steps_per_batch=40, num_workers=2, exploration_type=GREEDY, log=LOG.append
+        ENV2,
+        NET,
+        steps_per_batch=40,
+        num_workers=2,
+        exploration_type=GREEDY,
+        num_cpus_per_worker=0.5,
+        log=LOG.append,
     ) as c:
         yield c
 
@@ -61,6 +90,7 @@ def weight_bytes(net) -> int:
     return sum(p.numel() * p.element_size() for p in net.state_dict().values())
 
 
+@pytest.mark.timeout(240, method="thread")  # includes starting the module's Ray and the fleet
 def test_two_workers_equal_one_local_vector_env_of_all_their_envs(fleet):
     # greedy policy: same weights + same env seeds -> the very same trajectories
     batch = next(iter(fleet))
@@ -129,6 +159,32 @@ def test_sigkilled_worker_is_restarted_and_its_share_redone(fleet):
     assert "redone (attempt 2/3)" in LOG[0]
 
 
+def test_policy_wrapper_per_worker_and_prefetch_one_batch_in_flight():
+    net = qnet(3)
+    # worker 0 acts greedily around its copy, worker 1 uniformly at random (epsilon 1)
+    wrapper = functools.partial(_apex_explorer, [0.0, 1.0], 2)
+    with RayCollector(ENV2, net, steps_per_batch=40, num_workers=2, num_cpus_per_worker=0.5,
+                      policy_wrapper=wrapper, prefetch=True) as c:
+        it = iter(c)
+        first = next(it)
+        with torch.no_grad():
+            greedy = net(TensorDict(observation=first["observation"], batch_size=[40, 4]))
+        assert torch.equal(first["action"][:, :2], greedy["action"][:, :2])
+        assert not torch.equal(first["action"][:, 2:], greedy["action"][:, 2:])
+        old = copy.deepcopy(net)
+        last = [m for m in net.modules() if isinstance(m, torch.nn.Linear)][-1]
+        with torch.no_grad():
+            last.bias.copy_(torch.tensor([100.0, -100.0]))  # action 0 always best
+        c.update_policy_weights_()
+        in_flight = next(it)  # started before the update: still the old weights
+        with torch.no_grad():
+            replay = old(TensorDict(observation=in_flight["observation"], batch_size=[40, 4]))
+        assert torch.equal(in_flight["action"][:, :2], replay["action"][:, :2])
+        assert c.timing["bytes_out"] == weight_bytes(net)  # out with the next batch's calls
+        assert (next(it)["action"][:, :2] == 0).all()
+        assert c.timing["bytes_out"] == 0
+
+
 class _Exploding(gym.Wrapper):
     def step(self, action):
         raise RuntimeError("the simulator exploded")
@@ -157,3 +213,18 @@ def test_worker_that_keeps_failing_stops_with_the_env_exception():
     assert c.workers == [] and ray.is_initialized()
     with pytest.raises(ray.exceptions.RayActorError):
         ray.get(handles[0].info.remote(), timeout=60)
+
+
+def test_workers_that_cannot_get_a_cpu_fail_after_the_start_timeout(fleet):
+    # the fleet holds 1 of the 2 CPUs: a 2-CPU worker waits for resources that never free up
+    with pytest.raises(CollectorError) as info:
+        RayCollector(ENV2, NET, steps_per_batch=3, num_workers=1, num_cpus_per_worker=2,
+                     start_timeout=3)
+    assert str(info.value) == (
+        "1 workers x 2 CPU not all started after 3 s; the Ray cluster has 1 of 2 CPUs free "
+        "(other actors hold the rest?)"
+    )
+    deadline = time.monotonic() + 30  # the waiting worker was removed: the free CPU stays free
+    while ray.available_resources().get("CPU") != 1 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert ray.available_resources().get("CPU") == 1

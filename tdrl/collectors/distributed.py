@@ -109,15 +109,24 @@ class _RolloutWorker:
     """The body of one Ray actor (made remote in :class:`RayCollector`)."""
 
     def __init__(
-        self, index: int, create_env_fn: Any, policy: Any, runner_kwargs: dict, seed: int
+        self,
+        index: int,
+        create_env_fn: Any,
+        policy: Any,
+        runner_kwargs: dict,
+        seed: int,
+        policy_wrapper: Callable[[int, Any], Any] | None = None,
     ) -> None:
         torch.set_num_threads(1)
         self.index, self.seed = index, seed
         self.policy = policy  # deserialized in this process: the worker's own copy
         self.version = -1
         torch.manual_seed(seed + 7919 * (index + 1))
+        # the module that acts (e.g. the copy plus this worker's exploration); weights load
+        # into ``policy``, which it wraps
+        acting = policy if policy_wrapper is None else policy_wrapper(index, policy)
         self.runner = EnvRunner(
-            create_env_fn, policy, seed=seed, worker_index=index, **runner_kwargs
+            create_env_fn, acting, seed=seed, worker_index=index, **runner_kwargs
         )
 
     def reseed(self, restarts: int) -> None:
@@ -169,6 +178,16 @@ class RayCollector(Collector):
     sub-envs get ``seed, seed + 1, ...`` like one big local vector env) and
     seeds its own torch RNG from ``seed`` and ``i``: same seed, same worker
     count, same batches. ``log`` receives one line per worker failure.
+    Workers that are not all up after ``start_timeout`` seconds (e.g. the
+    cluster has no free CPU for them) raise :class:`CollectorError`.
+
+    ``policy_wrapper(worker_index, policy_copy)`` (picklable, e.g. a
+    ``functools.partial``) builds the module a worker acts with around its
+    copy -- e.g. its own epsilon-greedy exploration; weights still load into
+    the copy. ``prefetch=True`` keeps one batch in flight: as soon as a batch
+    is in, the workers start the next one (with the weights current then), so
+    collection overlaps the learner's update and every batch is one update
+    staler than without prefetch.
 
     Ray is reused when already initialized, else started locally (or joined at
     ``ray_address``) and shut down again by :meth:`shutdown`.
@@ -193,6 +212,9 @@ class RayCollector(Collector):
         ray_address: str | None = None,
         num_cpus_per_worker: float = 1.0,
         max_failures: int = 3,
+        start_timeout: float = 300.0,
+        policy_wrapper: Callable[[int, Any], Any] | None = None,
+        prefetch: bool = False,
         log: Callable[[str], None] | None = None,
     ) -> None:
         super().__init__()
@@ -209,6 +231,9 @@ class RayCollector(Collector):
         self.max_failures = int(max_failures)
         self.log = log or _log.warning
         self.restarts = 0
+        self.prefetch = bool(prefetch)
+        self._in_flight: dict[Any, int] = {}
+        self._cpus_per_worker = num_cpus_per_worker
         self.workers: list[Any] = []
         self._owns_ray = init_ray(ray_address)
         try:
@@ -230,10 +255,12 @@ class RayCollector(Collector):
             # kept alive: Ray re-runs __init__ with the same arguments when it restarts a worker
             self._policy_ref = ray.put(_cpu_copy(policy))
             self.workers = [
-                actor.remote(i, create_env_fn, self._policy_ref, runner_kwargs, seed)
+                actor.remote(
+                    i, create_env_fn, self._policy_ref, runner_kwargs, seed, policy_wrapper
+                )
                 for i in range(num_workers)
             ]
-            per_worker = {info["num_envs"] for info in self.worker_info()}
+            per_worker = {info["num_envs"] for info in self._started(start_timeout)}
             if len(per_worker) != 1:
                 raise CollectorError(f"workers built different env counts: {sorted(per_worker)}")
             per_worker = per_worker.pop()
@@ -245,6 +272,20 @@ class RayCollector(Collector):
         except BaseException:
             self.shutdown()
             raise
+
+    def _started(self, timeout: float) -> list[dict[str, Any]]:
+        """The workers' info once they are up; a clear error instead of waiting forever."""
+        ray = self._ray
+        try:
+            return ray.get([w.info.remote() for w in self.workers], timeout=timeout)
+        except ray.exceptions.GetTimeoutError:
+            free = ray.available_resources().get("CPU", 0.0)
+            total = ray.cluster_resources().get("CPU", 0.0)
+            raise CollectorError(
+                f"{self.num_workers} workers x {self._cpus_per_worker:g} CPU not all started "
+                f"after {timeout:g} s; the Ray cluster has {free:g} of {total:g} CPUs free "
+                "(other actors hold the rest?)"
+            ) from None
 
     def worker_info(self) -> list[dict[str, Any]]:
         """``{"pid", "node", "num_envs"}`` of each worker (e.g. to find a worker's process)."""
@@ -268,7 +309,8 @@ class RayCollector(Collector):
     def _next_batch(self) -> TensorDict:
         ray = self._ray
         start = time.perf_counter()
-        pending = {self._submit(i): i for i in range(self.num_workers)}
+        pending = self._in_flight or {self._submit(i): i for i in range(self.num_workers)}
+        self._in_flight = {}
         results: list[Any] = [None] * self.num_workers
         failures = [0] * self.num_workers
         while pending:
@@ -295,13 +337,16 @@ class RayCollector(Collector):
             )
             self._wait_restarted(i, failures[i], what)
             pending[self._submit(i)] = i
+        if self.prefetch:  # the next batch is collected while the learner uses this one
+            self._in_flight = {self._submit(i): i for i in range(self.num_workers)}
         wall = time.perf_counter() - start
         parts = [r[0] for r in results]
         collect_s = max(r[1] for r in results)
         batch = to_tensordict({k: np.concatenate([p[k] for p in parts], axis=1) for k in parts[0]})
         self.timing.update(
             collect_s=collect_s,
-            transfer_s=time.perf_counter() - start - collect_s,
+            # (prefetch: the batch may have been ready before this call, so clamp at 0)
+            transfer_s=max(0.0, time.perf_counter() - start - collect_s),
             bytes_in=sum(nbytes(p) for p in parts),
             bytes_out=self._weights_bytes if self._new_weights else 0,
             wall_s=wall,
@@ -326,7 +371,11 @@ class RayCollector(Collector):
                 raise WorkerError(i, failures + 1, f"cannot restart: {_first_line(err)}") from None
 
     def state_dict(self) -> dict[str, Any]:
-        """Each worker's vector env, observation and torch RNG (to resume exactly)."""
+        """Each worker's vector env, observation and torch RNG (to resume exactly).
+
+        With ``prefetch`` the state is taken after the batch in flight, which a
+        run resumed from it never receives.
+        """
         runners = self._ray.get([w.state_dict.remote() for w in self.workers])
         return {"runners": runners, "frames": self.frames}
 
@@ -336,12 +385,20 @@ class RayCollector(Collector):
             raise CollectorError(
                 f"state saved with {len(runners)} workers, this collector has {self.num_workers}"
             )
+        self._drop_in_flight()
         self._ray.get([w.load_state_dict.remote(s) for w, s in zip(self.workers, runners)])
         self.frames = int(state["frames"])
+
+    def _drop_in_flight(self) -> None:
+        """Wait for (and discard) a prefetched batch, so the workers' state is final."""
+        if self._in_flight:
+            self._ray.wait(list(self._in_flight), num_returns=len(self._in_flight))
+            self._in_flight = {}
 
     def shutdown(self) -> None:
         """Kill the workers; shut Ray down if this collector started it."""
         ray = self._ray
+        self._in_flight = {}
         for w in self.workers:
             try:
                 ray.kill(w, no_restart=True)

@@ -22,6 +22,12 @@ One file, top to bottom, in the CleanRL spirit:
 Acting uses ``ExplorationType.RANDOM`` (epsilon-greedy), evaluation
 ``ExplorationType.DETERMINISTIC`` (greedy). Only discrete action spaces.
 
+With ``--workers N`` (Ape-X style, :func:`tdrl.recipes.remote.open_apex_collector`)
+the acting moves to N Ray workers, each with its own envs, Q-network copy and
+epsilon; ``receive`` puts their transitions through the same n-step and
+replay code as ``env_step``, and the Q-network goes out to them every
+``--sync-every`` gradient steps.
+
 Examples:
     >>> import gymnasium as gym
     >>> from tdrl.recipes.dqn import DQNConfig, build_qnet
@@ -46,14 +52,15 @@ from tdrl.data import Categorical
 from tdrl.envs.utils import ExplorationType, set_exploration_type
 from tdrl.modules import MLP, EGreedyModule, QValueActor, SafeSequential
 from tdrl.recipes.blocks import Clock, EpisodeStats, linear_schedule, make_adam
-from tdrl.recipes.config import CommonConfig, TrainError, check_positive, check_range, option
-from tdrl.recipes.envs import EnvInfo, check_env_step, final_observations, make_vec_env
+from tdrl.recipes.config import CommonConfig, check_positive, check_range, option
+from tdrl.recipes.envs import EnvInfo, check_env_step, final_observations
+from tdrl.recipes.offpolicy import OffPolicy, check_offpolicy
 from tdrl.recipes.protocol import Recipe
-from tdrl.recipes.replay import ReplayBuffer
+from tdrl.recipes.remote import ApexConfig, open_apex_collector
 
 
 @dataclasses.dataclass
-class DQNConfig(CommonConfig):
+class DQNConfig(ApexConfig, CommonConfig):
     """DQN hyperparameters, tuned on CartPole-v1 (solves within 50k steps).
 
     RL-Zoo's CartPole-v1 DQN (lr 2.3e-3, batch 64, 100k buffer, train every
@@ -99,23 +106,11 @@ class DQNConfig(CommonConfig):
     def validate(self) -> None:
         """Check the numbers before anything is created (raises ``TrainError``)."""
         super().validate()
-        check_positive(
-            self,
-            ["lr", "buffer_size", "batch_size", "train_freq", "gradient_steps", "target_update",
-             "max_grad_norm", "log_every", "n_step"],
-        )
-        check_range(self, ["gamma", "eps_init", "eps_end", "exploration_fraction", "lr"], 0.0, 1.0)
-        if not 0.0 < self.tau <= 1.0:
-            raise TrainError(f"--tau must be in (0, 1], got {self.tau}")
-        if self.learning_starts < 0:
-            raise TrainError(f"--learning-starts must be >= 0, got {self.learning_starts}")
+        self.validate_remote()
         # one env step can flush up to num_envs * n_step transitions into the buffer at once
-        if self.buffer_size < self.num_envs * self.n_step:
-            raise TrainError(
-                f"--buffer-size {self.buffer_size} must be >= num_envs * n_step = "
-                f"{self.num_envs * self.n_step}"
-            )
-
+        check_offpolicy(self, per_step="num_envs * n_step")
+        check_positive(self, ["target_update", "max_grad_norm", "n_step"])
+        check_range(self, ["eps_init", "eps_end", "exploration_fraction", "lr"], 0.0, 1.0)
 
 ENV_DEFAULTS: dict[str, dict[str, Any]] = {"CartPole-v1": {}}
 
@@ -227,7 +222,7 @@ class NStepReturns:
         return out
 
 
-class DQN:
+class DQN(OffPolicy):
     """One DQN run: envs, Q-network, target network, epsilon-greedy explorer, replay buffer.
 
     ``iterate()`` acts and learns up to the next ``log_every`` boundary;
@@ -250,9 +245,7 @@ class DQN:
 
     def __init__(self, cfg: DQNConfig, env: EnvInfo, clock: Clock | None = None) -> None:
         obs_space, action_space, threshold = env
-        self.cfg = cfg
-        self.clock = clock if clock is not None else Clock()
-        self.device = torch.device(cfg.device)
+        super().__init__(cfg, threshold, clock)
         self.qnet = build_qnet(cfg, obs_space, action_space).to(self.device)
         self.target = copy.deepcopy(self.qnet).requires_grad_(False)
         # the learner needs only the action values: the network step of each actor, called on
@@ -269,22 +262,17 @@ class DQN:
         ).to(self.device)
         self.explorer = SafeSequential(self.qnet, self.egreedy)
         self.optimizer = make_adam(self.qnet.parameters(), cfg.lr)
-        self.buffer = ReplayBuffer(cfg.buffer_size, self.device)
-        self.nstep = NStepReturns(cfg.n_step, cfg.gamma, cfg.num_envs) if cfg.n_step > 1 else None
-        self.stats = EpisodeStats(cfg.num_envs, threshold)
-        self.global_step = 0
-        self.updates = 0
-        self.since_train = 0
-        self.envs = make_vec_env(cfg.env, cfg.num_envs)
-        obs, _ = self.envs.reset(seed=cfg.seed)
-        self.obs = self._obs_tensor(obs)
-
-    def _obs_tensor(self, obs: np.ndarray) -> torch.Tensor:
-        return torch.as_tensor(obs, dtype=torch.float32).to(self.device)
-
-    def act(self, obs: np.ndarray) -> np.ndarray:
-        """Greedy actions for evaluation."""
-        return self._act(obs)
+        n_envs = cfg.total_envs  # over all workers with --workers
+        self.nstep = NStepReturns(cfg.n_step, cfg.gamma, n_envs) if cfg.n_step > 1 else None
+        # --workers: Ape-X actors on Ray stream their transitions in (receive); no local envs
+        self.collector = open_apex_collector(cfg, self.qnet, self.explorer, int(action_space.n))
+        self.synced_at = 0
+        if self.collector is None:
+            self.open_envs()
+        else:
+            self.stats = EpisodeStats(n_envs, threshold)
+            self.batches = iter(self.collector)
+            self.envs, self.obs = None, torch.empty(0)
 
     def lr(self) -> float:
         if not self.cfg.anneal_lr:
@@ -293,8 +281,8 @@ class DQN:
 
     # -- acting -----------------------------------------------------------------------------
     @torch.no_grad()
-    def env_step(self) -> None:
-        """One epsilon-greedy vector step; stores the transitions."""
+    def env_step(self) -> int:
+        """One epsilon-greedy vector step; stores the transitions; returns the env steps."""
         n = self.cfg.num_envs
         td = TensorDict({"observation": self.obs}, batch_size=[n], device=self.device)
         with set_exploration_type(ExplorationType.RANDOM):
@@ -308,11 +296,45 @@ class DQN:
         if done.any():  # same-step autoreset: the true last observation is in info
             next_obs = obs.copy()
             next_obs[done] = final_observations(info, done)
+        self.store(self.obs, action, reward, next_obs, terminated, done)
+        self.egreedy.step(n)
+        self.obs = self._obs_tensor(obs)
+        return n
+
+    @torch.no_grad()
+    def receive(self) -> int:
+        """--workers: one ``[T, N]`` batch of the workers' steps, stored step by step."""
+        batch = next(self.batches)  # tdrl.collectors layout, on the CPU
+        steps, n = batch.batch_size
+        obs, action = batch["observation"], batch["action"]
+        nxt = {k: batch["next", k].numpy() for k in ("observation", "reward", "terminated", "done")}
+        for t in range(steps):
+            self.global_step += n
+            check_env_step(nxt["observation"][t], nxt["reward"][t], self.global_step)
+            self.stats.update(nxt["reward"][t], nxt["done"][t], self.global_step, self.clock())
+            self.store(
+                obs[t].to(self.device), action[t], nxt["reward"][t], nxt["observation"][t],
+                nxt["terminated"][t], nxt["done"][t],
+            )
+            self.egreedy.step(n)  # the learner's schedule (a single worker acts with it)
+        return steps * n
+
+    def store(
+        self,
+        obs: torch.Tensor,
+        action: torch.Tensor,
+        reward: np.ndarray,
+        next_obs: np.ndarray,
+        terminated: np.ndarray,
+        done: np.ndarray,
+    ) -> None:
+        """Add one vector step's transitions to the replay buffer (through n-step returns)."""
+        n = obs.shape[0]
         if self.nstep is None:
             self.buffer.add(
                 TensorDict(
                     {
-                        "observation": self.obs,
+                        "observation": obs,
                         "action": action,
                         "reward": torch.as_tensor(reward, dtype=torch.float32),
                         "next_observation": self._obs_tensor(next_obs),
@@ -325,7 +347,7 @@ class DQN:
             )
         else:
             ready = self.nstep.push(
-                self.obs.cpu().numpy(), action.cpu().numpy(), reward, next_obs, terminated, done
+                obs.cpu().numpy(), action.cpu().numpy(), reward, next_obs, terminated, done
             )
             if ready:
                 o, a, r, o2, term, disc = zip(*ready)
@@ -343,8 +365,6 @@ class DQN:
                         device=self.device,
                     )
                 )
-        self.egreedy.step(n)
-        self.obs = self._obs_tensor(obs)
 
     # -- learning ---------------------------------------------------------------------------
     def train_step(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -387,11 +407,11 @@ class DQN:
         losses, qs = [], []
         while self.global_step < stop:
             before = self.global_step
-            self.env_step()
+            steps = self.env_step() if self.collector is None else self.receive()
             # the buffer can still be empty here with --learning-starts 0 and n-step returns
             if self.global_step >= cfg.learning_starts and len(self.buffer):
-                self.since_train += cfg.num_envs
-                if self.since_train >= cfg.train_freq:
+                self.since_train += steps
+                while self.since_train >= cfg.train_freq:
                     self.since_train -= cfg.train_freq
                     lr = self.lr()
                     for group in self.optimizer.param_groups:
@@ -405,49 +425,49 @@ class DQN:
                     and self.global_step // cfg.target_update > before // cfg.target_update
                 ):
                     self.target.load_state_dict(self.qnet.state_dict())
+            if self.collector is not None and self.updates - self.synced_at >= cfg.sync_every:
+                self.collector.update_policy_weights_()  # one ray.put, read by every worker
+                self.synced_at = self.updates
         return {  # None: no update in this chunk (an empty metrics.csv cell)
             "loss": torch.stack(losses).mean().item() if losses else None,
             "q_mean": torch.stack(qs).mean().item() if qs else None,
-            "epsilon": float(self.egreedy.eps),
+            # with >= 2 workers each acts with its own Ape-X epsilon, not this schedule
+            "epsilon": float(self.egreedy.eps) if cfg.workers < 2 else None,
             "lr": self.lr(),
             "updates": self.updates,
         }
 
-    # -- checkpointing ----------------------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
+    # -- checkpointing (the rest is OffPolicy's) --------------------------------------------
+    def checkpointed(self) -> dict[str, Any]:
         return {
-            "model": self.qnet.state_dict(),
-            "target": self.target.state_dict(),
-            "egreedy": self.egreedy.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "buffer": self.buffer.state_dict(),
-            "envs": self.envs,
-            "obs": self.obs.cpu(),
-            "stats": self.stats.state_dict(),
-            "global_step": self.global_step,
-            "updates": self.updates,
-            "since_train": self.since_train,
-            "nstep_pending": None if self.nstep is None else self.nstep.pending,
+            "model": self.qnet,
+            "target": self.target,
+            "egreedy": self.egreedy,
+            "optimizer": self.optimizer,
         }
 
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        state["nstep_pending"] = None if self.nstep is None else self.nstep.pending
+        if self.collector is not None:  # the workers' envs (the batch in flight is not kept)
+            state["envs"] = self.collector.state_dict()
+        return state
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.qnet.load_state_dict(state["model"])
-        self.target.load_state_dict(state["target"])
-        self.egreedy.load_state_dict(state["egreedy"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.buffer.load_state_dict(state["buffer"])
-        self.envs.close()
-        self.envs = state["envs"]
-        self.obs = state["obs"].to(self.device)
-        self.stats.load_state_dict(state["stats"])
-        self.global_step = int(state["global_step"])
-        self.updates = int(state["updates"])
-        self.since_train = int(state["since_train"])
+        if self.collector is not None:
+            self.collector.load_state_dict(state["envs"])
+            state = {**state, "envs": None}
+        super().load_state_dict(state)
         if self.nstep is not None:
             self.nstep.pending = state["nstep_pending"]
+        if self.collector is not None:
+            self.collector.update_policy_weights_()
 
     def close(self) -> None:
-        self.envs.close()
+        if self.collector is not None:
+            self.collector.shutdown()
+        else:
+            super().close()
 
 
 RECIPE = Recipe(

@@ -30,7 +30,14 @@ from tdrl.collectors.distributed import import_ray
 from tdrl.recipes.config import RunFailure, TrainError, option
 from tdrl.recipes.envs import make_vec_env
 
-__all__ = ["RemoteConfig", "WorkerFailure", "open_collector"]
+__all__ = [
+    "ApexConfig",
+    "RemoteConfig",
+    "WorkerFailure",
+    "apex_epsilons",
+    "open_apex_collector",
+    "open_collector",
+]
 
 
 @dataclasses.dataclass
@@ -84,6 +91,7 @@ def open_collector(
     *,
     policy_keys: Sequence[str] | None = None,
     action_to_env: Callable | None = None,
+    **collector_kwargs: Any,
 ) -> RayCollector | None:
     """``None`` without ``--workers``, else a Ray collector over ``cfg.workers`` workers.
 
@@ -103,6 +111,85 @@ def open_collector(
             seed=cfg.seed,
             ray_address=cfg.ray_address or None,
             log=lambda line: print(line, file=sys.stderr, flush=True),
+            **collector_kwargs,
         )
     except CollectorError as err:
         raise TrainError(str(err)) from None
+
+
+# -- Ape-X: off-policy actors that stream into the learner's replay buffer ---------------------
+@dataclasses.dataclass
+class ApexConfig(RemoteConfig):
+    """:class:`RemoteConfig` plus how often an off-policy learner refreshes its actors.
+
+    Examples:
+        >>> ApexConfig(workers=2, sync_every=0).validate_remote()
+        Traceback (most recent call last):
+        ...
+        tdrl.recipes.config.TrainError: --sync-every must be > 0, got 0
+    """
+
+    workers: int = option(
+        0,
+        "act on this many Ray workers streaming transitions into the replay buffer, each with "
+        "--num-envs envs and its own epsilon (N >= 2: Ape-X's 0.4 ** (1 + 7 i / (N - 1)); "
+        "N = 1: the annealed --eps-init/--eps-end); 0: in this process. Resuming such a run is "
+        "not bit-exact (the workers act while the learner trains)",
+    )
+    sync_every: int = option(
+        128, "with --workers: push the Q-network to the workers every N gradient steps"
+    )
+
+    def validate_remote(self) -> None:
+        if self.sync_every <= 0:
+            raise TrainError(f"--sync-every must be > 0, got {self.sync_every}")
+        super().validate_remote()
+
+
+def apex_epsilons(num_workers: int, base: float = 0.4, alpha: float = 7.0) -> list[float]:
+    """Ape-X's per-actor epsilons ``base ** (1 + alpha * i / (N - 1))`` (N >= 2).
+
+    Examples:
+        >>> [round(e, 4) for e in apex_epsilons(3)]
+        [0.4, 0.0162, 0.0007]
+    """
+    if num_workers < 2:
+        raise ValueError(f"Ape-X epsilons need >= 2 workers, got {num_workers}")
+    return [base ** (1 + alpha * i / (num_workers - 1)) for i in range(num_workers)]
+
+
+def _apex_explorer(epsilons: Sequence[float], num_actions: int, index: int, qnet: Any) -> Any:
+    """Worker ``index``'s actor: its Q-network copy, then epsilon-greedy at a fixed epsilon."""
+    from tdrl.data import Categorical
+    from tdrl.modules import EGreedyModule, SafeSequential
+
+    eps = epsilons[index]
+    egreedy = EGreedyModule(
+        Categorical(num_actions), eps_init=eps, eps_end=eps, action_key="action"
+    )
+    return SafeSequential(qnet, egreedy)
+
+
+def open_apex_collector(
+    cfg: Any, qnet: Any, explorer: Any, num_actions: int
+) -> RayCollector | None:
+    """``None`` without ``--workers``, else Ape-X actors for an off-policy learner.
+
+    With ``N >= 2`` workers, worker ``i`` acts epsilon-greedily around its
+    copy of ``qnet`` with :func:`apex_epsilons` ``[i]``; a single worker gets
+    a copy of the learner's own ``explorer`` (Q-network + the recipe's
+    annealed epsilon, refreshed with the weights). Each batch is
+    ``[T, workers * num_envs]`` with ``T = ceil(train_freq / (workers * num_envs))``
+    (about one training phase of env steps); one batch is always in flight, so
+    the workers act while the learner trains.
+    """
+    if not cfg.workers:
+        return None
+    total = cfg.num_envs * cfg.workers
+    steps = -(-cfg.train_freq // total)
+    if cfg.workers == 1:
+        return open_collector(cfg, explorer, steps, policy_keys=["action"], prefetch=True)
+    wrapper = functools.partial(_apex_explorer, apex_epsilons(cfg.workers), num_actions)
+    return open_collector(
+        cfg, qnet, steps, policy_keys=["action"], policy_wrapper=wrapper, prefetch=True
+    )

@@ -14,6 +14,7 @@ Examples:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -57,13 +58,28 @@ class ReplayBuffer:
             device=self.device,
         )
 
-    def add(self, batch: TensorDict) -> None:
-        """Append a batch of transitions (the oldest are overwritten once full)."""
-        if self.storage is None:
-            self._allocate(batch)
-        n = batch.shape[0]
-        idx = (torch.arange(n) + self.pos) % self.capacity
-        self.storage[idx] = batch
+    def add(self, batch: TensorDict | Mapping[str, torch.Tensor]) -> None:
+        """Append a batch of transitions (the oldest are overwritten once full).
+
+        ``batch``: a ``TensorDict``, or a plain mapping of key to tensor (the
+        acting hot path: no ``TensorDict`` built per env step).
+        """
+        n = next(iter(batch.values())).shape[0]
+        if self.storage is None or self.pos + n > self.capacity:
+            if not isinstance(batch, TensorDict):
+                batch = TensorDict(dict(batch), batch_size=[n], device=self.device)
+            if self.storage is None:
+                self._allocate(batch)
+            idx = (torch.arange(n) + self.pos) % self.capacity
+            self.storage[idx] = batch
+        else:  # no wrap-around: one slice write per key
+            if batch.keys() != self.storage.keys():
+                raise KeyError(
+                    f"replay batch keys {sorted(batch.keys())} differ from the stored "
+                    f"{sorted(self.storage.keys())}"
+                )
+            for key, value in batch.items():
+                self.storage.get(key)[self.pos : self.pos + n] = value
         self.pos = (self.pos + n) % self.capacity
         self.size = min(self.size + n, self.capacity)
 

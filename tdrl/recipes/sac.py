@@ -62,11 +62,11 @@ from tdrl.modules import (
     TanhNormal,
     ValueOperator,
 )
-from tdrl.recipes.blocks import Clock, EpisodeStats, make_adam
-from tdrl.recipes.config import CommonConfig, TrainError, check_positive, check_range, option
-from tdrl.recipes.envs import EnvInfo, final_observations, make_vec_env
+from tdrl.recipes.blocks import Clock, make_adam
+from tdrl.recipes.config import CommonConfig, TrainError, check_positive, option
+from tdrl.recipes.envs import EnvInfo, final_observations
+from tdrl.recipes.offpolicy import OffPolicy, check_offpolicy
 from tdrl.recipes.protocol import Recipe
-from tdrl.recipes.replay import ReplayBuffer
 from tdrl.recipes.twin_q import TwinQ
 
 
@@ -111,21 +111,8 @@ class SACConfig(CommonConfig):
     def validate(self) -> None:
         """Check the numbers before anything is created (raises ``TrainError``)."""
         super().validate()
-        check_positive(
-            self,
-            ["lr", "buffer_size", "batch_size", "train_freq", "gradient_steps", "init_alpha",
-             "log_every"],
-        )  # fmt: skip
-        check_range(self, ["gamma"], 0.0, 1.0)
-        if not 0.0 < self.tau <= 1.0:
-            raise TrainError(f"--tau must be in (0, 1], got {self.tau}")
-        if self.learning_starts < 0:
-            raise TrainError(f"--learning-starts must be >= 0, got {self.learning_starts}")
-        if self.buffer_size < self.num_envs:
-            raise TrainError(
-                f"--buffer-size {self.buffer_size} must hold one vector step "
-                f"(--num-envs {self.num_envs})"
-            )
+        check_offpolicy(self)
+        check_positive(self, ["init_alpha"])
         if self.target_entropy is not None and not math.isfinite(self.target_entropy):
             raise TrainError(f"--target-entropy must be finite, got {self.target_entropy}")
 
@@ -147,6 +134,7 @@ class AgentParts(NamedTuple):
     critic_head: Any  # the critic ValueOperator (reads observation or hidden, and action)
     twin: TwinQ  # the critic head's network
     feature_key: str  # what the critic head reads besides the action
+    act_net: nn.Module  # observation tensor -> (loc, scale): the policy's networks, for acting
 
 
 def build_agent(cfg: SACConfig, obs_space: Any, action_space: Any) -> AgentParts:
@@ -204,7 +192,10 @@ def build_agent(cfg: SACConfig, obs_space: Any, action_space: Any) -> AgentParts
     else:
         agent = ActorCriticWrapper(policy, critic)
         qvalue = agent.get_value_operator()
-    return AgentParts(agent, agent.get_policy_operator(), qvalue, critic, twin, feature_key)
+    act_net = nn.Sequential(trunk_net, actor_net) if cfg.shared_trunk else actor_net
+    return AgentParts(
+        agent, agent.get_policy_operator(), qvalue, critic, twin, feature_key, act_net
+    )
 
 
 def make_act(cfg: SACConfig, env: EnvInfo, model_state: dict, device: Any):
@@ -237,7 +228,7 @@ def _make_act(policy: Any, action_space: Any, device: Any):
 
 
 # ----------------------------------------------------------------------------- algorithm
-class SAC:
+class SAC(OffPolicy):
     """One SAC run: envs, actor, twin critics and their targets, temperature, replay buffer.
 
     ``iterate()`` acts and learns up to the next ``log_every`` boundary;
@@ -258,9 +249,7 @@ class SAC:
 
     def __init__(self, cfg: SACConfig, env: EnvInfo, clock: Clock | None = None) -> None:
         obs_space, action_space, threshold = env
-        self.cfg = cfg
-        self.clock = clock if clock is not None else Clock()
-        self.device = torch.device(cfg.device)
+        super().__init__(cfg, threshold, clock)
         self.action_space = action_space
         parts = build_agent(cfg, obs_space, action_space)
         self.parts = parts
@@ -288,23 +277,14 @@ class SAC:
         )
         params = list(self.agent.parameters()) + ([self.log_alpha] if cfg.autotune else [])
         self.optimizer = make_adam(params, cfg.lr)
-        self.buffer = ReplayBuffer(cfg.buffer_size, self.device)
-        self.stats = EpisodeStats(cfg.num_envs, threshold)
-        self.global_step = 0
-        self.updates = 0
-        self.since_train = 0
-        self.envs = make_vec_env(cfg.env, cfg.num_envs)
-        obs, _ = self.envs.reset(seed=cfg.seed)
+        # the acting hot path draws from the policy's TanhNormal without a TensorDict
+        self.bounds = {
+            key: torch.as_tensor(getattr(action_space, key), dtype=torch.float32).to(self.device)
+            for key in ("low", "high")
+        }
+        self.open_envs()
         self.envs.action_space.seed(cfg.seed)
-        self.obs = self._obs_tensor(obs)
         self._act = _make_act(parts.policy, action_space, self.device)
-
-    def _obs_tensor(self, obs: np.ndarray) -> torch.Tensor:
-        return torch.as_tensor(obs, dtype=torch.float32).to(self.device)
-
-    def act(self, obs: np.ndarray) -> np.ndarray:
-        """Deterministic actions for evaluation."""
-        return self._act(obs)
 
     # -- acting -----------------------------------------------------------------------------
     @torch.no_grad()
@@ -314,9 +294,9 @@ class SAC:
         if self.global_step < self.cfg.learning_starts:
             action = self.envs.action_space.sample().astype(np.float32)
         else:
-            td = TensorDict({"observation": self.obs}, batch_size=[n], device=self.device)
-            with set_exploration_type(ExplorationType.RANDOM):
-                action = self.parts.policy(td)["action"].cpu().numpy()
+            # what parts.policy samples under ExplorationType.RANDOM, without a TensorDict
+            loc, scale = self.parts.act_net(self.obs)
+            action = TanhNormal(loc, scale, **self.bounds).sample().cpu().numpy()
         obs, reward, terminated, truncated, info = self.envs.step(
             action.reshape(n, *self.action_space.shape)
         )
@@ -328,17 +308,13 @@ class SAC:
             next_obs = obs.copy()
             next_obs[done] = final_observations(info, done)
         self.buffer.add(
-            TensorDict(
-                {
-                    "observation": self.obs,
-                    "action": torch.as_tensor(action).reshape(n, -1),
-                    "reward": torch.as_tensor(reward, dtype=torch.float32),
-                    "next_observation": self._obs_tensor(next_obs),
-                    "terminated": torch.as_tensor(terminated, dtype=torch.float32),
-                },
-                batch_size=[n],
-                device=self.device,
-            )
+            {
+                "observation": self.obs,
+                "action": torch.as_tensor(action).reshape(n, -1),
+                "reward": torch.as_tensor(reward, dtype=torch.float32),
+                "next_observation": self._obs_tensor(next_obs),
+                "terminated": torch.as_tensor(terminated, dtype=torch.float32),
+            }
         )
         self.obs = self._obs_tensor(obs)
 
@@ -408,39 +384,14 @@ class SAC:
         row["updates"] = self.updates
         return row
 
-    # -- checkpointing ----------------------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
+    # -- checkpointing (the rest is OffPolicy's) --------------------------------------------
+    def checkpointed(self) -> dict[str, Any]:
         return {
-            "model": self.agent.state_dict(),
-            "target": self.target_agent.state_dict(),
-            "log_alpha": self.log_alpha.detach().cpu().clone(),
-            "optimizer": self.optimizer.state_dict(),
-            "buffer": self.buffer.state_dict(),
-            "envs": self.envs,  # pickled with the checkpoint: resuming continues the episodes
-            "obs": self.obs.cpu(),
-            "stats": self.stats.state_dict(),
-            "global_step": self.global_step,
-            "updates": self.updates,
-            "since_train": self.since_train,
+            "model": self.agent,
+            "target": self.target_agent,
+            "log_alpha": self.log_alpha,
+            "optimizer": self.optimizer,
         }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.agent.load_state_dict(state["model"])
-        self.target_agent.load_state_dict(state["target"])
-        with torch.no_grad():
-            self.log_alpha.copy_(state["log_alpha"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.buffer.load_state_dict(state["buffer"])
-        self.envs.close()
-        self.envs = state["envs"]
-        self.obs = state["obs"].to(self.device)
-        self.stats.load_state_dict(state["stats"])
-        self.global_step = int(state["global_step"])
-        self.updates = int(state["updates"])
-        self.since_train = int(state["since_train"])
-
-    def close(self) -> None:
-        self.envs.close()
 
 
 RECIPE = Recipe(
