@@ -1,4 +1,4 @@
-"""Building blocks the algorithm files share: episode statistics, the run clock, Adam, schedules.
+"""Building blocks the algorithm files share: episode stats, the run clock, Adam, schedules, actors.
 
 Examples:
     >>> import numpy as np
@@ -19,7 +19,10 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["Clock", "EpisodeStats", "linear_schedule", "make_adam"]
+from tdrl.data import Bounded
+from tdrl.modules import ProbabilisticActor, SafeModule, TanhNormal
+
+__all__ = ["Clock", "EpisodeStats", "linear_schedule", "make_adam", "tanh_normal_actor"]
 
 
 class EpisodeStats:
@@ -144,3 +147,31 @@ def linear_schedule(initial: float, step: int, total: int) -> float:
         0.00075
     """
     return initial * max(0.0, 1.0 - step / total)
+
+
+def tanh_normal_actor(net: torch.nn.Module, in_key: str, action_space: Any) -> ProbabilisticActor:
+    """A ``ProbabilisticActor``: ``net(in_key) -> loc, scale``, a ``TanhNormal`` on the box's bounds.
+
+    It writes ``action`` and its log-probability (``return_log_prob=True``).
+
+    Examples:
+        >>> import gymnasium as gym
+        >>> from tensordict import TensorDict
+        >>> from tdrl.modules import NormalParamExtractor
+        >>> net = torch.nn.Sequential(torch.nn.Linear(3, 2), NormalParamExtractor())
+        >>> actor = tanh_normal_actor(net, "observation", gym.spaces.Box(-2, 2, (1,)))
+        >>> td = actor(TensorDict(observation=torch.zeros(4, 3), batch_size=[4]))
+        >>> td["action"].shape, bool(td["action"].abs().max() <= 2)
+        (torch.Size([4, 1]), True)
+    """
+    low = torch.as_tensor(action_space.low, dtype=torch.float32)
+    high = torch.as_tensor(action_space.high, dtype=torch.float32)
+    return ProbabilisticActor(
+        SafeModule(net, in_keys=[in_key], out_keys=["loc", "scale"]),
+        in_keys=["loc", "scale"],
+        out_keys=["action"],
+        distribution_class=TanhNormal,
+        distribution_kwargs={"low": low, "high": high},
+        return_log_prob=True,
+        spec=Bounded(low, high, shape=low.shape),
+    )

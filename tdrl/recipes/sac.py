@@ -50,19 +50,17 @@ import torch
 from tensordict import TensorDict
 from torch import nn
 
-from tdrl.data import Bounded
 from tdrl.envs.utils import ExplorationType, set_exploration_type
 from tdrl.modules import (
     MLP,
     ActorCriticOperator,
     ActorCriticWrapper,
     NormalParamExtractor,
-    ProbabilisticActor,
     SafeModule,
     TanhNormal,
     ValueOperator,
 )
-from tdrl.recipes.blocks import Clock, make_adam
+from tdrl.recipes.blocks import Clock, make_adam, tanh_normal_actor
 from tdrl.recipes.config import CommonConfig, TrainError, check_positive, option
 from tdrl.recipes.envs import EnvInfo, final_observations
 from tdrl.recipes.offpolicy import OffPolicy, check_offpolicy
@@ -150,8 +148,6 @@ def build_agent(cfg: SACConfig, obs_space: Any, action_space: Any) -> AgentParts
     """
     obs_dim = int(np.prod(obs_space.shape))
     act_dim = int(np.prod(action_space.shape))
-    low = torch.as_tensor(action_space.low, dtype=torch.float32)
-    high = torch.as_tensor(action_space.high, dtype=torch.float32)
     hidden = list(cfg.hidden)
     if cfg.shared_trunk:
         trunk_net = MLP(
@@ -175,15 +171,7 @@ def build_agent(cfg: SACConfig, obs_space: Any, action_space: Any) -> AgentParts
         ),
         NormalParamExtractor(),
     )
-    policy = ProbabilisticActor(
-        SafeModule(actor_net, in_keys=[feature_key], out_keys=["loc", "scale"]),
-        in_keys=["loc", "scale"],
-        out_keys=["action"],
-        distribution_class=TanhNormal,
-        distribution_kwargs={"low": low, "high": high},
-        return_log_prob=True,
-        spec=Bounded(low, high, shape=low.shape),
-    )
+    policy = tanh_normal_actor(actor_net, feature_key, action_space)
     twin = TwinQ(feat_dim + act_dim, tuple(cells))
     critic = ValueOperator(twin, in_keys=[feature_key, "action"])
     if cfg.shared_trunk:

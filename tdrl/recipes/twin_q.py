@@ -71,10 +71,7 @@ class TwinQ(nn.Module):
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
             if self._frozen:
                 w, b = w.detach(), b.detach()
-            # bmm then an in-place bias add: baddbmm would first copy the broadcast bias into
-            # its [num_q, batch, out] result, a slow strided pass; bmm's backward does not
-            # read its output, so the in-place add and ReLU are free
-            x = torch.bmm(x, w).add_(b)
+            x = torch.baddbmm(b, x, w)
             if i < last:
-                x = x.relu_()
+                x = x.relu_()  # in place: baddbmm's backward does not read its output
         return x.squeeze(-1).transpose(0, 1).reshape(*lead, self.num_q)
