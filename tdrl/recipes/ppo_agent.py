@@ -23,7 +23,7 @@ import torch
 from tensordict import TensorDict
 from torch import nn
 
-from tdrl.data import Bounded, Categorical, OneHot
+from tdrl.data import Categorical, OneHot
 from tdrl.envs.utils import ExplorationType, set_exploration_type
 from tdrl.modules import (
     MLP,
@@ -34,9 +34,9 @@ from tdrl.modules import (
     RunningObsNorm,
     SafeModule,
     SafeSequential,
-    TanhNormal,
     ValueOperator,
 )
+from tdrl.recipes.blocks import tanh_normal_actor
 from tdrl.recipes.envs import ActFn, EnvInfo, is_discrete
 
 __all__ = ["AgentParts", "action_to_env", "build_agent", "make_act", "make_policy", "policy_act"]
@@ -137,22 +137,12 @@ def build_agent(cfg: Any, obs_space: Any, action_space: Any) -> AgentParts:
         )
     else:
         act_dim = int(np.prod(action_space.shape))
-        low = torch.as_tensor(action_space.low, dtype=torch.float32)
-        high = torch.as_tensor(action_space.high, dtype=torch.float32)
         if cfg.state_dependent_std:
             net = nn.Sequential(head_mlp(2 * act_dim, 0.01), NormalParamExtractor())
         else:
             head = _LocAndParamScale(head_mlp(act_dim, 0.01), act_dim, cfg.log_std_init)
             net = nn.Sequential(head, NormalParamExtractor(scale_mapping="exp"))
-        policy = ProbabilisticActor(
-            SafeModule(net, in_keys=["hidden"], out_keys=["loc", "scale"]),
-            in_keys=["loc", "scale"],
-            out_keys=["action"],
-            distribution_class=TanhNormal,
-            distribution_kwargs={"low": low, "high": high},
-            return_log_prob=True,
-            spec=Bounded(low, high, shape=low.shape),
-        )
+        policy = tanh_normal_actor(net, "hidden", action_space)
     value_net = head_mlp(1, 1.0)
     value = ValueOperator(value_net, in_keys=["hidden"])
     agent = ActorValueOperator(common, policy, value)
