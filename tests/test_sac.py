@@ -59,18 +59,21 @@ def random_pendulum_return(episodes: int, seed: int) -> float:
 
 
 # ----------------------------------------------------------------------------- learning
-@pytest.mark.parametrize("trunk", ["--no-shared-trunk", "--shared-trunk"])
-def test_sac_pendulum_improves_over_random(trunk, tmp_path):
+# separate networks get 4,000 steps: at 3,000 their return still swings with last-bit rounding
+# (seeds 0-2: -970 / -528 / -758 at 3,000; -343 / -195 / -151 at 4,000)
+@pytest.mark.parametrize(("trunk", "steps"), [("--no-shared-trunk", 4000), ("--shared-trunk", 3000)])
+def test_sac_pendulum_improves_over_random(trunk, steps, tmp_path):
     out = tmp_path / "run"
-    assert main(["train", "sac", *SAC_CI, trunk, "--out", str(out)]) == 0
+    args = ["train", "sac", *SAC_CI, trunk, "--total-steps", str(steps), "--out", str(out)]
+    assert main(args) == 0
     s = summary(out)
-    assert s["total_steps"] == 3000 and s["config"]["shared_trunk"] == (trunk == "--shared-trunk")
+    assert s["total_steps"] == steps and s["config"]["shared_trunk"] == (trunk == "--shared-trunk")
     random_return = random_pendulum_return(5, s["seed"] + EVAL_SEED_OFFSET)
     assert random_return < -1000
     assert s["final_eval_return"] > random_return + 250
     rows = metrics_rows(out / "metrics.csv")
-    assert [int(r["step"]) for r in rows] == [500, 1000, 1500, 2000, 2500, 3000]
-    assert int(rows[-1]["updates"]) == 3000 - 100  # one update per env step after learning_starts
+    assert [int(r["step"]) for r in rows] == list(range(500, steps + 1, 500))
+    assert int(rows[-1]["updates"]) == steps - 100  # one update per env step after learning_starts
     alphas = [float(r["alpha"]) for r in rows]
     assert alphas[-1] < alphas[0] < 1.0  # the temperature was tuned down from 1
 
