@@ -12,8 +12,11 @@ TINY_PPO = ["--total-steps", "512", "--num-envs", "2", "--n-steps", "64", "--bat
             "--epochs", "1", "--eval-episodes", "3", "--no-progress", "--threads", "1"]
 TINY_DQN = ["--total-steps", "600", "--learning-starts", "100", "--eval-episodes", "3",
             "--no-progress", "--threads", "1"]
+TINY_SAC = ["--total-steps", "300", "--learning-starts", "100", "--hidden", "16,16",
+            "--batch-size", "32", "--eval-episodes", "3", "--no-progress", "--threads", "1"]
 RUNS = {
     "ppo-cartpole": ["ppo", "--env", "CartPole-v1", *TINY_PPO],
+    "sac-pendulum": ["sac", "--env", "Pendulum-v1", *TINY_SAC],
     "ppo-pendulum": ["ppo", "--env", "Pendulum-v1", *TINY_PPO],
     "dqn-cartpole": ["dqn", "--env", "CartPole-v1", *TINY_DQN],
 }

@@ -224,4 +224,4 @@ def test_halfcheetah_runs_and_evals(algo, flags, tmp_path, capsys):
     capsys.readouterr()
     assert main(["eval", str(out), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["mean_return"] == pytest.approx(s["final_eval_return"])
+    assert result["mean_return"] == s["final_eval_return"]  # float64 evaluation on both sides

@@ -203,6 +203,23 @@ def make_act(cfg: SACConfig, env: EnvInfo, model_state: dict, device: Any):
     return _make_act(parts.policy, env.action_space, device)
 
 
+def make_policy(cfg: SACConfig, env: EnvInfo, model_state: dict, device: Any) -> Any:
+    """The policy operator (trunk if any + actor, eval mode) with saved weights, for export.
+
+    Examples:
+        >>> import gymnasium as gym
+        >>> env = EnvInfo(gym.spaces.Box(-1, 1, (3,)), gym.spaces.Box(-2, 2, (1,)), None)
+        >>> cfg = SACConfig(hidden=(8, 8))
+        >>> policy = make_policy(cfg, env, build_agent(cfg, *env[:2]).agent.state_dict(), "cpu")
+        >>> policy(TensorDict(observation=torch.zeros(5, 3), batch_size=[5]))["action"].shape
+        torch.Size([5, 1])
+    """
+    parts = build_agent(cfg, env.observation_space, env.action_space)
+    parts.agent.load_state_dict(model_state)
+    parts.agent.to(device).eval()
+    return parts.agent.get_policy_operator()
+
+
 def _make_act(policy: Any, action_space: Any, device: Any):
     shape = action_space.shape
 
@@ -390,4 +407,5 @@ RECIPE = Recipe(
     algorithm=SAC,
     make_act=make_act,
     env_defaults=ENV_DEFAULTS,
+    make_policy=make_policy,
 )
