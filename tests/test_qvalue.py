@@ -819,3 +819,13 @@ def test_fully_masked_row_found_by_the_probe_in_a_batch():
     with pytest.raises(ValueError, match=r"'mask' has a row where every action is masked"):
         module(td)
     assert "action" not in td.keys()  # nothing written
+
+
+def test_distributional_hook_refuses_nan_values():
+    # the distributional hook's tensor path runs the same checked pick as the module
+    hook = DistributionalQValueHook("categorical", support=torch.tensor([0.0, 1.0]))
+    log_p = torch.tensor([[0.9, 0.2], [0.1, 0.8]]).log()
+    assert hook(None, None, log_p)[0].item() == 1
+    log_p[0, 1] = float("nan")
+    with pytest.raises(ValueError, match=r"DistributionalQValueModule: .* contain NaN \(1 of 1"):
+        hook(None, None, log_p)

@@ -66,12 +66,7 @@ class QValueHook:
         )
 
     def _from_tensor(self, values: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        m = self.qvalue_model
-        shape = values.shape
-        if not shape or (m._n_values is not None and shape[-1] != m._n_values):
-            raise m._bad_values(values)
-        action, chosen, probe = m._select(m, values, None)
-        m._verify(values, chosen, probe, None)
+        action, chosen = self.qvalue_model._greedy(values, None)
         return action, values, chosen
 
     def __call__(self, net: nn.Module, observation: Any, values: Any) -> Any:
@@ -125,8 +120,5 @@ class DistributionalQValueHook(QValueHook):
 
     def _from_tensor(self, values: torch.Tensor) -> tuple[torch.Tensor, ...]:
         m = self.qvalue_model
-        expected = m.expected_values(values)
-        if m._n_values is not None and expected.shape[-1] != m._n_values:
-            raise m._bad_values(values)
-        action, _, _ = m._select(m, expected, None)
+        action, _ = m._greedy(m.expected_values(values), None, raw=values)
         return action, values

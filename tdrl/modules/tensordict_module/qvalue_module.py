@@ -304,20 +304,35 @@ class QValueModule(TDRLModuleBase):
             raise missing_key_error(self, self._value_key, td)
         return self._act(td, values)
 
+    def _greedy(
+        self,
+        scores: torch.Tensor,
+        mask: torch.Tensor | None,
+        raw: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The checked greedy pick on ``scores`` ``[..., n]``: ``(action, chosen value)``.
+
+        Checks the shape (an error names ``raw``'s shape when given: the values
+        the scores come from), the mask, NaN and fully masked rows, then selects.
+        Shared by the module, its distributional variant and the hooks.
+        """
+        shape = scores.shape
+        if not shape or (self._n_values is not None and shape[-1] != self._n_values):
+            raise self._bad_values(scores if raw is None else raw)
+        if mask is not None:
+            mask = self._prepare_mask(mask, scores, probed=True)
+        action, chosen, probe = self._select(self, scores, mask)
+        self._verify(scores, chosen, probe, mask)
+        return action, chosen
+
     def _act(self, td: TensorDictBase, values: torch.Tensor) -> TensorDictBase:
         """Picks and writes the action for ``values`` (already read from ``td``)."""
-        shape = values.shape
-        if not shape or (self._n_values is not None and shape[-1] != self._n_values):
-            raise self._bad_values(values)
-        if self._mask_key is None:
-            mask = None
-        else:
+        mask = None
+        if self._mask_key is not None:
             mask = get_or_none(td, self._mask_key)
             if mask is None:
                 raise mask_missing_error(self, self._mask_key, td)
-            mask = self._prepare_mask(mask, values, probed=True)
-        action, chosen, probe = self._select(self, values, mask)
-        self._verify(values, chosen, probe, mask)
+        action, chosen = self._greedy(values, mask)
         return self._write(td, values, action, chosen, mask)
 
     def extra_repr(self) -> str:
@@ -394,13 +409,7 @@ class DistributionalQValueModule(QValueModule):
 
     def _run(self, td: TensorDictBase) -> TensorDictBase:
         values, mask = self._read(td)
-        expected = self.expected_values(values)
-        if self._n_values is not None and expected.shape[-1] != self._n_values:
-            raise self._bad_values(values)
-        if mask is not None:
-            mask = self._prepare_mask(mask, expected, probed=True)
-        action, chosen, probe = self._select(self, expected, mask)
-        self._verify(expected, chosen, probe, mask)
+        action, chosen = self._greedy(self.expected_values(values), mask, raw=values)
         # the log-probabilities are written as read (a mask selects actions, not atoms)
         return self._write(td, values, action, chosen, None)
 
