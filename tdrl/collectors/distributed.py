@@ -129,11 +129,15 @@ class _RolloutWorker:
             create_env_fn, acting, seed=seed, worker_index=index, **runner_kwargs
         )
 
-    def reseed(self, restarts: int) -> None:
-        """After a restart: new seeds, so the redone share does not replay the lost episodes."""
+    def reseed(self, restarts: int) -> int:
+        """After a restart: new seeds, so the redone share does not replay the lost episodes.
+
+        Returns the process id, so the caller can tell a restarted process from the old one.
+        """
         seed = self.seed + restarts * RESTART_SEED_OFFSET
         torch.manual_seed(seed + 7919 * (self.index + 1))
         self.runner.reset(seed)
+        return os.getpid()
 
     def info(self) -> dict[str, Any]:
         import ray
@@ -316,6 +320,7 @@ class RayCollector(Collector):
         while pending:
             [ref], _ = ray.wait(list(pending), num_returns=1)
             i = pending.pop(ref)
+            old_pid = None
             try:
                 results[i] = ray.get(ref)
                 continue
@@ -325,7 +330,10 @@ class RayCollector(Collector):
                 cause = getattr(err, "cause", None) or err
                 what = f"{type(cause).__name__}: {_first_line(cause)}"
                 if failures[i] + 1 < self.max_failures:
-                    ray.kill(self.workers[i], no_restart=False)  # fresh process and env
+                    # fresh process and env; the kill lands asynchronously, so remember which
+                    # process to wait out (a call sent now may still reach the old one)
+                    old_pid = ray.get(self.workers[i].info.remote())["pid"]
+                    ray.kill(self.workers[i], no_restart=False)
             failures[i] += 1
             if failures[i] >= self.max_failures:
                 raise WorkerError(i, failures[i], what)
@@ -335,7 +343,7 @@ class RayCollector(Collector):
                 f"({self.steps_per_batch * self.num_envs // self.num_workers} env steps) is "
                 f"redone (attempt {failures[i] + 1}/{self.max_failures})"
             )
-            self._wait_restarted(i, failures[i], what)
+            self._wait_restarted(i, failures[i], what, old_pid)
             pending[self._submit(i)] = i
         if self.prefetch:  # the next batch is collected while the learner uses this one
             self._in_flight = {self._submit(i): i for i in range(self.num_workers)}
@@ -354,21 +362,25 @@ class RayCollector(Collector):
         self._new_weights = False
         return batch
 
-    def _wait_restarted(self, i: int, failures: int, what: str, timeout: float = 300.0) -> None:
+    def _wait_restarted(
+        self, i: int, failures: int, what: str, old_pid: int | None, timeout: float = 300.0
+    ) -> None:
+        """Reseed worker ``i`` once it is back: a process other than ``old_pid`` answers."""
         ray = self._ray
         deadline = time.monotonic() + timeout
         while True:
             try:
-                ray.get(self.workers[i].reseed.remote(self.restarts), timeout=timeout)
-                return
+                pid = ray.get(self.workers[i].reseed.remote(self.restarts), timeout=timeout)
+                if pid != old_pid:
+                    return
+                # the call reached the old process before the kill landed: ask again
             except ray.exceptions.ActorUnavailableError:  # still restarting
-                if time.monotonic() > deadline:
-                    raise WorkerError(
-                        i, failures, f"{what}; not back after {timeout:g} s"
-                    ) from None
-                time.sleep(0.2)
+                pass
             except ray.exceptions.RayActorError as err:  # dead for good (e.g. __init__ raised)
                 raise WorkerError(i, failures + 1, f"cannot restart: {_first_line(err)}") from None
+            if time.monotonic() > deadline:
+                raise WorkerError(i, failures, f"{what}; not back after {timeout:g} s")
+            time.sleep(0.2)
 
     def state_dict(self) -> dict[str, Any]:
         """Each worker's vector env, observation and torch RNG (to resume exactly).
