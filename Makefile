@@ -37,10 +37,11 @@ test-ray: $(STAMP)
 # The module stack, doctests included, with tdrl/_compat.py on its public fallbacks
 # (no private torch / tensordict internals). Three tests assert the fast path's own error
 # text or hook cache, which the fallback (tensordict's dispatch) words differently.
-MODULE_TESTS := tests/test_actor_critic.py tests/test_core.py tests/test_core_conventions.py \
+MODULE_TESTS := tests/test_actor_critic.py tests/test_actor_critic_siblings.py tests/test_core.py tests/test_core_conventions.py \
 	tests/test_distributions.py tests/test_distributions_api.py \
 	tests/test_distributions_tanh_normal.py tests/test_exploration.py tests/test_imports.py \
-	tests/test_probabilistic.py tests/test_qvalue.py tests/test_tanh_module.py \
+	tests/test_probabilistic.py tests/test_qvalue.py tests/test_qvalue_actor.py \
+	tests/test_qvalue_reliability.py tests/test_tanh_module.py \
 	tests/test_specs_composite.py tests/test_specs_construction.py tests/test_specs_properties.py \
 	tests/test_specs_shape.py tests/test_specs_stack.py tests/test_specs_values.py \
 	tdrl/modules tdrl/data tdrl/envs tdrl/utils.py tdrl/_compat.py
@@ -49,7 +50,7 @@ test-fallback: $(STAMP)
 	TDRL_COMPAT_FALLBACK=1 $(BIN)/python -c "import tdrl._compat as c; assert not (c._FAST_STR or c._HOOKS_KNOWN)"
 	TDRL_COMPAT_FALLBACK=1 $(BIN)/python -m pytest -q -n 2 $(MODULE_TESTS) \
 		--deselect tests/test_core.py::TestSafeSequential::test_missing_first_input \
-		--deselect tests/test_qvalue.py::test_torchrl_error_phrases_keep_tdrl_detail \
+		--deselect tests/test_qvalue_reliability.py::test_torchrl_error_phrases_keep_tdrl_detail \
 		--deselect "tdrl/modules/tensordict_module/core.py::tdrl.modules.tensordict_module.core.hook_free"
 
 # The module stack on the oldest supported tensordict (0.14.x), in a second venv, plus

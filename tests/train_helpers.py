@@ -1,0 +1,44 @@
+"""Shared by the training tests: CI budgets, metrics.csv and summary.json readers."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from tdrl.recipes.runfiles import (
+    WALL_COLUMNS,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+QUIET = ["--no-progress"]
+# CI budgets (fixed seed): PPO with the RL-Zoo CartPole settings, schedule shortened.
+PPO_CI = ["--seed", "2", "--total-steps", "20000", *QUIET]
+DQN_CI = ["--seed", "0", "--total-steps", "6000", *QUIET]
+SMALL_PPO = ["--total-steps", "4096", "--checkpoint-every", "1024", "--epochs", "4", *QUIET]
+SMALL_DQN = [
+    "--total-steps",
+    "3000",
+    "--checkpoint-every",
+    "1000",
+    "--learning-starts",
+    "500",
+    "--log-every",
+    "250",
+    "--gradient-steps",
+    "16",
+    *QUIET,
+]
+
+
+def metrics_rows(path: Path, drop_wall: bool = True) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if drop_wall:
+        for r in rows:
+            for c in WALL_COLUMNS:
+                r.pop(c)
+    return rows
+
+
+def summary(run: Path) -> dict:
+    return json.loads((run / "summary.json").read_text())
