@@ -332,7 +332,7 @@ class RayCollector(Collector):
                 if failures[i] + 1 < self.max_failures:
                     # fresh process and env; the kill lands asynchronously, so remember which
                     # process to wait out (a call sent now may still reach the old one)
-                    old_pid = ray.get(self.workers[i].info.remote())["pid"]
+                    old_pid = self._pid(i)
                     ray.kill(self.workers[i], no_restart=False)
             failures[i] += 1
             if failures[i] >= self.max_failures:
@@ -361,6 +361,14 @@ class RayCollector(Collector):
         )
         self._new_weights = False
         return batch
+
+    def _pid(self, i: int, timeout: float = 60.0) -> int | None:
+        """Worker ``i``'s process id (None if it does not answer in ``timeout`` s)."""
+        ray = self._ray
+        try:
+            return ray.get(self.workers[i].info.remote(), timeout=timeout)["pid"]
+        except (ray.exceptions.RayError, TimeoutError):
+            return None
 
     def _wait_restarted(
         self, i: int, failures: int, what: str, old_pid: int | None, timeout: float = 300.0
