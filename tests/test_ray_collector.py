@@ -144,6 +144,7 @@ def test_state_dict_round_trip(fleet):
         fleet.load_state_dict({"runners": state["runners"][:1], "frames": 0})
 
 
+@pytest.mark.timeout(240, method="thread")  # a restart is a process start: slow on a loaded machine
 def test_sigkilled_worker_is_restarted_and_its_share_redone(fleet):
     it = iter(fleet)
     frames = fleet.frames
@@ -195,6 +196,7 @@ def _exploding_envs():
     return gym.vector.SyncVectorEnv(fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
 
 
+@pytest.mark.timeout(240, method="thread")  # a restart is a process start: slow on a loaded machine
 def test_worker_that_keeps_failing_stops_with_the_env_exception():
     lines = []
     c = RayCollector(
