@@ -153,6 +153,3 @@ class _OperatorMixin:
         for seq in self.__dict__.get("_getters", {}).values():
             seq.training = mode
         return out
-
-
-# --- operators --------------------------------------------------------------------------

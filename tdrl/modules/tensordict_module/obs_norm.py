@@ -198,13 +198,12 @@ def _merge(mean: Any, var: Any, count: float, x: Any) -> float:
     (numpy arrays or tensors, updated in place); returns the new count."""
     n = x.shape[0]
     total = count + n
+    var *= count / total
     if n == 1:
         delta = x[0] - mean
-        var *= count / total
     else:
         batch_mean = x.mean(0)
         delta = batch_mean - mean
-        var *= count / total
         var += ((x - batch_mean) ** 2).mean(0) * (n / total)
     var += delta * delta * (count * n / (total * total))
     mean += delta * (n / total)

@@ -248,11 +248,7 @@ class QValueModule(TDRLModuleBase):
         )
 
     def _verify(
-        self,
-        values: torch.Tensor,
-        chosen: torch.Tensor,
-        probe: torch.Tensor,
-        mask: torch.Tensor | None,
+        self, values: torch.Tensor, probe: torch.Tensor, mask: torch.Tensor | None
     ) -> None:
         """Raises on NaN action values or a fully masked row, with one read of ``probe``.
 
@@ -322,7 +318,7 @@ class QValueModule(TDRLModuleBase):
         if mask is not None:
             mask = self._prepare_mask(mask, scores, probed=True)
         action, chosen, probe = self._select(self, scores, mask)
-        self._verify(scores, chosen, probe, mask)
+        self._verify(scores, probe, mask)
         return action, chosen
 
     def _act(self, td: TensorDictBase, values: torch.Tensor) -> TensorDictBase:
