@@ -100,7 +100,7 @@ def test_ppo_act_does_not_rebuild_its_policy(monkeypatch):
     def rebuilt(*args, **kwargs):
         raise AssertionError("act rebuilt its closure")
 
-    monkeypatch.setattr(ppo, "policy_act", rebuilt)
+    monkeypatch.setattr(ppo, "deterministic_act", rebuilt)
     first = algo.act(np.zeros((2, 4), dtype=np.float32))
     algo.iterate()  # the cached policy sees the updated weights
     with torch.no_grad():

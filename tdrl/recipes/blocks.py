@@ -1,4 +1,5 @@
-"""Building blocks the algorithm files share: episode stats, the run clock, Adam, schedules, actors.
+"""Building blocks the algorithm files share: episode stats, the run clock, Adam, schedules,
+actors, and the deterministic policy used for evaluation.
 
 Examples:
     >>> import numpy as np
@@ -13,16 +14,27 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
 import torch
+from tensordict import TensorDict
 
 from tdrl.data import Bounded
+from tdrl.envs.utils import ExplorationType, set_exploration_type
 from tdrl.modules import ProbabilisticActor, SafeModule, TanhNormal
 
-__all__ = ["Clock", "EpisodeStats", "linear_schedule", "make_adam", "tanh_normal_actor"]
+__all__ = [
+    "Clock",
+    "EpisodeStats",
+    "box_to_env",
+    "deterministic_act",
+    "linear_schedule",
+    "load_policy_operator",
+    "make_adam",
+    "tanh_normal_actor",
+]
 
 
 class EpisodeStats:
@@ -175,3 +187,61 @@ def tanh_normal_actor(net: torch.nn.Module, in_key: str, action_space: Any) -> P
         return_log_prob=True,
         spec=Bounded(low, high, shape=low.shape),
     )
+
+
+def box_to_env(action_space: Any) -> Callable[[torch.Tensor], np.ndarray]:
+    """``action tensor [B, ...] -> numpy [B, *box shape]`` for a Box action space.
+
+    Examples:
+        >>> import gymnasium as gym
+        >>> box_to_env(gym.spaces.Box(-1, 1, (2,)))(torch.zeros(3, 2)).shape
+        (3, 2)
+    """
+    shape = action_space.shape
+    return lambda a: a.cpu().numpy().reshape(a.shape[0], *shape)
+
+
+def deterministic_act(
+    policy: Any, device: Any, to_env: Callable[[torch.Tensor], np.ndarray] | None = None
+) -> Callable[[np.ndarray], np.ndarray]:
+    """``obs batch (numpy) -> env actions``: ``policy`` under DETERMINISTIC exploration.
+
+    ``policy`` reads ``observation`` and writes ``action`` (no gradients);
+    ``to_env`` turns that tensor into the env's format (default: as is, on the CPU).
+
+    Examples:
+        >>> from tdrl.modules import QValueActor
+        >>> qnet = QValueActor(torch.nn.Linear(4, 2), in_keys=["observation"],
+        ...                    action_space="categorical")
+        >>> deterministic_act(qnet, "cpu")(np.zeros((3, 4), dtype=np.float32)).shape
+        (3,)
+    """
+    convert = to_env or (lambda a: a.cpu().numpy())
+
+    def act(obs: np.ndarray) -> np.ndarray:
+        obs_t = torch.as_tensor(obs, dtype=torch.float32, device=device)
+        td = TensorDict({"observation": obs_t}, batch_size=obs_t.shape[:1], device=device)
+        with torch.no_grad(), set_exploration_type(ExplorationType.DETERMINISTIC):
+            return convert(policy(td)["action"])
+
+    return act
+
+
+def load_policy_operator(agent: Any, model_state: Any, device: Any) -> Any:
+    """``agent`` (an actor-critic operator) with ``model_state`` loaded, on ``device``, in eval
+    mode; returns its ``get_policy_operator()`` (what evaluation and export run).
+
+    Examples:
+        >>> import gymnasium as gym
+        >>> from tdrl.modules import ActorCriticWrapper, NormalParamExtractor, ValueOperator
+        >>> net = torch.nn.Sequential(torch.nn.Linear(3, 2), NormalParamExtractor())
+        >>> actor = tanh_normal_actor(net, "observation", gym.spaces.Box(-1, 1, (1,)))
+        >>> agent = ActorCriticWrapper(actor, ValueOperator(torch.nn.Linear(3, 1),
+        ...                                                 in_keys=["observation"]))
+        >>> policy = load_policy_operator(agent, agent.state_dict(), "cpu")
+        >>> policy.training
+        False
+    """
+    agent.load_state_dict(model_state)
+    agent.to(device).eval()
+    return agent.get_policy_operator()

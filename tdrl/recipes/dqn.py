@@ -51,7 +51,13 @@ from torch import nn
 from tdrl.data import Categorical
 from tdrl.envs.utils import ExplorationType, set_exploration_type
 from tdrl.modules import MLP, EGreedyModule, QValueActor, SafeSequential
-from tdrl.recipes.blocks import Clock, EpisodeStats, linear_schedule, make_adam
+from tdrl.recipes.blocks import (
+    Clock,
+    EpisodeStats,
+    deterministic_act,
+    linear_schedule,
+    make_adam,
+)
 from tdrl.recipes.config import CommonConfig, check_positive, check_range, option
 from tdrl.recipes.envs import EnvInfo, check_env_step, final_observations
 from tdrl.recipes.offpolicy import OffPolicy, check_offpolicy
@@ -147,7 +153,7 @@ def make_act(cfg: DQNConfig, env: EnvInfo, model_state: dict, device: Any):
         >>> act(np.zeros((3, 4), dtype=np.float32)).shape
         (3,)
     """
-    return _make_act(make_policy(cfg, env, model_state, device), device)
+    return deterministic_act(make_policy(cfg, env, model_state, device), device)
 
 
 def make_policy(cfg: DQNConfig, env: EnvInfo, model_state: dict, device: Any):
@@ -155,16 +161,6 @@ def make_policy(cfg: DQNConfig, env: EnvInfo, model_state: dict, device: Any):
     qnet = build_qnet(cfg, env.observation_space, env.action_space)
     qnet.load_state_dict(model_state)
     return qnet.to(device).eval()
-
-
-def _make_act(qnet: Any, device: Any):
-    def act(obs: np.ndarray) -> np.ndarray:
-        obs_t = torch.as_tensor(obs, dtype=torch.float32, device=device)
-        td = TensorDict({"observation": obs_t}, batch_size=obs_t.shape[:1], device=device)
-        with torch.no_grad(), set_exploration_type(ExplorationType.DETERMINISTIC):
-            return qnet(td)["action"].cpu().numpy()
-
-    return act
 
 
 class NStepReturns:
@@ -252,7 +248,7 @@ class DQN(OffPolicy):
         # the observation tensor (the actors' greedy/epsilon steps are for acting)
         self.q_values = self.qnet[0].module
         self.target_q_values = self.target[0].module
-        self._act = _make_act(self.qnet, self.device)
+        self._act = deterministic_act(self.qnet, self.device)
         self.egreedy = EGreedyModule(
             Categorical(int(action_space.n)),
             eps_init=cfg.eps_init,

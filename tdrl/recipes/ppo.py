@@ -44,7 +44,7 @@ from torch import nn
 
 from tdrl.envs.utils import ExplorationType, set_exploration_type
 from tdrl.recipes.advantages import gae
-from tdrl.recipes.blocks import Clock, EpisodeStats, linear_schedule, make_adam
+from tdrl.recipes.blocks import Clock, EpisodeStats, deterministic_act, linear_schedule, make_adam
 from tdrl.recipes.config import CommonConfig, TrainError, check_positive, check_range, option
 from tdrl.recipes.envs import EnvInfo, check_env_step, final_observations, is_discrete, make_vec_env
 from tdrl.recipes.ppo_agent import (
@@ -53,7 +53,6 @@ from tdrl.recipes.ppo_agent import (
     build_agent,
     make_act,
     make_policy,
-    policy_act,
 )
 from tdrl.recipes.protocol import Recipe
 from tdrl.recipes.remote import RemoteConfig, open_collector
@@ -192,7 +191,7 @@ class PPO:
         self.log_prob_key = getattr(self.policy, "log_prob_key", "sample_log_prob")
         self.optimizer = make_adam(self.agent.parameters(), cfg.lr, eps=1e-5)
         self.to_env = action_to_env(action_space, cfg)
-        self._act = policy_act(self.agent.get_policy_operator(), action_space, cfg, self.device)
+        self._act = deterministic_act(self.agent.get_policy_operator(), self.device, self.to_env)
         self.stats = EpisodeStats(cfg.total_envs, threshold)
         self.global_step = 0
         # --workers: rollouts come from Ray workers with copies of the operator (collect_remote)

@@ -20,11 +20,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import torch
-from tensordict import TensorDict
 from torch import nn
 
 from tdrl.data import Categorical, OneHot
-from tdrl.envs.utils import ExplorationType, set_exploration_type
 from tdrl.modules import (
     MLP,
     ActorValueOperator,
@@ -36,10 +34,15 @@ from tdrl.modules import (
     SafeSequential,
     ValueOperator,
 )
-from tdrl.recipes.blocks import tanh_normal_actor
+from tdrl.recipes.blocks import (
+    box_to_env,
+    deterministic_act,
+    load_policy_operator,
+    tanh_normal_actor,
+)
 from tdrl.recipes.envs import ActFn, EnvInfo, is_discrete
 
-__all__ = ["AgentParts", "action_to_env", "build_agent", "make_act", "make_policy", "policy_act"]
+__all__ = ["AgentParts", "action_to_env", "build_agent", "make_act", "make_policy"]
 
 
 class _LocAndParamScale(nn.Module):
@@ -89,6 +92,7 @@ def build_agent(cfg: Any, obs_space: Any, action_space: Any) -> AgentParts:
 
     Examples:
         >>> import gymnasium as gym
+        >>> from tensordict import TensorDict
         >>> from tdrl.recipes.ppo import PPOConfig
         >>> parts = build_agent(PPOConfig(), gym.spaces.Box(-1, 1, (3,)),
         ...                     gym.spaces.Box(-2.0, 2.0, (2,)))
@@ -161,28 +165,14 @@ def make_act(cfg: Any, env: EnvInfo, model_state: dict, device: Any) -> ActFn:
         >>> act(np.zeros((3, 4), dtype=np.float32)).shape
         (3,)
     """
-    return policy_act(make_policy(cfg, env, model_state, device), env.action_space, cfg, device)
+    policy = make_policy(cfg, env, model_state, device)
+    return deterministic_act(policy, device, action_to_env(env.action_space, cfg))
 
 
 def make_policy(cfg: Any, env: EnvInfo, model_state: dict, device: Any) -> Any:
     """The policy operator (trunk + policy head, eval mode) with saved weights, for export."""
-    parts = build_agent(cfg, env.observation_space, env.action_space)
-    parts.agent.load_state_dict(model_state)
-    parts.agent.to(device).eval()
-    return parts.agent.get_policy_operator()
-
-
-def policy_act(policy_operator: Any, action_space: Any, cfg: Any, device: Any) -> ActFn:
-    """``obs batch (numpy) -> env actions`` running ``policy_operator`` under DETERMINISTIC."""
-    to_env = action_to_env(action_space, cfg)
-
-    def act(obs: np.ndarray) -> np.ndarray:
-        obs_t = torch.as_tensor(obs, dtype=torch.float32, device=device)
-        td = TensorDict({"observation": obs_t}, batch_size=obs_t.shape[:1], device=device)
-        with torch.no_grad(), set_exploration_type(ExplorationType.DETERMINISTIC):
-            return to_env(policy_operator(td)["action"])
-
-    return act
+    agent = build_agent(cfg, env.observation_space, env.action_space).agent
+    return load_policy_operator(agent, model_state, device)
 
 
 def action_to_env(action_space: Any, cfg: Any):
@@ -191,5 +181,4 @@ def action_to_env(action_space: Any, cfg: Any):
         if cfg.discrete_dist == "onehot":
             return lambda a: a.argmax(-1).cpu().numpy()
         return lambda a: a.cpu().numpy()
-    shape = action_space.shape
-    return lambda a: a.cpu().numpy().reshape(a.shape[0], *shape)
+    return box_to_env(action_space)

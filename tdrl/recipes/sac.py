@@ -60,7 +60,14 @@ from tdrl.modules import (
     TanhNormal,
     ValueOperator,
 )
-from tdrl.recipes.blocks import Clock, make_adam, tanh_normal_actor
+from tdrl.recipes.blocks import (
+    Clock,
+    box_to_env,
+    deterministic_act,
+    load_policy_operator,
+    make_adam,
+    tanh_normal_actor,
+)
 from tdrl.recipes.config import CommonConfig, TrainError, check_positive, option
 from tdrl.recipes.envs import EnvInfo, final_observations
 from tdrl.recipes.offpolicy import OffPolicy, check_offpolicy
@@ -197,10 +204,8 @@ def make_act(cfg: SACConfig, env: EnvInfo, model_state: dict, device: Any):
         >>> act(np.zeros((5, 3), dtype=np.float32)).shape
         (5, 1)
     """
-    parts = build_agent(cfg, env.observation_space, env.action_space)
-    parts.agent.load_state_dict(model_state)
-    parts.agent.to(device).eval()
-    return _make_act(parts.policy, env.action_space, device)
+    policy = make_policy(cfg, env, model_state, device)
+    return deterministic_act(policy, device, box_to_env(env.action_space))
 
 
 def make_policy(cfg: SACConfig, env: EnvInfo, model_state: dict, device: Any) -> Any:
@@ -214,22 +219,8 @@ def make_policy(cfg: SACConfig, env: EnvInfo, model_state: dict, device: Any) ->
         >>> policy(TensorDict(observation=torch.zeros(5, 3), batch_size=[5]))["action"].shape
         torch.Size([5, 1])
     """
-    parts = build_agent(cfg, env.observation_space, env.action_space)
-    parts.agent.load_state_dict(model_state)
-    parts.agent.to(device).eval()
-    return parts.agent.get_policy_operator()
-
-
-def _make_act(policy: Any, action_space: Any, device: Any):
-    shape = action_space.shape
-
-    def act(obs: np.ndarray) -> np.ndarray:
-        obs_t = torch.as_tensor(obs, dtype=torch.float32, device=device)
-        td = TensorDict({"observation": obs_t}, batch_size=obs_t.shape[:1], device=device)
-        with torch.no_grad(), set_exploration_type(ExplorationType.DETERMINISTIC):
-            return policy(td)["action"].cpu().numpy().reshape(len(obs), *shape)
-
-    return act
+    agent = build_agent(cfg, env.observation_space, env.action_space).agent
+    return load_policy_operator(agent, model_state, device)
 
 
 # ----------------------------------------------------------------------------- algorithm
@@ -289,7 +280,7 @@ class SAC(OffPolicy):
         }
         self.open_envs()
         self.envs.action_space.seed(cfg.seed)
-        self._act = _make_act(parts.policy, action_space, self.device)
+        self._act = deterministic_act(parts.policy, self.device, box_to_env(action_space))
 
     # -- acting -----------------------------------------------------------------------------
     @torch.no_grad()
