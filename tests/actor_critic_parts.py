@@ -3,9 +3,7 @@ from __future__ import annotations
 
 import torch
 from tensordict import TensorDict, TensorDictBase
-from tensordict.nn import (
-    TensorDictModule,
-)
+from tensordict.nn import TensorDictModule
 from torch import nn
 
 from tdrl.modules import (

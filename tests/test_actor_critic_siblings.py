@@ -15,9 +15,7 @@ from actor_critic_parts import (
     _trunk_w,
     _zero,
 )
-from tensordict.nn import (
-    TensorDictModule,
-)
+from tensordict.nn import TensorDictModule
 from torch import nn
 
 from tdrl.envs.utils import ExplorationType, set_exploration_type

@@ -12,9 +12,7 @@ from hypothesis import strategies as st
 from tdrl.recipes.blocks import EpisodeStats
 from tdrl.recipes.config import TrainError
 from tdrl.recipes.envs import EnvInfo
-from tdrl.recipes.runfiles import (
-    MetricsLog,
-)
+from tdrl.recipes.runfiles import MetricsLog
 
 
 # ----------------------------------------------------------------------------- pieces

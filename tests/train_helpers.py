@@ -5,9 +5,7 @@ import csv
 import json
 from pathlib import Path
 
-from tdrl.recipes.runfiles import (
-    WALL_COLUMNS,
-)
+from tdrl.recipes.runfiles import WALL_COLUMNS
 
 ROOT = Path(__file__).resolve().parent.parent
 QUIET = ["--no-progress"]
