@@ -15,6 +15,15 @@ Targets: final eval >= -200 in every seed; tdrl >= 2x SB3's steps/s.
     python benchmarks/sac_pendulum.py                       # 3 seeds, with SB3 if installed
     python benchmarks/sac_pendulum.py --seeds 0 --total-steps 3000   # a quick speed ratio
     python benchmarks/sac_pendulum.py --no-sb3 -- --shared-trunk     # extra tdrl flags
+    python benchmarks/sac_pendulum.py --where-time    # where an update's time goes, both
+
+``--where-time`` answers "why not faster": after 1,000 env steps each, it
+times single gradient steps of both agents in alternating blocks (wall clock),
+then profiles them and splits each update into its matrix multiplies
+(``mm`` / ``addmm`` / ``bmm`` / ``baddbmm``) and everything else. Its last
+line is the ceiling: SB3's wall time per update divided by tdrl's matmul
+time alone, the steps/s ratio tdrl would reach if nothing but its
+multiplies were left.
 """
 
 from __future__ import annotations
@@ -156,6 +165,64 @@ def sb3_sac_pendulum(seed: int) -> Any:
     return SAC("MlpPolicy", ENV, learning_rate=1e-3, seed=seed, device="cpu", verbose=0)
 
 
+MATMULS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")
+
+
+def profile_split(update: Callable[[int], None], n: int) -> tuple[float, float, int]:
+    """Profile ``update(n)``: (self CPU ms per update, of which matmul ms, ATen ops per update)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        update(n)
+    rows = [r for r in prof.key_averages() if r.key.startswith("aten::")]
+    total = sum(r.self_cpu_time_total for r in rows)
+    matmul = sum(r.self_cpu_time_total for r in rows if r.key in MATMULS)
+    calls = sum(r.count for r in rows if r.self_cpu_time_total > 0)
+    return total / n / 1e3, matmul / n / 1e3, round(calls / n)
+
+
+def where_time(seed: int, rounds: int = 6, block: int = 50) -> None:
+    """Per-update wall time of both agents (alternating blocks), then a profiled split."""
+    tdrl = TdrlRun("sac", ENV, seed, 1_000, [])
+    sb3 = SB3Run(functools.partial(sb3_sac_pendulum, seed))
+    for run in (tdrl, sb3):
+        set_rng_state(run.rng)
+        run.train_until(1_000)
+        run.rng = get_rng_state()
+
+    def tdrl_update(n: int) -> None:
+        for _ in range(n):
+            tdrl.algo.update()
+
+    def sb3_update(n: int) -> None:
+        sb3.model.train(gradient_steps=n, batch_size=sb3.model.batch_size)
+
+    updates = {"tdrl": tdrl_update, "sb3": sb3_update}
+    wall = {name: 0.0 for name in updates}
+    for fn in updates.values():
+        fn(10)  # warm-up
+    for _ in range(rounds):
+        for name, fn in updates.items():
+            t0 = time.perf_counter()
+            fn(block)
+            wall[name] += time.perf_counter() - t0
+    ms = {name: wall[name] / (rounds * block) * 1e3 for name in updates}
+    split = {name: profile_split(fn, block) for name, fn in updates.items()}
+    print(f"one gradient step (batch 256, 256x256), {rounds} alternating blocks of {block}:")
+    for name in updates:
+        prof_ms, mm_ms, ops = split[name]
+        print(
+            f"  {name:<4}: {ms[name]:6.2f} ms wall; profiled {prof_ms:6.2f} ms in {ops} ATen ops, "
+            f"of which matmul {mm_ms:6.2f} ms ({100 * mm_ms / prof_ms:.0f}%)",
+            flush=True,
+        )
+    print(f"  update steps/s ratio tdrl/sb3 (wall): {ms['sb3'] / ms['tdrl']:.2f}x")
+    print(
+        f"  ceiling (SB3 wall / tdrl matmul alone): {ms['sb3'] / split['tdrl'][1]:.2f}x "
+        f"(tdrl with zero cost besides its matrix multiplies)"
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
@@ -168,10 +235,20 @@ def main() -> int:
         default=None,
         help="also run SB3's SAC (default: when stable-baselines3 is installed)",
     )
+    parser.add_argument(
+        "--where-time",
+        action="store_true",
+        help="split one update of each agent into matmul and the rest (needs SB3), then exit",
+    )
     parser.add_argument("extra", nargs="*", help="extra flags for tdrl train sac (after --)")
     args = parser.parse_args()
     args.sb3 = sb3_available(args.sb3)
     torch.set_num_threads(1)
+    if args.where_time:
+        if not args.sb3:
+            parser.error("--where-time compares against SB3: pip install stable-baselines3")
+        where_time(args.seeds[0])
+        return 0
     print(
         f"{ENV} SAC, {args.total_steps:,} steps, 1 thread, {os.cpu_count()} cores, "
         f"load average at start {os.getloadavg()[0]:.1f}",
