@@ -182,7 +182,9 @@ def profile_split(update: Callable[[int], None], n: int) -> tuple[float, float, 
 
 
 def where_time(seed: int, rounds: int = 6, block: int = 50) -> None:
-    """Per-update wall time of both agents (alternating blocks), then a profiled split."""
+    """Per-update wall time of tdrl, SB3 and the hand-written update, then a profiled split."""
+    from sac_by_hand import HandSAC  # the sibling script (benchmarks/ is on sys.path)
+
     tdrl = TdrlRun("sac", ENV, seed, 1_000, [])
     sb3 = SB3Run(functools.partial(sb3_sac_pendulum, seed))
     for run in (tdrl, sb3):
@@ -197,7 +199,14 @@ def where_time(seed: int, rounds: int = 6, block: int = 50) -> None:
     def sb3_update(n: int) -> None:
         sb3.model.train(gradient_steps=n, batch_size=sb3.model.batch_size)
 
-    updates = {"tdrl": tdrl_update, "sb3": sb3_update}
+    space = tdrl.algo.action_space
+    hand = HandSAC(3, 1, float(space.low[0]), float(space.high[0]), lr=1e-3)
+
+    def torch_update(n: int) -> None:  # the same math by hand, on tdrl's replay buffer
+        for _ in range(n):
+            hand.update(tdrl.algo.buffer.sample(256))
+
+    updates = {"tdrl": tdrl_update, "sb3": sb3_update, "torch": torch_update}
     wall = {name: 0.0 for name in updates}
     for fn in updates.values():
         fn(10)  # warm-up
@@ -212,11 +221,15 @@ def where_time(seed: int, rounds: int = 6, block: int = 50) -> None:
     for name in updates:
         prof_ms, mm_ms, ops = split[name]
         print(
-            f"  {name:<4}: {ms[name]:6.2f} ms wall; profiled {prof_ms:6.2f} ms in {ops} ATen ops, "
+            f"  {name:<5}: {ms[name]:6.2f} ms wall; profiled {prof_ms:6.2f} ms in {ops} ATen ops, "
             f"of which matmul {mm_ms:6.2f} ms ({100 * mm_ms / prof_ms:.0f}%)",
             flush=True,
         )
     print(f"  update steps/s ratio tdrl/sb3 (wall): {ms['sb3'] / ms['tdrl']:.2f}x")
+    print(
+        f"  hand-written torch/sb3 (wall): {ms['sb3'] / ms['torch']:.2f}x; "
+        f"tdrl/hand-written torch: {ms['tdrl'] / ms['torch']:.2f}x the time"
+    )
     print(
         f"  ceiling (SB3 wall / tdrl matmul alone): {ms['sb3'] / split['tdrl'][1]:.2f}x "
         f"(tdrl with zero cost besides its matrix multiplies)"
