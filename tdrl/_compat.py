@@ -11,6 +11,11 @@ wrong:
   torch's global hook dicts and hook-handle counter, and the
   ``.compile()`` marker; the fallback reports "hooks present", which sends
   every call through ``nn.Module.__call__``.
+- ``lerp_all_``: torch's multi-tensor ``_foreach_lerp_`` (one kernel launch
+  for a whole parameter list: the Polyak target update), else ``lerp_`` per
+  tensor.
+- ``is_compiling``: ``torch.compiler.is_compiling``, else ``torch._dynamo``'s
+  (torch < 2.3), else always False.
 
 Setting the environment variable ``TDRL_COMPAT_FALLBACK=1`` before ``import tdrl``
 selects every public fallback (CI runs the module tests once that way, so the
@@ -46,6 +51,8 @@ __all__ = [
     "hook_epoch",
     "is_compiled",
     "overwrite_error",
+    "lerp_all_",
+    "is_compiling",
 ]
 
 
@@ -258,3 +265,38 @@ else:  # pragma: no cover - public fallback: always go through nn.Module.__call_
     def is_compiled(m: nn.Module) -> bool:
         """Unknown torch internals: assume compiled."""
         return True
+
+
+# --- multi-tensor update and compile detection --------------------------------------------
+_FOREACH_LERP = None if FORCE_FALLBACK else getattr(torch, "_foreach_lerp_", None)
+
+
+def lerp_all_(targets: list[torch.Tensor], sources: list[torch.Tensor], weight: float) -> None:
+    """In place, ``t += weight * (s - t)`` for each pair (a Polyak / EMA update), without autograd.
+
+    Examples:
+        >>> t, s = [torch.zeros(2), torch.ones(3)], [torch.ones(2), torch.zeros(3)]
+        >>> lerp_all_(t, s, 0.25)
+        >>> t[0].tolist(), t[1].tolist()
+        ([0.25, 0.25], [0.75, 0.75, 0.75])
+    """
+    if len(targets) != len(sources):
+        raise ValueError(f"lerp_all_: {len(targets)} targets but {len(sources)} sources")
+    with torch.no_grad():
+        if _FOREACH_LERP is not None:
+            _FOREACH_LERP(targets, sources, weight)
+        else:
+            for t, s in zip(targets, sources):
+                t.lerp_(s, weight)
+
+
+try:
+    from torch.compiler import is_compiling
+except ImportError:  # pragma: no cover - torch < 2.3
+    try:
+        from torch._dynamo import is_compiling
+    except ImportError:
+
+        def is_compiling() -> bool:
+            """No dynamo in this torch: never compiling."""
+            return False

@@ -50,6 +50,7 @@ import torch
 from tensordict import TensorDict
 from torch import nn
 
+from tdrl._compat import lerp_all_
 from tdrl.envs.utils import ExplorationType, set_exploration_type
 from tdrl.modules import (
     MLP,
@@ -355,8 +356,7 @@ class SAC(OffPolicy):
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        with torch.no_grad():
-            torch._foreach_lerp_(self.polyak_pairs[0], self.polyak_pairs[1], cfg.tau)
+        lerp_all_(self.polyak_pairs[0], self.polyak_pairs[1], cfg.tau)
         self.updates += 1
         return torch.stack([critic_loss, actor_loss, alpha, -log_prob_pi.mean(), q.mean()]).detach()
 

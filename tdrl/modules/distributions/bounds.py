@@ -15,10 +15,7 @@ import torch
 from torch import Tensor
 from torch.distributions import constraints
 
-try:
-    from torch.compiler import is_compiling as _is_compiling
-except ImportError:  # torch < 2.3
-    from torch._dynamo import is_compiling as _is_compiling
+from tdrl._compat import is_compiling as _is_compiling
 
 __all__ = ["BoundedSupportMixin", "Bounds", "get_bounds"]
 
