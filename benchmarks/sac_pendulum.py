@@ -199,12 +199,13 @@ def where_time(seed: int, rounds: int = 6, block: int = 50) -> None:
     def sb3_update(n: int) -> None:
         sb3.model.train(gradient_steps=n, batch_size=sb3.model.batch_size)
 
-    space = tdrl.algo.action_space
-    hand = HandSAC(3, 1, float(space.low[0]), float(space.high[0]), lr=1e-3)
+    cfg, space = tdrl.algo.cfg, tdrl.algo.action_space
+    obs_dim, act_dim = tdrl.algo.obs.shape[-1], space.shape[-1]
+    hand = HandSAC(obs_dim, act_dim, float(space.low[0]), float(space.high[0]), lr=cfg.lr)
 
     def torch_update(n: int) -> None:  # the same math by hand, on tdrl's replay buffer
         for _ in range(n):
-            hand.update(tdrl.algo.buffer.sample(256))
+            hand.update(tdrl.algo.buffer.sample(cfg.batch_size))
 
     updates = {"tdrl": tdrl_update, "sb3": sb3_update, "torch": torch_update}
     wall = {name: 0.0 for name in updates}

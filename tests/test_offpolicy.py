@@ -124,3 +124,30 @@ def test_sac_acting_fast_path_draws_what_the_policy_operator_draws(shared_trunk)
         assert (fast.abs() <= 2.0).all()
     finally:
         algo.close()
+
+
+@pytest.mark.parametrize("make", ["dqn", "sac"])
+def test_soft_target_update_moves_each_target_tau_of_the_way(make):
+    """Polyak: after a gradient step, target = old target + tau * (new online - old target)."""
+    if make == "dqn":
+        algo = DQN(DQNConfig(hidden=(8, 8), tau=0.25, batch_size=4), CARTPOLE)
+        online, target = list(algo.qnet.parameters()), list(algo.target.parameters())
+        step = algo.train_step
+    else:
+        algo = SAC(SACConfig(hidden=(8, 8), tau=0.25, batch_size=4), PENDULUM)
+        online = list(algo.agent.value_parameters())
+        target = list(algo.target_agent.value_parameters())
+        step = algo.update
+    try:
+        for _ in range(6):
+            algo.env_step()
+        with torch.no_grad():  # move the targets away, so that the update has a distance to cover
+            for p in target:
+                p.add_(1.0)
+        old_target = [p.detach().clone() for p in target]
+        step()
+        for t_old, t_new, o in zip(old_target, target, online, strict=True):
+            torch.testing.assert_close(t_new, t_old + 0.25 * (o.detach() - t_old))
+            assert not t_new.requires_grad
+    finally:
+        algo.close()

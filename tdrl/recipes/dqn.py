@@ -48,6 +48,7 @@ import torch.nn.functional as F
 from tensordict import TensorDict
 from torch import nn
 
+from tdrl._compat import lerp_all_
 from tdrl.data import Categorical
 from tdrl.envs.utils import ExplorationType, set_exploration_type
 from tdrl.modules import MLP, EGreedyModule, QValueActor, SafeSequential
@@ -391,9 +392,7 @@ class DQN(OffPolicy):
         self.optimizer.step()
         self.updates += 1
         if cfg.tau < 1.0:
-            with torch.no_grad():
-                for p_t, p in zip(self.target.parameters(), self.qnet.parameters()):
-                    p_t.lerp_(p, cfg.tau)
+            lerp_all_(list(self.target.parameters()), list(self.qnet.parameters()), cfg.tau)
         return loss.detach(), q.detach().mean()
 
     def iterate(self) -> dict[str, float | None]:
