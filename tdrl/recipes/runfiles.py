@@ -50,7 +50,8 @@ __all__ = [
 
 CHECKPOINT_FORMAT = "tdrl-checkpoint"
 CHECKPOINT_VERSION = 1
-RUN_FILES = ("config.json", "metrics.csv", "checkpoint.pt", "summary.json", "learning_curve.png")
+RUN_FILES = ("config.json", "metrics.csv", "checkpoint.pt", "summary.json", "learning_curve.png",
+             "loggers.json", "tensorboard", "wandb")
 # What every checkpoint holds (the policy weights are algo_state["model"]).
 CHECKPOINT_KEYS = ("algo", "config", "global_step", "wall_s", "rng", "algo_state")
 # Columns that depend on the clock; everything else in metrics.csv is reproducible.
