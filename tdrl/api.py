@@ -166,7 +166,7 @@ def train(
     env: Any = None,
     module: Any = None,
     total_steps: int | None = None,
-    logger: str | Iterable[str] = "csv",
+    logger: str | Iterable[str] | None = None,
     out: str | Path | None = None,
     seed: int | None = None,
     *,
@@ -190,8 +190,8 @@ def train(
             to resume, and they cannot go to Ray workers.
         module: reserved for user-built networks; must be ``None`` for now.
         total_steps, seed: as the flags (default: the recipe's).
-        logger: ``"csv"`` or any of ``csv, tensorboard, wandb, mlflow`` (a
-            comma-separated string or a list).
+        logger: any of ``csv, tensorboard, wandb, mlflow`` (a comma-separated
+            string or a list; default ``"csv"``, or the resumed run's own).
         out: the run directory (default ``runs/<algo>-<env>-s<seed>``).
         env_module: import this module first (it registers ``env``).
         resume, force: as ``--resume`` / ``--force``.
@@ -220,7 +220,8 @@ def train(
     if module is not None:
         raise TrainError("module= is not supported yet: the recipes train their own networks")
     given = dict(flags, total_steps=total_steps, seed=seed)
-    given["logger"] = logger if isinstance(logger, str) else ",".join(logger)
+    if logger is not None:
+        given["logger"] = logger if isinstance(logger, str) else ",".join(logger)
     if env is not None or env_module:
         base = env_id_for(env) if env is not None else None
         if env_module and base is None:

@@ -11,8 +11,9 @@ and MLflow run ids are kept in ``RUN_DIR/loggers.json``.
 - ``wandb``: project ``tdrl``, files under ``RUN_DIR/wandb``; offline unless
   ``WANDB_MODE`` says otherwise or ``WANDB_API_KEY`` is set (sync later with
   ``wandb sync RUN_DIR/wandb/offline-run-*``).
-- ``mlflow``: the store named by ``MLFLOW_TRACKING_URI``, else a local ``./mlruns``;
-  experiment ``tdrl``, one MLflow run per run directory.
+- ``mlflow``: the store named by ``MLFLOW_TRACKING_URI``, else a local ``./mlruns``
+  file store (MLflow keeps it behind ``MLFLOW_ALLOW_FILE_STORE``, which tdrl
+  sets for file stores); experiment ``tdrl``, one MLflow run per run directory.
 
 Each is an extra (``pip install "tdrl[loggers]"``), imported only when chosen.
 
@@ -30,6 +31,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -135,7 +137,7 @@ class WandbLogger:
             name=run_dir.name,
             dir=str(run_dir),
             config=dict(config),
-            id=run_id or wandb.util.generate_id(),
+            id=run_id or uuid.uuid4().hex[:8],
             resume="allow",
             mode=mode,
             reinit="create_new",
@@ -156,6 +158,8 @@ class MLflowLogger:
         from mlflow.tracking import MlflowClient
 
         uri = os.environ.get("MLFLOW_TRACKING_URI") or Path("mlruns").resolve().as_uri()
+        if uri.startswith("file:") or "://" not in uri:  # MLflow's opt-in for its file store
+            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
         self.client = MlflowClient(tracking_uri=uri)
         if run_id is None:
             exp = self.client.get_experiment_by_name("tdrl")

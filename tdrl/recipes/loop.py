@@ -237,7 +237,7 @@ def plan_run(
             )
         if run_dir.exists() and not run_dir.is_dir():
             raise TrainError(f"--out {run_dir} exists and is not a directory")
-        env_id = explicit.get("env") or recipe.config().env
+        env_id = explicit["env"] if explicit.get("env") is not None else recipe.config().env
         env = _check_env(recipe, env_id)
         defaults = recipe.defaults_for(env_id, env.action_space)
         cfg = resolve_config(recipe.config, explicit, defaults)
