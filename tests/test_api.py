@@ -65,6 +65,7 @@ def test_api_and_cli_write_identical_metrics(tmp_path):
         ({"env": DictObsEnv}, "has observation space Dict("),
         ({"env": ""}, "--env must be a non-empty environment id, got ''"),
         ({"module": torch.nn.Linear(4, 2)}, "module= is not supported yet"),
+        ({"env": MatchSignEnv(), "workers": 2}, "--workers: env 'python:MatchSignEnv' is a Python"),
     ],
 )
 def test_bad_arguments_refused_before_anything_is_written(tmp_path, kwargs, message):

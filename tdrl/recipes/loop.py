@@ -48,6 +48,7 @@ from tdrl.recipes.config import (
     flag,
     resolve_config,
 )
+from tdrl.recipes.env_ids import PYTHON_PREFIX
 from tdrl.recipes.envs import (
     EVAL_SEED_OFFSET,
     EnvInfo,
@@ -244,6 +245,11 @@ def plan_run(
         cfg.validate()
     check_device(cfg.device)
     check_loggers(cfg.logger)
+    if getattr(cfg, "workers", 0) and cfg.env.startswith(PYTHON_PREFIX):
+        raise TrainError(
+            f"--workers: env {cfg.env!r} is a Python object of this process, which Ray workers "
+            "cannot make; pass an importable env (an id, or package.module:EnvClass)"
+        )
     return RunPlan(recipe, cfg, run_dir, env, state, force)
 
 
