@@ -28,7 +28,7 @@ import math
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,7 @@ from tdrl.recipes.config import (
     flag,
     resolve_config,
 )
+from tdrl.recipes.env_ids import PYTHON_PREFIX
 from tdrl.recipes.envs import (
     EVAL_SEED_OFFSET,
     EnvInfo,
@@ -57,6 +58,7 @@ from tdrl.recipes.envs import (
     probe_env,
 )
 from tdrl.recipes.eval_act import eval_act
+from tdrl.recipes.loggers import check_loggers, open_loggers
 from tdrl.recipes.protocol import Algorithm, Recipe
 from tdrl.recipes.remote import WorkerFailure
 from tdrl.recipes.report import ProgressBar, plot_learning_curve, versions
@@ -71,7 +73,11 @@ from tdrl.recipes.runfiles import (
     write_json,
 )
 
-__all__ = ["RunPlan", "StopSignal", "check_losses", "plan_run", "train"]
+__all__ = ["Callback", "RunPlan", "StopSignal", "check_losses", "plan_run", "train"]
+
+# Called after every iteration with the step and the ``metrics.csv`` row; returning ``False``
+# stops the run early (checkpoint, final evaluation and summary as at the end).
+Callback = Callable[[int, dict[str, Any]], Any]
 
 
 class StopSignal:
@@ -232,18 +238,34 @@ def plan_run(
             )
         if run_dir.exists() and not run_dir.is_dir():
             raise TrainError(f"--out {run_dir} exists and is not a directory")
-        env_id = explicit.get("env") or recipe.config().env
+        env_id = explicit["env"] if explicit.get("env") is not None else recipe.config().env
         env = _check_env(recipe, env_id)
         defaults = recipe.defaults_for(env_id, env.action_space)
         cfg = resolve_config(recipe.config, explicit, defaults)
         cfg.validate()
     check_device(cfg.device)
+    check_loggers(cfg.logger)
+    if getattr(cfg, "workers", 0) and cfg.env.startswith(PYTHON_PREFIX):
+        raise TrainError(
+            f"--workers: env {cfg.env!r} is a Python object of this process, which Ray workers "
+            "cannot make; pass an importable env (an id, or package.module:EnvClass)"
+        )
     return RunPlan(recipe, cfg, run_dir, env, state, force)
 
 
 # ----------------------------------------------------------------------------- the loop
-def train(plan: RunPlan, progress: bool | None = None, log: Callable[[str], None] = print) -> int:
+def train(
+    plan: RunPlan,
+    progress: bool | None = None,
+    log: Callable[[str], None] = print,
+    callbacks: Sequence[Callback] = (),
+) -> int:
     """Run ``plan`` to ``cfg.total_steps``: metrics, checkpoints, signals, final evaluation.
+
+    After each iteration the ``metrics.csv`` row goes to the configured loggers
+    (``cfg.logger``) and to each of ``callbacks`` as ``callback(step, row)``; a
+    callback returning ``False`` ends the run there as if it had reached
+    ``total_steps`` (``summary.json`` then records ``stopped_early_at_step``).
 
     The run owns its directory (:class:`~tdrl.recipes.runfiles.RunLock`) from
     before the first write to the end. A new run saves a checkpoint at step 0,
@@ -283,7 +305,7 @@ def train(plan: RunPlan, progress: bool | None = None, log: Callable[[str], None
             if state is not None:
                 algo.load_state_dict(state["algo_state"])
                 set_rng_state(state["rng"])
-            return run.loop(algo, progress, log)
+            return run.loop(algo, progress, log, callbacks)
         except RunFailure as failure:
             run.record_failure(failure)
             raise
@@ -314,6 +336,7 @@ class _Run:
         self.ckpt_path = plan.run_dir / "checkpoint.pt"
         state = plan.resume_state
         self.saved_step: int | None = None if state is None else int(state["global_step"])
+        self.stopped_early: int | None = None
 
     def save(self, algo: Algorithm, finished: bool = False) -> None:
         plan = self.plan
@@ -333,7 +356,13 @@ class _Run:
         self.saved_step = algo.global_step
         self.saved_model = algo_state["model"]  # what the final evaluation (and tdrl eval) runs
 
-    def loop(self, algo: Algorithm, progress: bool | None, log: Callable[[str], None]) -> int:
+    def loop(
+        self,
+        algo: Algorithm,
+        progress: bool | None,
+        log: Callable[[str], None],
+        callbacks: Sequence[Callback] = (),
+    ) -> int:
         plan, cfg, clock = self.plan, self.plan.cfg, self.clock
         name, run_dir = plan.recipe.name, plan.run_dir
         columns = ["step", "wall_s", "episodes", "return_mean", "return_std", "length_mean",
@@ -349,6 +378,10 @@ class _Run:
         last_step, last_wall = start_step, clock()
         next_ckpt = (start_step // cfg.checkpoint_every + 1) * cfg.checkpoint_every
         stopped: int | None = None
+        loggers = open_loggers(
+            cfg.logger.split(","), run_dir, {"algo": name, **config_to_dict(cfg)}, resumed
+        )
+        listeners = [*loggers, *callbacks]
         try:
             if not resumed:
                 self.save(algo)  # step 0: any run directory that exists can be resumed
@@ -365,9 +398,14 @@ class _Run:
                     ep = algo.stats.summary()
                     if algo.stats.episodes and not math.isfinite(ep["return_mean"]):
                         raise NonFiniteError("episode return (the env's rewards)", step)
-                    metrics.write({"step": step, "wall_s": wall, "episodes": algo.stats.episodes,
-                                   **ep, **losses, "steps_per_s": sps})
+                    row = {"step": step, "wall_s": wall, "episodes": algo.stats.episodes,
+                           **ep, **losses, "steps_per_s": sps}
+                    metrics.write(row)
                     bar.update(step, ep["return_mean"], sps)
+                    if any([listener(step, dict(row)) is False for listener in listeners]):
+                        self.stopped_early = step
+                        log(f"stopped early by a callback at step {step:,}")
+                        break
                     if stop.signum is not None:
                         stopped = stop.signum
                         break
@@ -379,6 +417,8 @@ class _Run:
         finally:
             bar.close()
             metrics.close()
+            for logger in loggers:
+                logger.close()
             algo.close()
         if stopped is not None:
             log(
@@ -424,6 +464,7 @@ class _Run:
             "final_eval_episodes": int(len(returns)),
             "final_eval_returns": [float(r) for r in returns],
             "train_return_last10": stats.summary()["return_mean"],
+            "stopped_early_at_step": self.stopped_early,
             "episodes": stats.episodes,
             "threads": torch.get_num_threads(),
             "versions": versions(),
