@@ -188,7 +188,12 @@ def train(
             another process cannot import (instances, lambdas, classes from
             ``__main__``) are registered in this process only: pass them again
             to resume, and they cannot go to Ray workers.
-        module: reserved for user-built networks; must be ``None`` for now.
+        module: the network to train instead of the recipe's (PPO: an
+            ``ActorValueOperator`` reading ``observation`` and writing ``action``,
+            its log-prob and ``state_value``), or an importable factory
+            ``(observation_space, action_space) -> module``. Checked on a probe
+            batch before anything is written. A module object is pickled into
+            the checkpoints, so resume, eval, export and :func:`load` rebuild it.
         total_steps, seed: as the flags (default: the recipe's).
         logger: any of ``csv, tensorboard, wandb, mlflow`` (a comma-separated
             string or a list; default ``"csv"``, or the resumed run's own).
@@ -217,9 +222,14 @@ def train(
     from tdrl.recipes.config import TrainError
     from tdrl.recipes.env_ids import env_id_for, resolve_env_id
 
-    if module is not None:
-        raise TrainError("module= is not supported yet: the recipes train their own networks")
     given = dict(flags, total_steps=total_steps, seed=seed)
+    if module is not None:
+        from tdrl.recipes import get_recipe
+        from tdrl.recipes.user_module import module_id_for
+
+        if "module" not in {f.name for f in dataclasses.fields(get_recipe(algo).config)}:
+            raise TrainError(f"module= is not supported by {algo} yet (ppo takes it)")
+        given["module"] = module_id_for(module)
     if logger is not None:
         given["logger"] = logger if isinstance(logger, str) else ",".join(logger)
     if env is not None or env_module:
@@ -277,6 +287,7 @@ def load_run(run_dir: Path) -> tuple[Any, Any, dict[str, Any]]:
     from tdrl.recipes import get_recipe, recipe_names
     from tdrl.recipes.config import TrainError, config_from_dict
     from tdrl.recipes.runfiles import load_checkpoint
+    from tdrl.recipes.user_module import restore_from_checkpoint
 
     if not run_dir.is_dir():
         raise TrainError(f"{run_dir} is not a directory (expected a run written by `tdrl train`)")
@@ -284,7 +295,9 @@ def load_run(run_dir: Path) -> tuple[Any, Any, dict[str, Any]]:
     if state.get("algo") not in recipe_names():
         raise TrainError(f"{run_dir}/checkpoint.pt is for unknown algorithm {state.get('algo')!r}")
     recipe = get_recipe(state["algo"])
-    return recipe, config_from_dict(recipe.config, state["config"]), state
+    cfg = config_from_dict(recipe.config, state["config"])
+    restore_from_checkpoint(getattr(cfg, "module", ""), state)
+    return recipe, cfg, state
 
 
 def load(run_dir: str | Path, device: str | torch.device = "cpu") -> TrainedPolicy:

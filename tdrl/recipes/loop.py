@@ -72,6 +72,7 @@ from tdrl.recipes.runfiles import (
     save_checkpoint,
     write_json,
 )
+from tdrl.recipes.user_module import checkpoint_entry, restore_from_checkpoint
 
 __all__ = ["Callback", "RunPlan", "StopSignal", "check_losses", "plan_run", "train"]
 
@@ -212,6 +213,7 @@ def plan_run(
                 f"`tdrl train {state.get('algo')} --out {run_dir} --resume`"
             )
         cfg = config_from_dict(recipe.config, state["config"])
+        restore_from_checkpoint(getattr(cfg, "module", ""), state)
         conflicts = [
             f"{flag(k)} {v} (run has {getattr(cfg, k)})"
             for k, v in explicit.items()
@@ -245,6 +247,8 @@ def plan_run(
         cfg.validate()
     check_device(cfg.device)
     check_loggers(cfg.logger)
+    if recipe.prepare is not None:
+        recipe.prepare(cfg, env)
     if getattr(cfg, "workers", 0) and cfg.env.startswith(PYTHON_PREFIX):
         raise TrainError(
             f"--workers: env {cfg.env!r} is a Python object of this process, which Ray workers "
@@ -351,6 +355,7 @@ class _Run:
                 "rng": get_rng_state(),
                 "algo_state": algo_state,
                 "finished": finished,
+                "user_module": checkpoint_entry(getattr(plan.cfg, "module", "")),
             },
         )
         self.saved_step = algo.global_step
