@@ -228,7 +228,7 @@ def train(
         from tdrl.recipes.user_module import module_id_for
 
         if "module" not in {f.name for f in dataclasses.fields(get_recipe(algo).config)}:
-            raise TrainError(f"module= is not supported by {algo} yet (ppo takes it)")
+            raise TrainError(f"module= is not supported by {algo} yet (ppo and dqn take it)")
         given["module"] = module_id_for(module)
     if logger is not None:
         given["logger"] = logger if isinstance(logger, str) else ",".join(logger)

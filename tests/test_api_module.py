@@ -8,7 +8,7 @@ import gymnasium as gym
 import pytest
 import torch
 from tensordict import TensorDict
-from user_nets import make_agent
+from user_nets import make_agent, make_qnet
 
 import tdrl
 from tdrl.cli import main
@@ -94,6 +94,41 @@ def test_wrong_action_shape_for_the_env_is_named(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-def test_other_recipes_refuse_module_for_now(tmp_path):
-    with pytest.raises(TrainError, match=re.escape("module= is not supported by dqn yet")):
-        tdrl.train("dqn", module=make_agent(*CARTPOLE), out=tmp_path / "run", log=None)
+def test_dqn_trains_a_user_qvalue_actor_and_every_command_rebuilds_it(tmp_path, monkeypatch,
+                                                                      capsys):
+    run = tmp_path / "run"
+    result = tdrl.train("dqn", module=make_qnet(*CARTPOLE), out=run, total_steps=1024,
+                        learning_starts=128, train_freq=64, gradient_steps=8, eval_episodes=2,
+                        log=None)
+    assert result.summary["config"]["module"] == "python:QValueActor"
+    monkeypatch.setattr(user_module, "_TEMPLATES", {})
+    widths = [m.out_features for m in tdrl.load(run).modules() if isinstance(m, torch.nn.Linear)]
+    assert widths == [32, 2]  # the user's network (the recipe's is 128-128)
+    capsys.readouterr()
+    assert main(["eval", str(run), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["mean_return"] == result.summary["final_eval_return"]
+    assert main(["export", str(run), "--format", "pt2"]) == 0
+    resumed = tdrl.train("dqn", out=run, resume=True, total_steps=2048, log=None)
+    assert resumed.summary["total_steps"] == 2048
+
+
+@pytest.mark.parametrize(
+    ("module", "message"),
+    [
+        (make_qnet(*CARTPOLE, action_space_kind="one_hot"),
+         "module=: the actor writes actions of shape (2, 2) (torch.int64); DQN stores index "
+         "actions: build the QValueActor with action_space='categorical'"),
+        (make_qnet(*CARTPOLE, n=3), "module=: the network gives action values of shape (2, 3) "
+         "for a batch of 2; Discrete(2) needs (2, 2)"),
+        (make_agent(*CARTPOLE), "module=: DQN trains a QValueActor, got ActorValueOperator"),
+    ],
+)
+def test_dqn_refuses_a_q_network_that_does_not_fit(tmp_path, module, message):
+    with pytest.raises(TrainError, match=re.escape(message)):
+        tdrl.train("dqn", module=module, out=tmp_path / "run", log=None)
+    assert not (tmp_path / "run").exists()
+
+
+def test_sac_refuses_module_for_now(tmp_path):
+    with pytest.raises(TrainError, match=re.escape("module= is not supported by sac yet")):
+        tdrl.train("sac", module=make_agent(*CARTPOLE), out=tmp_path / "run", log=None)

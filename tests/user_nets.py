@@ -19,3 +19,12 @@ def make_agent(observation_space, action_space, *, obs_key="observation", log_pr
         distribution_class=torch.distributions.Categorical, return_log_prob=log_prob)
     value = ValueOperator(nn.Linear(32, 1), in_keys=["hidden"])
     return ActorValueOperator(trunk, policy, value)
+
+
+def make_qnet(observation_space, action_space, *, action_space_kind="categorical", n=None):
+    """A user's QValueActor (index actions by default)."""
+    from tdrl.modules import MLP, QValueActor
+
+    net = MLP(in_features=observation_space.shape[0], out_features=n or int(action_space.n),
+              num_cells=[32])
+    return QValueActor(net, in_keys=["observation"], action_space=action_space_kind)
