@@ -142,7 +142,7 @@ def build_agent(cfg: Any, obs_space: Any, action_space: Any) -> AgentParts:
             distribution_class=OneHotCategorical if onehot else torch.distributions.Categorical,
             distribution_kwargs={"validate_args": False},
             return_log_prob=True,
-            spec=OneHot(n) if onehot else Categorical(n),
+            spec=OneHot(n, dtype=torch.int64) if onehot else Categorical(n),
         )
     else:
         act_dim = int(np.prod(action_space.shape))
