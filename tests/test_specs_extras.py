@@ -19,6 +19,10 @@ def test_non_tensor_defaults_and_layout():
     batched = NonTensor(shape=(2, 3), example_data="x", batched=True).zero()
     assert isinstance(batched, NonTensorStack) and isinstance(batched[0, 0], NonTensorData)
     assert batched[0, 0].shape == ()
+    # zeros / ones: TorchRL's aliases of zero / one, on every spec
+    split = NonTensor(shape=(3, 4), example_data="x", feature_dims=1)
+    assert isinstance(split.zeros(), NonTensorStack) and split.ones((2,)).shape == (2, 3, 4)
+    assert (Categorical(3).zeros((2,)) == 0).all() and (Unbounded(2).ones() == 1).all()
 
 
 def test_non_tensor_membership_and_errors():
