@@ -210,24 +210,18 @@ class MultiStepActorWrapper(TDRLModuleBase):
 
     @property
     def in_keys(self) -> list[NestedKey]:  # type: ignore[override]
+        """The actor's in_keys and the init key (derived: not settable)."""
         return list(self.actor.in_keys) + [self._init_key]
-
-    @in_keys.setter
-    def in_keys(self, value: list[NestedKey]) -> None:  # set by TensorDictModuleBase
-        pass
 
     @property
     def out_keys(self) -> list[NestedKey]:  # type: ignore[override]
+        """The actor's out_keys, the action, cache and counter keys (derived: not settable)."""
         out: list[NestedKey] = []
         for k in [*self.actor.out_keys, *self._action_keys, *self._cache_keys, self.counter_key]:
             k = unravel_key(k)
             if k not in out:
                 out.append(k)
         return out
-
-    @out_keys.setter
-    def out_keys(self, value: list[NestedKey]) -> None:
-        pass
 
     # ---- running -------------------------------------------------------------------------
     @staticmethod
