@@ -45,6 +45,7 @@ MODULE_TESTS := tests/test_actor_critic.py tests/test_actor_critic_siblings.py t
 	tests/test_specs_composite.py tests/test_specs_construction.py tests/test_specs_properties.py \
 	tests/test_specs_shape.py tests/test_specs_stack.py tests/test_specs_values.py tests/test_compat.py \
 	tests/test_specs_hostile.py tests/test_distribution_contracts.py \
+	tests/test_ordinal.py tests/test_multistep_actor.py tests/test_actor_extras.py tests/test_specs_extras.py \
 	tdrl/modules tdrl/data tdrl/envs tdrl/utils.py tdrl/_compat.py
 
 test-fallback: $(STAMP)

@@ -115,6 +115,20 @@ class TensorSpec:
         size = _batch_shape_arg(shape) + self.shape
         return torch.ones(size, dtype=self.dtype, device=self.device)
 
+    def zeros(self, shape: ShapeLike = None) -> Any:
+        """Same as :meth:`zero` (TorchRL's alias).
+
+        Examples:
+            >>> from tdrl.data import Categorical
+            >>> Categorical(3).zeros((2,))
+            tensor([0, 0])
+        """
+        return self.zero(shape)
+
+    def ones(self, shape: ShapeLike = None) -> Any:
+        """Same as :meth:`one` (TorchRL's alias)."""
+        return self.one(shape)
+
     # ---- membership / projection ---------------------------------------------------------
     def is_in(self, val: torch.Tensor) -> bool:
         """Whether ``val`` could have been produced by this spec (leading batch dims allowed)."""

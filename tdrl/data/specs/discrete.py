@@ -26,6 +26,7 @@ from tdrl.data.specs._utils import (
 )
 from tdrl.data.specs.base import TensorSpec
 from tdrl.data.specs.boxes import CategoricalBox
+from tdrl.data.specs.discrete_unknown import _check_n_or_unknown, _UnknownNMixin
 from tdrl.data.specs.masks import _check_mask_rows, _nearest_allowed, _OneOfNMixin, _sample_allowed
 
 
@@ -220,7 +221,7 @@ class OneHot(_OneOfNMixin, TensorSpec):
 # --------------------------------------------------------------------------------------
 # Categorical
 # --------------------------------------------------------------------------------------
-class Categorical(_OneOfNMixin, TensorSpec):
+class Categorical(_UnknownNMixin, _OneOfNMixin, TensorSpec):
     """Discrete spec storing indices in ``{0, ..., n - 1}``.
 
     The sample shape is exactly ``shape`` (default ``()``): add a singleton dimension
@@ -255,7 +256,7 @@ class Categorical(_OneOfNMixin, TensorSpec):
         dtype: DTypeLike = torch.int64,
         mask: torch.Tensor | None = None,
     ) -> None:
-        n = _check_n(n, "Categorical", allow_zero=True)
+        n = _check_n_or_unknown(n, "Categorical")  # -1: unknown size (discrete_unknown.py)
         size = _to_size(shape)
         self.shape = torch.Size([]) if size is None else size
         self.dtype = _to_dtype(dtype, torch.int64)

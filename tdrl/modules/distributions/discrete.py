@@ -466,3 +466,20 @@ class MaskedOneHotCategorical(_OneHotMixin, MaskedCategorical):
             logits=self.logits.expand(shape), mask=self._mask.expand(shape),
             neg_inf=self.neg_inf, grad_method=self.grad_method,
         )
+
+
+
+_ORDINAL_NAMES = frozenset({"OneHotOrdinal", "Ordinal", "_generate_ordinal_logits"})
+
+
+def __getattr__(name: str) -> Any:
+    """TorchRL keeps its ordinal distributions in this module; tdrl's live in ``ordinal.py``.
+
+    ``ordinal.py`` subclasses :class:`OneHotCategorical` from here, so the names are
+    served lazily (no import cycle).
+    """
+    if name in _ORDINAL_NAMES:
+        from tdrl.modules.distributions import ordinal
+
+        return getattr(ordinal, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
