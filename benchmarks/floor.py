@@ -49,6 +49,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from dqn_by_hand import HandDQN  # noqa: E402
 from floor_checks import build, check_dqn, check_ppo, check_sac, fill, ppo_flat  # noqa: E402
+from floor_sb3 import sb3_available, sb3_dqn, sb3_ppo, sb3_sac  # noqa: E402
 from ppo_by_hand import HandPPO  # noqa: E402
 from sac_by_hand import HandSAC  # noqa: E402
 
@@ -141,7 +142,16 @@ def bare_env(env_id: str, n_envs: int, seed: int) -> Fn:
     return run
 
 
-def ppo(rounds: int, block: int, prof: bool, seed: int) -> tuple[float, float]:
+def with_sb3(fns: dict[str, Fn], make: Callable[[int], Fn] | None, seed: int) -> dict[str, Fn]:
+    return {**fns, "sb3": make(seed)} if make else fns
+
+
+def vs_sb3(ms: dict[str, float]) -> float | None:
+    """SB3's time per update over the hand-written one (how far below SB3 the floor is)."""
+    return ms["sb3"] / ms["hand"] if "sb3" in ms else None
+
+
+def ppo(rounds: int, block: int, prof: bool, seed: int, sb3: bool) -> tuple:
     algo = build("ppo", "CartPole-v1", seed)
     print(f"PPO CartPole-v1 (64x64 tanh, {algo.cfg.epochs} epochs, batch {algo.cfg.batch_size}"
           f" of {algo.cfg.num_envs * algo.cfg.n_steps}): check max abs diff "
@@ -158,7 +168,9 @@ def ppo(rounds: int, block: int, prof: bool, seed: int) -> tuple[float, float]:
         for _ in range(n):
             hand.update(flat, progress)
 
-    ratio = report("update", alternate({"tdrl": tdrl_update, "hand": hand_update}, rounds, block))
+    ms_update = alternate(with_sb3({"tdrl": tdrl_update, "hand": hand_update},
+                                   sb3 and sb3_ppo, seed), rounds, block)
+    ratio = report("update", ms_update)
     envs = make_vec_env("CartPole-v1", algo.cfg.num_envs)
     obs = torch.as_tensor(envs.reset(seed=seed)[0], dtype=torch.float32)
     returns = np.zeros(algo.cfg.num_envs, dtype=np.float32)
@@ -180,10 +192,10 @@ def ppo(rounds: int, block: int, prof: bool, seed: int) -> tuple[float, float]:
         profile_pair("update", tdrl_update, hand_update, 2)
         profile_pair("collect", tdrl_collect, hand_collect, 2)
     algo.close()
-    return ratio, collect
+    return ratio, collect, vs_sb3(ms_update)
 
 
-def dqn(rounds: int, block: int, prof: bool, seed: int) -> tuple[float, float]:
+def dqn(rounds: int, block: int, prof: bool, seed: int, sb3: bool) -> tuple:
     algo = build("dqn", "CartPole-v1", seed)
     fill(algo, algo.cfg.learning_starts)
     print(f"DQN CartPole-v1 (128x128, Double DQN, batch {algo.cfg.batch_size}): check max abs "
@@ -198,8 +210,9 @@ def dqn(rounds: int, block: int, prof: bool, seed: int) -> tuple[float, float]:
         for _ in range(n):
             hand.train_step()
 
-    ratio = report("update", alternate({"tdrl": tdrl_update, "hand": hand_update},
-                                       rounds, 20 * block))
+    ms_update = alternate(with_sb3({"tdrl": tdrl_update, "hand": hand_update}, sb3 and sb3_dqn,
+                                   seed), rounds, 20 * block)
+    ratio = report("update", ms_update)
     n_envs = algo.cfg.num_envs
     envs = make_vec_env("CartPole-v1", n_envs)
     state = {"obs": torch.as_tensor(envs.reset(seed=seed)[0], dtype=torch.float32)}
@@ -221,10 +234,10 @@ def dqn(rounds: int, block: int, prof: bool, seed: int) -> tuple[float, float]:
         profile_pair("update", tdrl_update, hand_update, 50)
         profile_pair("env_step", tdrl_step, hand_step, 200)
     algo.close()
-    return ratio, collect
+    return ratio, collect, vs_sb3(ms_update)
 
 
-def sac(rounds: int, block: int, prof: bool, seed: int) -> float:
+def sac(rounds: int, block: int, prof: bool, seed: int, sb3: bool) -> tuple:
     algo = build("sac", "Pendulum-v1", seed)
     fill(algo, 1_000)
     print(f"SAC Pendulum-v1 (256x256, batch {algo.cfg.batch_size}): check max abs diff "
@@ -241,12 +254,13 @@ def sac(rounds: int, block: int, prof: bool, seed: int) -> float:
             idx = torch.randint(0, len(algo.buffer), (algo.cfg.batch_size,))
             hand.update({k: v[idx] for k, v in storage.items()})
 
-    ratio = report("update", alternate({"tdrl": tdrl_update, "hand": hand_update},
-                                       rounds, 5 * block))
+    ms_update = alternate(with_sb3({"tdrl": tdrl_update, "hand": hand_update}, sb3 and sb3_sac,
+                                   seed), rounds, 5 * block)
+    ratio = report("update", ms_update)
     if prof:
         profile_pair("update", tdrl_update, hand_update, 10)
     algo.close()
-    return ratio
+    return ratio, None, vs_sb3(ms_update)
 
 
 def main() -> int:
@@ -257,17 +271,23 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--profile", action=argparse.BooleanOptionalAction, default=True,
                         help="count Python calls and ATen ops per update (cProfile, torch.profiler)")
+    parser.add_argument("--sb3", action=argparse.BooleanOptionalAction, default=None,
+                        help="also time SB3's updates (default: when stable-baselines3 is "
+                        "installed)")
     args = parser.parse_args()
+    sb3 = sb3_available() if args.sb3 is None else args.sb3
     torch.set_num_threads(1)
     load0 = os.getloadavg()
     print(f"torch {torch.__version__}, 1 thread, {os.cpu_count()} cores, "
           f"load average {load0[0]:.1f}; times are CPU ms of this thread, median block")
-    ppo_ratio, ppo_collect = ppo(args.rounds, args.block, args.profile, args.seed)
-    dqn_ratio, dqn_collect = dqn(args.rounds, args.block, args.profile, args.seed)
-    sac_ratio = sac(args.rounds, args.block, args.profile, args.seed)
-    print(f"collection: ppo {ppo_collect:.2f}x, dqn {dqn_collect:.2f}x "
+    res = {name: fn(args.rounds, args.block, args.profile, args.seed, sb3)
+           for name, fn in (("ppo", ppo), ("dqn", dqn), ("sac", sac))}
+    if sb3:
+        print("hand-written floor against SB3 (SB3 time / hand time per update): " + ", ".join(
+            f"{name} {r[2]:.2f}x" for name, r in res.items()))
+    print(f"collection: ppo {res['ppo'][1]:.2f}x, dqn {res['dqn'][1]:.2f}x "
           f"(load average {os.getloadavg()[0]:.1f})")
-    print(f"floor: ppo {ppo_ratio:.2f}x, dqn {dqn_ratio:.2f}x, sac {sac_ratio:.2f}x")
+    print("floor: " + ", ".join(f"{name} {r[0]:.2f}x" for name, r in res.items()))
     return 0
 
 
