@@ -11,7 +11,8 @@ DQN, batch 64; SAC on Pendulum-v1: 256x256, batch 256) it
    no TensorDict, no tdrl modules) with tdrl's weights copied in, and checks
    that one update of each on the same batch and RNG state gives the same
    losses and parameters (``floor_checks``: rtol 1e-5, atol 1e-6; the largest
-   absolute difference is printed);
+   absolute difference is printed), and for PPO that one rollout from the same
+   env seed and RNG state is the same;
 2. times the recipe's own update method (``PPO.update`` on a ``PPO.collect``
    rollout, ``DQN.train_step``, ``SAC.update``) against the hand-written one in
    alternating blocks, one torch thread, in CPU time of this thread
@@ -48,7 +49,15 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from dqn_by_hand import HandDQN  # noqa: E402
-from floor_checks import build, check_dqn, check_ppo, check_sac, fill, ppo_flat  # noqa: E402
+from floor_checks import (  # noqa: E402
+    build,
+    check_dqn,
+    check_ppo,
+    check_ppo_collect,
+    check_sac,
+    fill,
+    ppo_flat,
+)
 from floor_sb3 import sb3_available, sb3_dqn, sb3_ppo, sb3_sac  # noqa: E402
 from ppo_by_hand import HandPPO  # noqa: E402
 from sac_by_hand import HandSAC  # noqa: E402
@@ -153,9 +162,10 @@ def vs_sb3(ms: dict[str, float]) -> float | None:
 
 def ppo(rounds: int, block: int, prof: bool, seed: int, sb3: bool) -> tuple:
     algo = build("ppo", "CartPole-v1", seed)
+    rollout = check_ppo_collect(algo)  # first: it needs the envs as just reset
     print(f"PPO CartPole-v1 (64x64 tanh, {algo.cfg.epochs} epochs, batch {algo.cfg.batch_size}"
-          f" of {algo.cfg.num_envs * algo.cfg.n_steps}): check max abs diff "
-          f"{check_ppo(algo):.2g}", flush=True)
+          f" of {algo.cfg.num_envs * algo.cfg.n_steps}): check max abs diff: update "
+          f"{check_ppo(algo):.2g}, rollout {rollout:.2g}", flush=True)
     hand = HandPPO.from_tdrl(algo)
     batch = algo.collect()
     flat, progress = ppo_flat(batch), algo.global_step / algo.cfg.total_steps

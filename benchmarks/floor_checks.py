@@ -22,6 +22,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import numpy as np
 import torch
 from dqn_by_hand import HandDQN
 from ppo_by_hand import HandPPO
@@ -94,6 +95,28 @@ def check_ppo(algo: Any, atol: float = ATOL) -> float:
     worst = _compare("ppo logged " + ",".join(keys), [torch.tensor([row_t[k]]) for k in keys],
                      [torch.tensor([row_h[k]]) for k in keys], rtol=1e-4, atol=atol)
     return max(worst, _compare("ppo parameter", ppo_params(algo), hand.params, atol=atol))
+
+
+def check_ppo_collect(algo: Any) -> float:
+    """``PPO.collect`` against :meth:`HandPPO.collect`: same env seed and RNG, same rollout.
+
+    ``algo`` must be fresh (its envs just reset with ``cfg.seed``): the hand-written loop
+    steps a new vector env reset with the same seed.
+    """
+    from tdrl.recipes.envs import make_vec_env
+
+    cfg = algo.cfg
+    hand = HandPPO.from_tdrl(algo)
+    envs = make_vec_env(cfg.env, cfg.num_envs)
+    obs = torch.as_tensor(envs.reset(seed=cfg.seed)[0], dtype=torch.float32)
+    rng = torch.get_rng_state()
+    batch = ppo_flat(algo.collect())
+    torch.set_rng_state(rng)
+    mine, _ = hand.collect(envs, obs, cfg.n_steps, np.zeros(cfg.num_envs, dtype=np.float32))
+    envs.close()
+    keys = sorted(batch)
+    return _compare("ppo rollout " + ",".join(keys), [batch[k] for k in keys],
+                    [mine[k] for k in keys])
 
 
 def check_dqn(algo: Any) -> float:

@@ -31,6 +31,14 @@ def test_ppo_update_equals_by_hand(batch_size):
         algo.close()
 
 
+def test_ppo_rollout_equals_by_hand():
+    algo = floor_checks.build("ppo", "CartPole-v1", batch_size=16, epochs=1, **TINY)
+    try:
+        assert floor_checks.check_ppo_collect(algo) < 1e-5
+    finally:
+        algo.close()
+
+
 def test_dqn_train_step_equals_by_hand():
     algo = floor_checks.build("dqn", "CartPole-v1", total_steps=1_000, learning_starts=0,
                               batch_size=8, buffer_size=500, hidden=(16, 16))
