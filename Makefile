@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.tdrl-installed
 
-.PHONY: run test test-td014 test-fallback test-ray lint bench bench-train setup clean
+.PHONY: run test test-td014 test-fallback test-ray lint bench bench-train bench-floor setup clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -85,6 +85,10 @@ bench: $(STAMP)
 # the README's CartPole / Pendulum / HalfCheetah tables from one run (~30 min, quiet 2 cores)
 bench-train: $(STAMP)
 	$(BIN)/python benchmarks/training.py
+
+# tdrl's PPO / DQN / SAC updates and collection against the same code by hand (~5 min)
+bench-floor: $(STAMP)
+	$(BIN)/python benchmarks/floor.py 2>/dev/null
 
 clean:
 	rm -rf $(VENV) $(VENV14) runs

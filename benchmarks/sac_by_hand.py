@@ -2,7 +2,8 @@
 
 No TensorDict, no distribution class, no modules beyond parameter tensors:
 the actor and both critics are ``F.linear`` stacks, the squashed Gaussian is
-written out, the three losses are summed and stepped by one fused Adam, and
+written out (scale from tensordict's ``NormalParamExtractor`` default mapping,
+``softplus(x + bias) + 0.01``, as tdrl's actor), the three losses are summed and stepped by one fused Adam, and
 the target critics are Polyak-averaged with one ``_foreach_lerp_``. Same
 math and sizes as ``tdrl train sac`` (and SB3's SAC): 256x256 networks, twin
 critics, the actor loss reading the critics through detached weights,
@@ -24,9 +25,13 @@ adds.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
+
+# tensordict's NormalParamExtractor default: softplus(x + inv_softplus(1 - 0.01)) + 0.01
+SCALE_BIAS = math.log(math.expm1(1.0 - 0.01))
 
 
 def _mlp(sizes: list[int]) -> list[torch.Tensor]:
@@ -74,9 +79,32 @@ class HandSAC:
         self.online_flat = [p for q in self.critics for p in q]
         self.target_flat = [p for q in self.targets for p in q]
 
+    @classmethod
+    def from_tdrl(cls, algo: Any) -> HandSAC:
+        """The networks, temperature and settings of a ``tdrl.recipes.sac.SAC`` (copied)."""
+        cfg, space = algo.cfg, algo.action_space
+        hand = cls(1, 1, float(space.low[0]), float(space.high[0]), 1, cfg.lr, cfg.gamma, cfg.tau)
+        actor = algo.parts.act_net
+        hand.actor = [t.detach().clone().requires_grad_() for m in actor.modules()
+                      if isinstance(m, torch.nn.Linear) for t in (m.weight, m.bias)]
+
+        def critics(twin: torch.nn.Module) -> list[list[torch.Tensor]]:
+            return [[t.detach()[q].clone() for w, b in zip(twin.weights, twin.biases)
+                     for t in (w.transpose(1, 2), b.squeeze(1))] for q in range(twin.num_q)]
+
+        hand.critics = [[p.requires_grad_() for p in q] for q in critics(algo.parts.twin)]
+        hand.targets = critics(next(m for m in algo.target_agent.modules() if hasattr(m, "num_q")))
+        hand.log_alpha = algo.log_alpha.detach().clone().requires_grad_()
+        hand.target_entropy = algo.target_entropy
+        params = hand.actor + [p for q in hand.critics for p in q] + [hand.log_alpha]
+        hand.optimizer = torch.optim.Adam(params, lr=cfg.lr, fused=True)
+        hand.online_flat = [p for q in hand.critics for p in q]
+        hand.target_flat = [p for q in hand.targets for p in q]
+        return hand
+
     def _sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         loc, pre_scale = _forward(obs, self.actor).chunk(2, -1)
-        scale = F.softplus(pre_scale) + 1e-4
+        scale = (F.softplus(pre_scale + SCALE_BIAS) + 0.01).clamp_min(1e-4)
         eps = torch.randn_like(loc)
         u = loc + scale * eps
         log_prob = -0.5 * eps.pow(2) - scale.log() - 0.5 * math.log(2 * math.pi)
