@@ -13,6 +13,8 @@ from tdrl.modules.distributions import (
 )
 from tdrl.modules.models import MLP
 from tdrl.modules.tensordict_module import (
+    GRU,
+    LSTM,
     Actor,
     ActorCriticOperator,
     ActorCriticWrapper,
@@ -22,6 +24,10 @@ from tdrl.modules.tensordict_module import (
     DistributionalQValueHook,
     DistributionalQValueModule,
     EGreedyModule,
+    GRUCell,
+    GRUModule,
+    LSTMCell,
+    LSTMModule,
     OrnsteinUhlenbeckProcessModule,
     ProbabilisticActor,
     QValueActor,
@@ -35,6 +41,8 @@ from tdrl.modules.tensordict_module import (
     TanhModule,
     TDRLModuleBase,
     ValueOperator,
+    recurrent_mode,
+    set_recurrent_mode,
 )
 
 __all__ = [
@@ -71,4 +79,12 @@ __all__ = [
     "EGreedyModule",
     "AdditiveGaussianModule",
     "OrnsteinUhlenbeckProcessModule",
+    "LSTMModule",
+    "GRUModule",
+    "LSTM",
+    "GRU",
+    "LSTMCell",
+    "GRUCell",
+    "set_recurrent_mode",
+    "recurrent_mode",
 ]
