@@ -53,6 +53,7 @@ __all__ = [
     "overwrite_error",
     "lerp_all_",
     "is_compiling",
+    "fused_rnn",
 ]
 
 
@@ -300,3 +301,59 @@ except ImportError:  # pragma: no cover - torch < 2.3
         def is_compiling() -> bool:
             """No dynamo in this torch: never compiling."""
             return False
+
+
+# --- fused RNN kernels --------------------------------------------------------------------
+_FUSED_RNN = {} if FORCE_FALLBACK else {
+    kind: fn for kind, fn in (("LSTM", getattr(torch, "lstm", None)),
+                              ("GRU", getattr(torch, "gru", None))) if callable(fn)
+}
+
+
+def fused_rnn(rnn: nn.Module) -> Callable[[torch.Tensor, Any], Any] | None:
+    """A direct call of ATen's LSTM / GRU kernel standing in for ``rnn(x, hx)``, or ``None``.
+
+    Only for an exact ``torch.nn.LSTM`` / ``torch.nn.GRU`` (unidirectional). The
+    returned callable takes a batch-first 3-D CPU input and an explicit state
+    (``(h, c)`` or ``h``) and returns what ``rnn(x, hx)`` returns; it reads the
+    weights by their documented names on every call (so swapped parameters are
+    seen) and hands any other call (hooks, packed input, another device,
+    tracing) to ``rnn`` itself. ``None`` when the kernel is not available
+    (or ``TDRL_COMPAT_FALLBACK=1``): call ``rnn``.
+
+    Examples:
+        >>> lstm = nn.LSTM(3, 4, batch_first=True)
+        >>> step = fused_rnn(lstm) or lstm
+        >>> x, hx = torch.randn(2, 1, 3), (torch.zeros(1, 2, 4), torch.zeros(1, 2, 4))
+        >>> torch.testing.assert_close(step(x, hx)[0], lstm(x, hx)[0])
+    """
+    kind = "LSTM" if type(rnn) is nn.LSTM else "GRU" if type(rnn) is nn.GRU else None
+    kernel = _FUSED_RNN.get(kind) if kind else None
+    if kernel is None or rnn.bidirectional or not rnn.batch_first:
+        return None
+    names = []
+    for layer in range(rnn.num_layers):
+        names += [f"weight_ih_l{layer}", f"weight_hh_l{layer}"]
+        if rnn.bias:
+            names += [f"bias_ih_l{layer}", f"bias_hh_l{layer}"]
+        if getattr(rnn, "proj_size", 0):
+            names.append(f"weight_hr_l{layer}")
+    bias, layers = bool(rnn.bias), rnn.num_layers
+
+    def call(x: torch.Tensor, hx: Any) -> Any:
+        if (
+            hx is None
+            or type(x) is not torch.Tensor
+            or x.dim() != 3
+            or x.device.type != "cpu"
+            or has_hooks(rnn)
+            or is_compiling()
+        ):
+            return rnn(x, hx)
+        weights = [getattr(rnn, n) for n in names]
+        state = hx if kind == "GRU" else tuple(hx)
+        out = kernel(x, state, weights, bias, layers, float(rnn.dropout), rnn.training, False,
+                     True)
+        return (out[0], out[1]) if kind == "GRU" else (out[0], (out[1], out[2]))
+
+    return call

@@ -47,6 +47,7 @@ from tensordict.utils import NestedKey, unravel_key_list
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from tdrl._compat import fused_rnn, is_compiling
 from tdrl.data import Composite, Unbounded
 from tdrl.modules.tensordict_module.core import (
     FastCall,
@@ -63,6 +64,16 @@ from tdrl.modules.tensordict_module.rnn_segments import end_mask, from_segments,
 __all__ = ["RecurrentModuleBase"]
 
 _BACKENDS = ("auto", "pad", "scan", "triton")
+
+
+def _any(mask: Tensor) -> bool:
+    """``mask.any()`` as a Python bool; True when it cannot be read (``vmap``, tracing)."""
+    if is_compiling():
+        return True
+    try:
+        return bool(mask.any())
+    except RuntimeError:  # a batched tensor under vmap: data-dependent control flow
+        return True
 
 
 class RecurrentModuleBase(TDRLModuleBase):
@@ -141,7 +152,12 @@ class RecurrentModuleBase(TDRLModuleBase):
         self._sizes = self._state_sizes(rnn)
         self._layers = rnn.num_layers
         self._out_size = self._sizes[0]
-        self._call = FastCall(rnn)
+        self._call = fused_rnn(rnn) or FastCall(rnn)
+        # each out-key as (parent, leaf): ("next", "h") is written into td["next"] directly
+        self._writes = [
+            (k[0], k[1]) if isinstance(k, tuple) and len(k) == 2 else (None, k)
+            for k in self.out_keys
+        ]
 
     @staticmethod
     def _state_sizes(rnn: nn.RNNBase) -> tuple[int, ...]:
@@ -259,10 +275,10 @@ class RecurrentModuleBase(TDRLModuleBase):
         present = sorted(str(k) for k in td.keys(include_nested=True, leaves_only=True))
         why = ("only part of the recurrent state was given" if partial else
                "its previous sequential call ran without the state too, so the state it wrote "
-               f"under {[key_str(k) for k in self.out_keys[1:]]} was not carried back and "
+               f"under {list(self.out_keys[1:])} was not carried back and "
                "every step would restart from zeros (the policy would have no memory)")
         return KeyError(
-            f"{name}: recurrent state {[key_str(k) for k in missing]} missing from the input "
+            f"{name}: recurrent state {missing} missing from the input "
             f"(keys present: {present}): {why}. Carry it from step to step "
             "(tdrl.envs.utils.step_mdp moves ('next', key) to key), start a rollout from "
             f"{name}.initial_state(batch_shape), or set is_init=True on entries that really "
@@ -283,8 +299,18 @@ class RecurrentModuleBase(TDRLModuleBase):
             outs = self._recurrent(x, is_init, states, td)
         else:
             outs = self._sequential(x, is_init, states, td)
-        for key, value in zip(self.out_keys, outs):
-            set_value(td, key, value)
+        for (parent, leaf), value in zip(self._writes, outs):
+            if parent is None:
+                set_value(td, leaf, value)
+                continue
+            sub = get_or_none(td, parent)
+            if sub is None:  # ("next", ...) written into a fresh sub-TensorDict
+                sub = td.empty()
+                set_value(td, parent, sub)
+            elif not isinstance(sub, TensorDictBase):
+                set_value(td, (parent, leaf), value)  # raises, naming the clash
+                continue
+            set_value(sub, leaf, value)
         return td
 
     def _flat_init(self, is_init: Tensor, batch: torch.Size, n: int) -> Tensor:
@@ -307,7 +333,7 @@ class RecurrentModuleBase(TDRLModuleBase):
         batch = x.shape[:-1]
         n = math.prod(batch)
         init = self._flat_init(is_init, batch, n)
-        if states[0] is None or None in states:
+        if any(s is None for s in states):
             if any(s is not None for s in states):
                 raise self._missing_state(td, states, partial=True)
             if self._stateless_pending and not bool(init.all()):
@@ -315,10 +341,13 @@ class RecurrentModuleBase(TDRLModuleBase):
             self._stateless_pending = True
             hx = None
         else:
-            self._stateless_pending = False
-            mask = init.view(n, 1, 1)
-            hx = [s.masked_fill(mask, 0.0).transpose(0, 1)
-                  for s in self._flat_states(states, batch, n)]
+            if self._stateless_pending:
+                self._stateless_pending = False
+            flat = self._flat_states(states, batch, n)
+            if _any(init):  # restart the entries that begin a trajectory from zeros
+                mask = init.view(n, 1, 1)
+                flat = [s.masked_fill(mask, 0.0) for s in flat]
+            hx = [s.transpose(0, 1) for s in flat]
         y, final = self._call_rnn(x.reshape(n, 1, x.shape[-1]), hx)
         return [y.reshape(*batch, self._out_size),
                 *(f.transpose(0, 1).reshape(*batch, self._layers, size)
@@ -343,7 +372,7 @@ class RecurrentModuleBase(TDRLModuleBase):
         b, t = math.prod(lead[:-1]), lead[-1]
         init = self._flat_init(is_init, lead, b * t).view(b, t)
         xb = x.reshape(b, t, x.shape[-1])
-        if None in states:
+        if any(s is None for s in states):
             if any(s is not None for s in states):
                 raise self._missing_state(td, states, partial=True)
             first = [xb.new_zeros(b, self._layers, size) for size in self._sizes]
