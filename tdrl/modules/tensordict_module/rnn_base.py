@@ -149,6 +149,7 @@ class RecurrentModuleBase(TDRLModuleBase):
         rnn = getattr(self, self._rnn_attr)
         self._value_key = self.in_keys[0]
         self._state_keys = tuple(self.in_keys[1:-1])
+        self._optional_in_keys = self._state_keys  # containers do not require them up front
         self._sizes = self._state_sizes(rnn)
         self._layers = rnn.num_layers
         self._out_size = self._sizes[0]
