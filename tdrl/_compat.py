@@ -16,6 +16,9 @@ wrong:
   tensor.
 - ``is_compiling``: ``torch.compiler.is_compiling``, else ``torch._dynamo``'s
   (torch < 2.3), else always False.
+- ``fused_rnn``: ATen's ``torch.lstm`` / ``torch.gru`` kernels called directly for
+  an ``nn.LSTM`` / ``nn.GRU`` step (skipping ``forward``'s Python checks), else
+  the module call.
 
 Setting the environment variable ``TDRL_COMPAT_FALLBACK=1`` before ``import tdrl``
 selects every public fallback (CI runs the module tests once that way, so the

@@ -82,6 +82,13 @@ class RecurrentModuleBase(TDRLModuleBase):
     Subclasses set ``_rnn_attr`` (the attribute holding the ``nn.LSTM`` /
     ``nn.GRU`` or tdrl's python twin), ``DEFAULT_IN_KEYS`` /
     ``DEFAULT_OUT_KEYS``, and call :meth:`_setup` from their constructor.
+
+    Examples:
+        >>> from tdrl.modules import GRUModule, LSTMModule
+        >>> isinstance(GRUModule(2, 3, in_key="x", out_key="y"), RecurrentModuleBase)
+        True
+        >>> LSTMModule(2, 3, in_key="x", out_key="y")._optional_in_keys
+        ('recurrent_state_h', 'recurrent_state_c')
     """
 
     DEFAULT_IN_KEYS: list[NestedKey] = []
@@ -182,7 +189,17 @@ class RecurrentModuleBase(TDRLModuleBase):
     # ------------------------------------------------------------------------------ modes
     @property
     def recurrent_mode(self) -> bool:
-        """The mode of the next call: the innermost ``set_recurrent_mode``, else the default."""
+        """The mode of the next call: the innermost ``set_recurrent_mode``, else the default.
+
+        Examples:
+            >>> from tdrl.modules import GRUModule, set_recurrent_mode
+            >>> gru = GRUModule(2, 3, in_key="x", out_key="y", default_recurrent_mode=True)
+            >>> with set_recurrent_mode("sequential"):
+            ...     print(gru.recurrent_mode)
+            False
+            >>> gru.recurrent_mode
+            True
+        """
         mode = recurrent_mode()
         return bool(self._recurrent_mode) if mode is None else mode
 
@@ -192,14 +209,30 @@ class RecurrentModuleBase(TDRLModuleBase):
                            "`with set_recurrent_mode(...)` or default_recurrent_mode=")
 
     def set_recurrent_mode(self, mode: bool = True) -> None:
-        """Removed in TorchRL 0.8: raises, pointing to the context manager."""
+        """Removed in TorchRL 0.8: raises, pointing to the context manager.
+
+        Examples:
+            >>> from tdrl.modules import GRUModule
+            >>> GRUModule(2, 3, in_key="x", out_key="y").set_recurrent_mode(True)
+            Traceback (most recent call last):
+            ...
+            RuntimeError: GRUModule.set_recurrent_mode() no longer exists: use `with tdrl.modules.set_recurrent_mode(mode):` or default_recurrent_mode= in the constructor
+        """
         raise RuntimeError(f"{type(self).__name__}.set_recurrent_mode() no longer exists: use "
                            "`with tdrl.modules.set_recurrent_mode(mode):` or "
                            "default_recurrent_mode= in the constructor")
 
     @property
     def temporal_mode(self) -> bool:
-        """TorchRL's old name: raises, pointing to ``recurrent_mode``."""
+        """TorchRL's old name: raises, pointing to ``recurrent_mode``.
+
+        Examples:
+            >>> from tdrl.modules import GRUModule
+            >>> GRUModule(2, 3, in_key="x", out_key="y").temporal_mode
+            Traceback (most recent call last):
+            ...
+            RuntimeError: temporal_mode is deprecated, use recurrent_mode instead
+        """
         raise RuntimeError("temporal_mode is deprecated, use recurrent_mode instead")
 
     # ------------------------------------------------------------------------- state helpers
@@ -219,6 +252,12 @@ class RecurrentModuleBase(TDRLModuleBase):
         What TorchRL's ``make_tensordict_primer`` registers with an env, without
         an env: one ``Unbounded`` entry per state in-key. Raises
         ``RuntimeError`` unless every next-state out-key is ``("next", in_key)``.
+
+        Examples:
+            >>> from tdrl.modules import LSTMModule
+            >>> spec = LSTMModule(3, 8, num_layers=2, in_key="obs", out_key="f").recurrent_state_spec([5])
+            >>> spec.shape, spec["recurrent_state_h"].shape, spec["recurrent_state_c"].shape
+            (torch.Size([5]), torch.Size([5, 2, 8]), torch.Size([5, 2, 8]))
         """
         self._check_carry_names("recurrent_state_spec")
         p = next(getattr(self, self._rnn_attr).parameters())
@@ -240,6 +279,12 @@ class RecurrentModuleBase(TDRLModuleBase):
 
         Update a rollout's first TensorDict with it; ``step_mdp`` then carries the
         state. Device and dtype default to the module's parameters'.
+
+        Examples:
+            >>> from tdrl.modules import GRUModule
+            >>> zero = GRUModule(3, 8, in_key="obs", out_key="f").initial_state([4, 2])
+            >>> zero.batch_size, zero["recurrent_state"].shape, zero["recurrent_state"].abs().sum()
+            (torch.Size([4, 2]), torch.Size([4, 2, 1, 8]), tensor(0.))
         """
         self._check_carry_names("initial_state")
         p = next(getattr(self, self._rnn_attr).parameters())
@@ -256,6 +301,13 @@ class RecurrentModuleBase(TDRLModuleBase):
         Raises ``NotImplementedError`` naming :meth:`recurrent_state_spec` (the
         spec an env would register) and :meth:`initial_state` (the zero state
         to start a rollout from).
+
+        Examples:
+            >>> from tdrl.modules import GRUModule
+            >>> GRUModule(3, 8, in_key="obs", out_key="f").make_tensordict_primer()
+            Traceback (most recent call last):
+            ...
+            NotImplementedError: GRUModule.make_tensordict_primer() returns a TorchRL env transform, and tdrl has no env classes: use recurrent_state_spec(batch_shape) for the state's spec and initial_state(batch_shape) for the zero state a rollout starts from
         """
         raise NotImplementedError(
             f"{type(self).__name__}.make_tensordict_primer() returns a TorchRL env transform, "

@@ -219,6 +219,13 @@ class _PythonRNN(nn.RNNBase):
         output ``[B, T, H_out]``, the final states (each ``[num_layers, B, *]``)
         and, with ``step_states=True``, every step's states (each
         ``[B, T, num_layers, *]``; else ``None``).
+
+        Examples:
+            >>> gru = GRU(3, 4)
+            >>> x = torch.randn(1, 5, 3)
+            >>> reset = torch.tensor([[False, False, True, False, False]])
+            >>> y, _, _ = gru.run_sequences(x, None, reset)
+            >>> torch.testing.assert_close(y[:, 2:], gru(x[:, 2:])[0])  # step 2 starts afresh
         """
         x = input
         b, t = x.shape[0], x.shape[1]
