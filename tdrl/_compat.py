@@ -313,37 +313,24 @@ _FUSED_RNN = {} if FORCE_FALLBACK else {
 }
 
 
-def fused_rnn(rnn: nn.Module) -> Callable[[torch.Tensor, Any], Any] | None:
-    """A direct call of ATen's LSTM / GRU kernel standing in for ``rnn(x, hx)``, or ``None``.
+class _FusedRNN:
+    """``rnn(x, hx)`` through ATen's kernel (see :func:`fused_rnn`); copies and pickles with ``rnn``."""
 
-    Only for an exact ``torch.nn.LSTM`` / ``torch.nn.GRU`` (unidirectional). The
-    returned callable takes a batch-first 3-D CPU input and an explicit state
-    (``(h, c)`` or ``h``) and returns what ``rnn(x, hx)`` returns; it reads the
-    weights by their documented names on every call (so swapped parameters are
-    seen) and hands any other call (hooks, packed input, another device,
-    tracing) to ``rnn`` itself. ``None`` when the kernel is not available
-    (or ``TDRL_COMPAT_FALLBACK=1``): call ``rnn``.
+    __slots__ = ("rnn", "kind", "names")
 
-    Examples:
-        >>> lstm = nn.LSTM(3, 4, batch_first=True)
-        >>> step = fused_rnn(lstm) or lstm
-        >>> x, hx = torch.randn(2, 1, 3), (torch.zeros(1, 2, 4), torch.zeros(1, 2, 4))
-        >>> torch.testing.assert_close(step(x, hx)[0], lstm(x, hx)[0])
-    """
-    kind = "LSTM" if type(rnn) is nn.LSTM else "GRU" if type(rnn) is nn.GRU else None
-    kernel = _FUSED_RNN.get(kind) if kind else None
-    if kernel is None or rnn.bidirectional or not rnn.batch_first:
-        return None
-    names = []
-    for layer in range(rnn.num_layers):
-        names += [f"weight_ih_l{layer}", f"weight_hh_l{layer}"]
-        if rnn.bias:
-            names += [f"bias_ih_l{layer}", f"bias_hh_l{layer}"]
-        if getattr(rnn, "proj_size", 0):
-            names.append(f"weight_hr_l{layer}")
-    bias, layers = bool(rnn.bias), rnn.num_layers
+    def __init__(self, rnn: nn.Module, kind: str) -> None:
+        self.rnn, self.kind = rnn, kind
+        names = []
+        for layer in range(rnn.num_layers):
+            names += [f"weight_ih_l{layer}", f"weight_hh_l{layer}"]
+            if rnn.bias:
+                names += [f"bias_ih_l{layer}", f"bias_hh_l{layer}"]
+            if getattr(rnn, "proj_size", 0):
+                names.append(f"weight_hr_l{layer}")
+        self.names = tuple(names)
 
-    def call(x: torch.Tensor, hx: Any) -> Any:
+    def __call__(self, x: torch.Tensor, hx: Any) -> Any:
+        rnn = self.rnn
         if (
             hx is None
             or type(x) is not torch.Tensor
@@ -353,10 +340,32 @@ def fused_rnn(rnn: nn.Module) -> Callable[[torch.Tensor, Any], Any] | None:
             or is_compiling()
         ):
             return rnn(x, hx)
-        weights = [getattr(rnn, n) for n in names]
-        state = hx if kind == "GRU" else tuple(hx)
-        out = kernel(x, state, weights, bias, layers, float(rnn.dropout), rnn.training, False,
-                     True)
-        return (out[0], out[1]) if kind == "GRU" else (out[0], (out[1], out[2]))
+        weights = [getattr(rnn, n) for n in self.names]
+        gru = self.kind == "GRU"
+        out = _FUSED_RNN[self.kind](x, hx if gru else tuple(hx), weights, bool(rnn.bias),
+                                    rnn.num_layers, float(rnn.dropout), rnn.training, False, True)
+        return (out[0], out[1]) if gru else (out[0], (out[1], out[2]))
 
-    return call
+
+def fused_rnn(rnn: nn.Module) -> Callable[[torch.Tensor, Any], Any] | None:
+    """A direct call of ATen's LSTM / GRU kernel standing in for ``rnn(x, hx)``, or ``None``.
+
+    Only for an exact ``torch.nn.LSTM`` / ``torch.nn.GRU`` (unidirectional,
+    batch-first). The returned callable takes a 3-D CPU input and an explicit
+    state (``(h, c)`` or ``h``) and returns what ``rnn(x, hx)`` returns; it
+    reads the weights by their documented names on every call (so swapped
+    parameters are seen) and hands any other call (hooks, packed input,
+    another device, tracing) to ``rnn`` itself. It deep-copies and pickles
+    along with ``rnn``. ``None`` when the kernel is not available (or
+    ``TDRL_COMPAT_FALLBACK=1``): call ``rnn``.
+
+    Examples:
+        >>> lstm = nn.LSTM(3, 4, batch_first=True)
+        >>> step = fused_rnn(lstm) or lstm
+        >>> x, hx = torch.randn(2, 1, 3), (torch.zeros(1, 2, 4), torch.zeros(1, 2, 4))
+        >>> torch.testing.assert_close(step(x, hx)[0], lstm(x, hx)[0])
+    """
+    kind = "LSTM" if type(rnn) is nn.LSTM else "GRU" if type(rnn) is nn.GRU else None
+    if kind not in _FUSED_RNN or rnn.bidirectional or not rnn.batch_first:
+        return None
+    return _FusedRNN(rnn, kind)

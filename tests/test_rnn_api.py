@@ -222,3 +222,22 @@ def test_lstm_trunk_of_an_actor_value_operator():
     with set_recurrent_mode(True):
         out = op.get_value_operator()(data)
     assert out["state_value"].shape == (3, 5, 1)
+
+
+@pytest.mark.parametrize(("kind", "python_based"), [("lstm", False), ("gru", False), ("lstm", True)])
+def test_copies_and_pickles_use_their_own_weights(kind, python_based, tmp_path):
+    import copy
+
+    m = make(kind, python_based)
+    td = TensorDict(obs=torch.randn(2, F_IN), is_init=torch.ones(2, 1, dtype=torch.bool),
+                    batch_size=[2])
+    ref = m(td.clone())["feat"]
+    target = copy.deepcopy(m)
+    torch.save(m, tmp_path / "m.pt")
+    loaded = torch.load(tmp_path / "m.pt", weights_only=False)
+    with torch.no_grad():
+        for p in target.parameters():
+            p.add_(1.0)
+    torch.testing.assert_close(m(td.clone())["feat"], ref)  # the original is untouched
+    assert not torch.allclose(target(td.clone())["feat"], ref)  # the copy runs its own weights
+    torch.testing.assert_close(loaded(td.clone())["feat"], ref)
