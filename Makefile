@@ -46,10 +46,11 @@ MODULE_TESTS := tests/test_actor_critic.py tests/test_actor_critic_siblings.py t
 	tests/test_specs_shape.py tests/test_specs_stack.py tests/test_specs_values.py tests/test_compat.py \
 	tests/test_specs_hostile.py tests/test_distribution_contracts.py \
 	tests/test_ordinal.py tests/test_multistep_actor.py tests/test_actor_extras.py tests/test_specs_extras.py \
+	tests/test_rnn_modules.py tests/test_rnn_cells.py tests/test_rnn_api.py tests/test_step_mdp.py \
 	tdrl/modules tdrl/data tdrl/envs tdrl/utils.py tdrl/_compat.py
 
 test-fallback: $(STAMP)
-	TDRL_COMPAT_FALLBACK=1 $(BIN)/python -c "import tdrl._compat as c; assert not (c._FAST_STR or c._HOOKS_KNOWN or c._FOREACH_LERP)"
+	TDRL_COMPAT_FALLBACK=1 $(BIN)/python -c "import tdrl._compat as c; assert not (c._FAST_STR or c._HOOKS_KNOWN or c._FOREACH_LERP or c._FUSED_RNN)"
 	TDRL_COMPAT_FALLBACK=1 $(BIN)/python -m pytest -q -n 2 $(MODULE_TESTS) \
 		--deselect tests/test_core.py::TestSafeSequential::test_missing_first_input \
 		--deselect tests/test_qvalue_reliability.py::test_torchrl_error_phrases_keep_tdrl_detail \

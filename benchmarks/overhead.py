@@ -156,6 +156,53 @@ NAMES = [
 ]
 
 
+def recurrent_cases(iters: int, rounds: int, batches: list[int]) -> None:
+    """``LSTMModule`` in sequential mode (one env step) against a hand-written ``nn.LSTM`` step.
+
+    Both sides start from the same tensors (observation, ``is_init``, the two
+    state tensors), build a TensorDict inside the timed call and leave the
+    output and the next state in it: tdrl through ``module(td)``; the
+    hand-written step reads the three tensors, calls the same ``nn.LSTM``
+    and writes ``feat``, ``("next", "recurrent_state_h")`` and
+    ``("next", "recurrent_state_c")`` (it does not reset at ``is_init``).
+    The second row times tdrl calling ``nn.LSTM`` as a module, the path
+    ``TDRL_COMPAT_FALLBACK=1`` takes, instead of ATen's kernel.
+    """
+    from tdrl.modules.tensordict_module.core import FastCall
+
+    torch.manual_seed(0)
+    lstm = modules.LSTMModule(4, 64, in_key="observation", out_key="feat")
+    fallback = modules.LSTMModule(lstm=lstm.lstm, in_key="observation", out_key="feat")
+    fallback._call = FastCall(fallback.lstm)
+    net = lstm.lstm
+    print(f"{'recurrent case (sequential mode)':44s} {'batch':>5s} {'tdrl us':>9s} "
+          f"{'hand us':>9s} {'ratio':>6s}")
+    for b in batches:
+        obs, h, c = torch.randn(b, 4), torch.randn(b, 1, 64), torch.randn(b, 1, 64)
+        is_init = torch.zeros(b, 1, dtype=torch.bool)
+        bs = torch.Size([b])
+
+        def make(obs=obs, h=h, c=c, is_init=is_init, bs=bs):
+            return TensorDict({"observation": obs, "is_init": is_init, "recurrent_state_h": h,
+                               "recurrent_state_c": c}, batch_size=bs)
+
+        def hand(make=make):
+            td = make()
+            x, h0, c0 = td["observation"], td["recurrent_state_h"], td["recurrent_state_c"]
+            y, (h1, c1) = net(x.unsqueeze(1), (h0.transpose(0, 1), c0.transpose(0, 1)))
+            td["feat"] = y.squeeze(1)
+            td["next", "recurrent_state_h"] = h1.transpose(0, 1)
+            td["next", "recurrent_state_c"] = c1.transpose(0, 1)
+            return td
+
+        t_ours, t_fb, t_hand = compare(
+            [lambda make=make: lstm(make()), lambda make=make: fallback(make()), hand],
+            iters, rounds)
+        for name, t in (("LSTMModule(4, 64) step vs nn.LSTM step", t_ours),
+                        ("  same, nn.LSTM called as a module", t_fb)):
+            print(f"{name:44s} {b:5d} {t * 1e6:9.1f} {t_hand * 1e6:9.1f} {t / t_hand:6.2f}")
+
+
 def load_baseline(rev: str) -> tuple[types.ModuleType, types.ModuleType]:
     """Imports tdrl as of git revision ``rev`` under the name ``tdrl_base``.
 
@@ -260,6 +307,9 @@ def main() -> None:
                 cols = "".join(f"{t * 1e6:14.1f}" for t in t_ours)
                 rs = " / ".join(f"{t / t_base:.2f}" for t in t_ours)
                 print(f"{name:38s} {b:5d}{cols} {t_base * 1e6:9.1f}  {rs}")
+
+    with torch.no_grad():
+        recurrent_cases(args.iters, args.rounds, args.batches)
 
     if args.paths:
         new_paths(nets, args.iters, args.rounds)

@@ -16,6 +16,9 @@ wrong:
   tensor.
 - ``is_compiling``: ``torch.compiler.is_compiling``, else ``torch._dynamo``'s
   (torch < 2.3), else always False.
+- ``fused_rnn``: ATen's ``torch.lstm`` / ``torch.gru`` kernels called directly for
+  an ``nn.LSTM`` / ``nn.GRU`` step (skipping ``forward``'s Python checks), else
+  the module call.
 
 Setting the environment variable ``TDRL_COMPAT_FALLBACK=1`` before ``import tdrl``
 selects every public fallback (CI runs the module tests once that way, so the
@@ -53,6 +56,7 @@ __all__ = [
     "overwrite_error",
     "lerp_all_",
     "is_compiling",
+    "fused_rnn",
 ]
 
 
@@ -300,3 +304,68 @@ except ImportError:  # pragma: no cover - torch < 2.3
         def is_compiling() -> bool:
             """No dynamo in this torch: never compiling."""
             return False
+
+
+# --- fused RNN kernels --------------------------------------------------------------------
+_FUSED_RNN = {} if FORCE_FALLBACK else {
+    kind: fn for kind, fn in (("LSTM", getattr(torch, "lstm", None)),
+                              ("GRU", getattr(torch, "gru", None))) if callable(fn)
+}
+
+
+class _FusedRNN:
+    """``rnn(x, hx)`` through ATen's kernel (see :func:`fused_rnn`); copies and pickles with ``rnn``."""
+
+    __slots__ = ("rnn", "kind", "names")
+
+    def __init__(self, rnn: nn.Module, kind: str) -> None:
+        self.rnn, self.kind = rnn, kind
+        names = []
+        for layer in range(rnn.num_layers):
+            names += [f"weight_ih_l{layer}", f"weight_hh_l{layer}"]
+            if rnn.bias:
+                names += [f"bias_ih_l{layer}", f"bias_hh_l{layer}"]
+            if getattr(rnn, "proj_size", 0):
+                names.append(f"weight_hr_l{layer}")
+        self.names = tuple(names)
+
+    def __call__(self, x: torch.Tensor, hx: Any) -> Any:
+        rnn = self.rnn
+        if (
+            hx is None
+            or type(x) is not torch.Tensor
+            or x.dim() != 3
+            or x.device.type != "cpu"
+            or has_hooks(rnn)
+            or is_compiling()
+        ):
+            return rnn(x, hx)
+        weights = [getattr(rnn, n) for n in self.names]
+        gru = self.kind == "GRU"
+        out = _FUSED_RNN[self.kind](x, hx if gru else tuple(hx), weights, bool(rnn.bias),
+                                    rnn.num_layers, float(rnn.dropout), rnn.training, False, True)
+        return (out[0], out[1]) if gru else (out[0], (out[1], out[2]))
+
+
+def fused_rnn(rnn: nn.Module) -> Callable[[torch.Tensor, Any], Any] | None:
+    """A direct call of ATen's LSTM / GRU kernel standing in for ``rnn(x, hx)``, or ``None``.
+
+    Only for an exact ``torch.nn.LSTM`` / ``torch.nn.GRU`` (unidirectional,
+    batch-first). The returned callable takes a 3-D CPU input and an explicit
+    state (``(h, c)`` or ``h``) and returns what ``rnn(x, hx)`` returns; it
+    reads the weights by their documented names on every call (so swapped
+    parameters are seen) and hands any other call (hooks, packed input,
+    another device, tracing) to ``rnn`` itself. It deep-copies and pickles
+    along with ``rnn``. ``None`` when the kernel is not available (or
+    ``TDRL_COMPAT_FALLBACK=1``): call ``rnn``.
+
+    Examples:
+        >>> lstm = nn.LSTM(3, 4, batch_first=True)
+        >>> step = fused_rnn(lstm) or lstm
+        >>> x, hx = torch.randn(2, 1, 3), (torch.zeros(1, 2, 4), torch.zeros(1, 2, 4))
+        >>> torch.testing.assert_close(step(x, hx)[0], lstm(x, hx)[0])
+    """
+    kind = "LSTM" if type(rnn) is nn.LSTM else "GRU" if type(rnn) is nn.GRU else None
+    if kind not in _FUSED_RNN or rnn.bidirectional or not rnn.batch_first:
+        return None
+    return _FusedRNN(rnn, kind)

@@ -14,6 +14,12 @@ PATHS = {
         "ActorValueOperator", "ActorCriticOperator", "ActorCriticWrapper", "TanhNormal",
         "NormalParamExtractor", "TanhDelta", "Delta", "IndependentNormal", "TruncatedNormal",
         "OneHotCategorical", "MaskedCategorical", "MaskedOneHotCategorical",
+        "LSTMModule", "GRUModule", "LSTM", "GRU", "LSTMCell", "GRUCell", "set_recurrent_mode",
+        "recurrent_mode",
+    ],
+    "tdrl.modules.tensordict_module.rnn": [
+        "LSTMModule", "GRUModule", "LSTM", "GRU", "LSTMCell", "GRUCell", "set_recurrent_mode",
+        "recurrent_mode",
     ],
     "tdrl.modules.tensordict_module": [
         "Actor", "ProbabilisticActor", "ValueOperator", "SafeModule", "SafeSequential",
@@ -54,7 +60,9 @@ PATHS = {
         "Unbounded", "Bounded", "OneHot", "Categorical", "MultiOneHot", "MultiCategorical",
         "Binary", "Composite", "TensorSpec",
     ],
-    "tdrl.envs.utils": ["ExplorationType", "set_exploration_type", "exploration_type"],
+    "tdrl.envs.utils": [
+        "ExplorationType", "set_exploration_type", "exploration_type", "step_mdp",
+    ],
 }
 
 

@@ -1,4 +1,4 @@
-"""Environment-side utilities (exploration switches)."""
-from tdrl.envs.utils import ExplorationType, exploration_type, set_exploration_type
+"""Environment-side utilities (exploration switches, ``step_mdp``)."""
+from tdrl.envs.utils import ExplorationType, exploration_type, set_exploration_type, step_mdp
 
-__all__ = ["ExplorationType", "exploration_type", "set_exploration_type"]
+__all__ = ["ExplorationType", "exploration_type", "set_exploration_type", "step_mdp"]

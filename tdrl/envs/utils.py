@@ -1,4 +1,4 @@
-"""Exploration types, shared with tensordict's interaction type.
+"""Exploration types (shared with tensordict's interaction type) and ``step_mdp``.
 
 ``ExplorationType`` *is* :class:`tensordict.nn.InteractionType`, and the
 context manager and getter are tensordict's, so ``set_exploration_type`` and
@@ -29,7 +29,9 @@ from tensordict.nn.probabilistic import InteractionType as ExplorationType
 from tensordict.nn.probabilistic import interaction_type as exploration_type
 from tensordict.nn.probabilistic import set_interaction_type as set_exploration_type
 
-__all__ = ["ExplorationType", "exploration_type", "set_exploration_type"]
+from tdrl.envs.step_mdp import step_mdp
+
+__all__ = ["ExplorationType", "exploration_type", "set_exploration_type", "step_mdp"]
 
 
 def __getattr__(name: str) -> Any:

@@ -13,6 +13,8 @@ from tdrl.modules.distributions import (
 )
 from tdrl.modules.models import MLP
 from tdrl.modules.tensordict_module import (
+    GRU,
+    LSTM,
     Actor,
     ActorCriticOperator,
     ActorCriticWrapper,
@@ -22,6 +24,10 @@ from tdrl.modules.tensordict_module import (
     DistributionalQValueHook,
     DistributionalQValueModule,
     EGreedyModule,
+    GRUCell,
+    GRUModule,
+    LSTMCell,
+    LSTMModule,
     OrnsteinUhlenbeckProcessModule,
     ProbabilisticActor,
     QValueActor,
@@ -35,6 +41,8 @@ from tdrl.modules.tensordict_module import (
     TanhModule,
     TDRLModuleBase,
     ValueOperator,
+    recurrent_mode,
+    set_recurrent_mode,
 )
 
 # isort: split
@@ -97,4 +105,12 @@ __all__ = [
     "RandomPolicy",
     "VmapModule",
     "set_exploration_modules_spec_from_env",
+    "LSTMModule",
+    "GRUModule",
+    "LSTM",
+    "GRU",
+    "LSTMCell",
+    "GRUCell",
+    "set_recurrent_mode",
+    "recurrent_mode",
 ]

@@ -25,6 +25,16 @@ from tdrl.modules.tensordict_module.qvalue import (
     QValueHook,
     QValueModule,
 )
+from tdrl.modules.tensordict_module.rnn import (
+    GRU,
+    LSTM,
+    GRUCell,
+    GRUModule,
+    LSTMCell,
+    LSTMModule,
+    recurrent_mode,
+    set_recurrent_mode,
+)
 from tdrl.modules.tensordict_module.sequence import SafeSequential
 from tdrl.modules.tensordict_module.tanh import TanhModule
 
@@ -73,4 +83,12 @@ __all__ = [
     "EGreedyWrapper",
     "AdditiveGaussianWrapper",
     "OrnsteinUhlenbeckProcessWrapper",
+    "LSTMModule",
+    "GRUModule",
+    "LSTM",
+    "GRU",
+    "LSTMCell",
+    "GRUCell",
+    "set_recurrent_mode",
+    "recurrent_mode",
 ]

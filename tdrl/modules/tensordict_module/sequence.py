@@ -105,8 +105,16 @@ class SafeSequential(TDRLModuleBase):
         self.in_keys = in_keys
         self.out_keys = out_keys
         self._steps = tuple(as_step(m) for m in self.module)
-        # keys read by a module after the first: check them before running anything
-        self._late_inputs = tuple(k for k, r in zip(in_keys, readers) if r > 0)
+        # keys read by a module after the first: check them before running anything (but not
+        # those the reading module can do without: a recurrent module's state keys)
+        self._late_inputs = tuple(
+            k for k, r in zip(in_keys, readers)
+            if r > 0 and k not in getattr(self.module[r], "_optional_in_keys", ())
+        )
+        self._optional_in_keys = tuple(
+            k for k, r in zip(in_keys, readers)
+            if k in getattr(self.module[r], "_optional_in_keys", ())
+        )
 
     def _check_module(self, i: int, m: Any) -> None:
         if not isinstance(m, nn.Module) or not TensorDictModuleBase.is_tdmodule_compatible(m):
@@ -127,11 +135,12 @@ class SafeSequential(TDRLModuleBase):
 
     def _run_partial(self, td: TensorDictBase) -> TensorDictBase:
         for m, step in zip(self.module, self._steps):
-            if _has_keys(td, m.in_keys):
+            needed = _required(m)
+            if _has_keys(td, needed):
                 td = step(td)
             elif isinstance(td, LazyStackedTensorDict):
                 for sub in td.tensordicts:
-                    if _has_keys(sub, m.in_keys):
+                    if _has_keys(sub, needed):
                         step(sub)
         return td
 
@@ -241,6 +250,12 @@ class SafeSequential(TDRLModuleBase):
                 for key in spec.keys(include_nested=True, leaves_only=True):
                     out[key] = spec[key]
         return out
+
+
+def _required(m: Any) -> list[NestedKey]:
+    """``m.in_keys`` without those ``m`` declares optional (``_optional_in_keys``)."""
+    optional = getattr(m, "_optional_in_keys", ())
+    return [k for k in m.in_keys if k not in optional]
 
 
 def _has_keys(td: TensorDictBase, keys: Sequence[NestedKey]) -> bool:
