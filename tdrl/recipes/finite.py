@@ -155,7 +155,7 @@ def check_params(module: torch.nn.Module, step: int, what: str = "weights") -> N
         >>> net = torch.nn.Linear(2, 1)
         >>> check_params(net, step=4)
         >>> with torch.no_grad():
-        ...     net.bias.fill_(float("inf"))
+        ...     _ = net.bias.fill_(float("inf"))
         >>> check_params(net, step=4)
         Traceback (most recent call last):
         ...
