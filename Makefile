@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e ".[train,dev,mujoco,export,ray]"
+	$(BIN)/python -m pip install -q -e ".[train,dev,mujoco,export,ray,loggers]"
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -44,6 +44,8 @@ MODULE_TESTS := tests/test_actor_critic.py tests/test_actor_critic_siblings.py t
 	tests/test_qvalue_reliability.py tests/test_tanh_module.py \
 	tests/test_specs_composite.py tests/test_specs_construction.py tests/test_specs_properties.py \
 	tests/test_specs_shape.py tests/test_specs_stack.py tests/test_specs_values.py tests/test_compat.py \
+	tests/test_specs_hostile.py tests/test_distribution_contracts.py \
+	tests/test_ordinal.py tests/test_multistep_actor.py tests/test_actor_extras.py tests/test_specs_extras.py \
 	tdrl/modules tdrl/data tdrl/envs tdrl/utils.py tdrl/_compat.py
 
 test-fallback: $(STAMP)

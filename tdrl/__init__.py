@@ -13,6 +13,17 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from typing import Any  # noqa: E402
+
 from tdrl import data, envs, modules  # noqa: E402
 
-__all__ = ["__version__", "data", "envs", "modules"]
+__all__ = ["__version__", "data", "envs", "load", "modules", "train"]
+
+
+def __getattr__(name: str) -> Any:
+    """``tdrl.train`` / ``tdrl.load`` (:mod:`tdrl.api`), imported on first use."""
+    if name in ("train", "load"):
+        from tdrl import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'tdrl' has no attribute {name!r}")

@@ -84,6 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
             "--force", action="store_true", help="overwrite a previous run in RUN_DIR"
         )
         sub.add_argument(
+            "--env-module",
+            metavar="MODULE",
+            default=None,
+            help="import MODULE first: it registers --env with gymnasium (same as --env "
+            "MODULE:ID); --env package.module:EnvClass also works",
+        )
+        sub.add_argument(
             "--progress",
             action=argparse.BooleanOptionalAction,
             default=None,
@@ -132,17 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _load_run(run_dir: Path) -> tuple[Any, Any, dict]:
     """``(recipe, config, checkpoint state)`` of a run directory (raises ``TrainError``)."""
-    from tdrl.recipes.config import TrainError, config_from_dict
-    from tdrl.recipes.runfiles import load_checkpoint
+    from tdrl.api import load_run
 
-    if not run_dir.is_dir():
-        raise TrainError(f"{run_dir} is not a directory (expected a run written by `tdrl train`)")
-    state = load_checkpoint(run_dir / "checkpoint.pt")
-    algo = state.get("algo")
-    if algo not in recipe_names():
-        raise TrainError(f"{run_dir}/checkpoint.pt is for unknown algorithm {algo!r}")
-    recipe = get_recipe(algo)
-    return recipe, config_from_dict(recipe.config, state["config"]), state
+    return load_run(run_dir)
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -159,12 +158,16 @@ def _export(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from tdrl.recipes.loop import plan_run, train
+    from tdrl.api import run_training
+    from tdrl.recipes.env_ids import resolve_env_id
 
     recipe = get_recipe(args.algo)
     explicit = {f.name: getattr(args, f.name) for f in dataclasses.fields(recipe.config)}
-    plan = plan_run(recipe, explicit, out=args.out, resume=args.resume, force=args.force)
-    return train(plan, progress=args.progress)
+    if args.env_module:
+        explicit["env"] = resolve_env_id(explicit["env"] or recipe.config().env, args.env_module)
+    status, _ = run_training(args.algo, explicit, out=args.out, resume=args.resume,
+                             force=args.force, progress=args.progress)
+    return status
 
 
 def _eval(args: argparse.Namespace) -> int:

@@ -207,8 +207,8 @@ class _Bounds(gym.Wrapper):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["ppo", "--env", ""], "--env must name a gymnasium environment id"),
-        (["dqn", "--env", " "], "--env must name a gymnasium environment id"),
+        (["ppo", "--env", ""], "--env must be a non-empty environment id"),
+        (["dqn", "--env", " "], "--env must be a non-empty environment id"),
         (["ppo", "--hidden", "100000000,100000000"], "--hidden 100000000,100000000 makes"),
         (["sac", "--hidden", "200000,200000"], "limit is 1e+09 parameters"),
         (["ppo", "--head-hidden", "1000000,1000000"], "--head-hidden 1000000,1000000"),

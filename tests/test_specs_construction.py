@@ -180,10 +180,15 @@ class TestConstruction:
 
 
 class TestConstructionErrors:
-    @pytest.mark.parametrize("cls", [OneHot, Categorical, Binary])
+    @pytest.mark.parametrize("cls", [OneHot, Binary])
     def test_negative_n(self, cls):
         with pytest.raises(ValueError, match=rf"{cls.__name__}: n must be a non-negative int, got n=-1"):
             cls(-1)
+
+    def test_negative_n_categorical(self):
+        # -1 means "unknown size" for Categorical (tests/test_specs_extras.py); below it raises
+        with pytest.raises(ValueError, match=r"Categorical: n must be a non-negative int, got n=-2"):
+            Categorical(-2)
 
     def test_empty_n(self):
         # TorchRL's contract: n=0 describes an empty set (shape bookkeeping only)

@@ -22,18 +22,21 @@ from torchrl.objectives import (  # noqa: E402
     A2CLoss,
     ClipPPOLoss,
     DDPGLoss,
+    DiscreteSACLoss,
     DQNLoss,
     SACLoss,
     TD3Loss,
 )
 from torchrl.objectives.value import GAE  # noqa: E402
 
-from tdrl.data import Bounded, OneHot  # noqa: E402
+from tdrl.data import Bounded, Composite, OneHot  # noqa: E402
 from tdrl.envs.utils import ExplorationType, set_exploration_type  # noqa: E402
 from tdrl.modules import (  # noqa: E402
+    MLP,
     Actor,
     ActorValueOperator,
     NormalParamExtractor,
+    OneHotCategorical,
     ProbabilisticActor,
     QValueActor,
     SafeModule,
@@ -161,6 +164,32 @@ def test_sac_loss_on_tanh_normal_actor():
     loss = SACLoss(actor, qvalue, action_spec=None)
     td = _transitions(torch.rand(B, ACT) * 2 - 1)
     _step(loss, td, list(actor.parameters()))
+
+
+def test_discrete_sac_loss_on_one_hot_actor():
+    """TorchRL's discrete-SAC example, built on tdrl: MLP -> logits, a ProbabilisticActor over
+    OneHotCategorical with a one-hot spec and RANDOM by default; its int64 one-hot actions
+    feed DiscreteSACLoss, which runs a step."""
+    n = 4
+    actor = ProbabilisticActor(
+        spec=Composite(action=OneHot(n, dtype=torch.int64)),
+        module=SafeModule(MLP(in_features=OBS, out_features=n, num_cells=[16, 16]),
+                          in_keys=["observation"], out_keys=["logits"]),
+        in_keys=["logits"], out_keys=["action"], distribution_class=OneHotCategorical,
+        distribution_kwargs={}, default_interaction_type=ExplorationType.RANDOM,
+        return_log_prob=False,
+    )
+    qvalue = TensorDictModule(MLP(in_features=OBS, out_features=n, num_cells=[16, 16]),
+                              in_keys=["observation"], out_keys=["action_value"])
+    with torch.no_grad():
+        td = actor(_transitions(torch.zeros(B, n, dtype=torch.int64)))
+    action = td["action"]
+    assert action.dtype == torch.int64 and actor.spec["action"].is_in(action)
+    loss = DiscreteSACLoss(actor, qvalue, action_space="one-hot", num_actions=n,
+                           num_qvalue_nets=2, delay_qvalue=True)
+    loss.make_value_estimator(gamma=0.99)
+    terms = _step(loss, td, list(actor.parameters()))
+    assert {"loss_actor", "loss_qvalue", "loss_alpha"} <= set(terms)
 
 
 @pytest.mark.parametrize("loss_cls", [DDPGLoss, TD3Loss])

@@ -23,8 +23,27 @@ Examples:
 """
 from __future__ import annotations
 
+from typing import Any
+
 from tensordict.nn.probabilistic import InteractionType as ExplorationType
 from tensordict.nn.probabilistic import interaction_type as exploration_type
 from tensordict.nn.probabilistic import set_interaction_type as set_exploration_type
 
 __all__ = ["ExplorationType", "exploration_type", "set_exploration_type"]
+
+
+def __getattr__(name: str) -> Any:
+    """``RandomPolicy`` at TorchRL's ``envs.utils`` path (it lives in tdrl.modules; lazy, so
+    that importing this module never pulls the modules in).
+
+    Examples:
+        >>> from tdrl.envs.utils import RandomPolicy
+        >>> from tdrl.modules import RandomPolicy as FromModules
+        >>> RandomPolicy is FromModules
+        True
+    """
+    if name == "RandomPolicy":
+        from tdrl.modules.tensordict_module.random_policy import RandomPolicy
+
+        return RandomPolicy
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -37,6 +37,21 @@ from tdrl.modules.tensordict_module import (
     ValueOperator,
 )
 
+# isort: split
+# --- actors / exploration extras and ordinal distributions (issue 18) ---
+from tdrl.modules.distributions import NormalParamWrapper, OneHotOrdinal, Ordinal
+from tdrl.modules.tensordict_module import (
+    AdditiveGaussianWrapper,
+    EGreedyWrapper,
+    MultiStepActorWrapper,
+    OrnsteinUhlenbeckProcessWrapper,
+    RandomPolicy,
+    VmapModule,
+    set_exploration_modules_spec_from_env,
+)
+
+# --- end of issue-18 actors / exploration block ---
+
 __all__ = [
     "MLP",
     "Actor",
@@ -71,4 +86,15 @@ __all__ = [
     "EGreedyModule",
     "AdditiveGaussianModule",
     "OrnsteinUhlenbeckProcessModule",
+    # actors / exploration extras and ordinal distributions (issue 18)
+    "AdditiveGaussianWrapper",
+    "EGreedyWrapper",
+    "MultiStepActorWrapper",
+    "NormalParamWrapper",
+    "OneHotOrdinal",
+    "Ordinal",
+    "OrnsteinUhlenbeckProcessWrapper",
+    "RandomPolicy",
+    "VmapModule",
+    "set_exploration_modules_spec_from_env",
 ]

@@ -190,6 +190,10 @@ class CommonConfig:
     threads: int = option(1, "torch CPU threads (small networks run fastest on 1)")
     eval_episodes: int = option(10, "episodes of the final deterministic evaluation")
     checkpoint_every: int = option(10_000, "environment steps between checkpoints")
+    logger: str = option(
+        "csv",
+        "metric loggers, comma-separated: csv (always written), tensorboard, wandb, mlflow",
+    )
 
     def validate(self) -> None:
         """Check the values before anything is created (raises :class:`TrainError`).
@@ -211,10 +215,15 @@ class CommonConfig:
             raise TrainError(f"--seed must be in [0, {2**32 - 1}], got {self.seed}")
         check_positive(self, ["total_steps", "num_envs", "threads", "eval_episodes",
                               "checkpoint_every"])
+        from tdrl.recipes.loggers import parse_loggers  # loggers.py imports this module
+
+        self.logger = ",".join(parse_loggers(self.logger))
 
 
 # Fields that may differ from the saved configuration when resuming a run.
-RESUME_OVERRIDABLE = ("total_steps", "device", "threads", "eval_episodes", "checkpoint_every")
+RESUME_OVERRIDABLE = (
+    "total_steps", "device", "threads", "eval_episodes", "checkpoint_every", "logger"
+)
 
 
 # ----------------------------------------------------------------------------- flags

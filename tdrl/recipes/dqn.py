@@ -59,12 +59,13 @@ from tdrl.recipes.blocks import (
     linear_schedule,
     make_adam,
 )
-from tdrl.recipes.config import CommonConfig, check_positive, check_range, option
+from tdrl.recipes.config import CommonConfig, TrainError, check_positive, check_range, option
 from tdrl.recipes.envs import EnvInfo, check_env_step, final_observations
 from tdrl.recipes.finite import check_finite, check_params
 from tdrl.recipes.offpolicy import OffPolicy, check_offpolicy
 from tdrl.recipes.protocol import Recipe
 from tdrl.recipes.remote import ApexConfig, open_apex_collector
+from tdrl.recipes.user_module import build_user_module
 
 
 @dataclasses.dataclass
@@ -110,6 +111,13 @@ class DQNConfig(ApexConfig, CommonConfig):
     hidden: tuple = option((128, 128), "Q-network layers")
     activation: str = option("relu", "activation", choices=["relu", "tanh", "elu"])
     log_every: int = option(1_000, "env steps between metrics.csv rows")
+    module: str = option(
+        "",
+        "train this network instead of the recipe's: package.module:factory, called as "
+        "factory(observation_space, action_space) -> QValueActor with index actions "
+        "(action_space='categorical') reading observation; tdrl.train(module=...) also takes "
+        "the module itself",
+    )
 
     def validate(self) -> None:
         """Check the numbers before anything is created (raises ``TrainError``)."""
@@ -134,6 +142,11 @@ def build_qnet(cfg: DQNConfig, obs_space: Any, action_space: Any) -> Any:
         >>> td["action"].shape, td["action_value"].shape
         (torch.Size([5]), torch.Size([5, 3]))
     """
+    if cfg.module:
+        qnet = build_user_module(cfg.module, obs_space, action_space)
+        if not isinstance(qnet, QValueActor):
+            raise TrainError(f"module=: DQN trains a QValueActor, got {type(qnet).__name__}")
+        return qnet
     act = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}[cfg.activation]
     mlp = MLP(
         in_features=int(np.prod(obs_space.shape)),
@@ -142,6 +155,49 @@ def build_qnet(cfg: DQNConfig, obs_space: Any, action_space: Any) -> Any:
         activation_class=act,
     )
     return QValueActor(mlp, in_keys=["observation"], spec=Categorical(int(action_space.n)))
+
+
+def prepare(cfg: DQNConfig, env: EnvInfo) -> None:
+    """Build the Q-network once before anything is written and check what DQN needs of it.
+
+    It must read only ``observation``; its network (the actor's first step) must
+    map a batch of observations to ``[batch, n]`` action values; the actor must
+    write index actions (DQN stores them as indices). Raises ``TrainError``.
+
+    Examples:
+        >>> import gymnasium as gym
+        >>> from tdrl.modules import QValueActor
+        >>> env = EnvInfo(gym.spaces.Box(-1, 1, (4,)), gym.spaces.Discrete(2), None)
+        >>> prepare(DQNConfig(), env)
+    """
+    obs_space, action_space = env.observation_space, env.action_space
+    qnet, n = build_qnet(cfg, obs_space, action_space), int(action_space.n)
+    if list(qnet.in_keys) != ["observation"]:
+        raise TrainError(
+            f"module=: the Q-network reads {list(qnet.in_keys)}; DQN gives it only 'observation'"
+        )
+    obs = torch.as_tensor(np.stack([obs_space.sample(), obs_space.sample()]), dtype=torch.float32)
+    param = next(qnet.parameters(), None)
+    obs = obs.to(param.device if param is not None else "cpu")
+    try:
+        with torch.no_grad():
+            values = qnet[0].module(obs)
+            action = qnet(TensorDict({"observation": obs}, [2], device=obs.device))["action"]
+    except Exception as err:  # noqa: BLE001 - the user's network, reported with its message
+        raise TrainError(
+            f"module=: the Q-network failed on a batch of 2 observations of shape "
+            f"{tuple(obs_space.shape)}: {type(err).__name__}: {err}"
+        ) from None
+    if tuple(values.shape) != (2, n):
+        raise TrainError(
+            f"module=: the network gives action values of shape {tuple(values.shape)} for a "
+            f"batch of 2; {action_space} needs (2, {n})"
+        )
+    if tuple(action.shape) != (2,) or action.is_floating_point():
+        raise TrainError(
+            f"module=: the actor writes actions of shape {tuple(action.shape)} ({action.dtype}); "
+            "DQN stores index actions: build the QValueActor with action_space='categorical'"
+        )
 
 
 def make_act(cfg: DQNConfig, env: EnvInfo, model_state: dict, device: Any):
@@ -485,4 +541,5 @@ RECIPE = Recipe(
     make_act=make_act,
     env_defaults=ENV_DEFAULTS,
     make_policy=make_policy,
+    prepare=prepare,
 )

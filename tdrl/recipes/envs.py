@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from tdrl.recipes.config import NonFiniteError, TrainError
+from tdrl.recipes.env_ids import make_env, user_factory
 
 __all__ = [
     "EVAL_SEED_OFFSET",
@@ -70,8 +71,11 @@ def check_env_id(env_id: str) -> None:
     import gymnasium as gym
 
     if not isinstance(env_id, str) or not env_id.strip():
-        raise TrainError(f"--env must name a gymnasium environment id (e.g. CartPole-v1), got "
-                         f"{env_id!r}")
+        raise TrainError(f"--env must be a non-empty environment id, got {env_id!r}")
+    if ":" in env_id:  # module:Name or python:Name (raises when it cannot be resolved)
+        if user_factory(env_id) is not None:
+            return
+        env_id = env_id.partition(":")[2]  # an id the module's import registered
     if env_id in gym.registry:
         return
     ids = sorted(gym.registry)
@@ -100,11 +104,13 @@ def probe_env(env_id: str) -> EnvInfo:
 
     check_env_id(env_id)
     try:
-        env = gym.make(env_id)
+        env = make_env(env_id)
+    except TrainError:
+        raise
     except Exception as err:  # missing extras (box2d, mujoco...) and the like
         raise TrainError(f"cannot create environment {env_id!r}: {err}") from None
     try:
-        obs_space, act_space = env.observation_space, env.action_space
+        obs_space, act_space, spec = env.observation_space, env.action_space, env.spec
     finally:
         env.close()
     if not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) != 1:
@@ -112,7 +118,7 @@ def probe_env(env_id: str) -> EnvInfo:
             f"{env_id} has observation space {obs_space}; the recipes need a flat Box "
             "observation (vector of floats)"
         )
-    return EnvInfo(obs_space, act_space, gym.spec(env_id).reward_threshold)
+    return EnvInfo(obs_space, act_space, getattr(spec, "reward_threshold", None))
 
 
 def is_discrete(space: Any) -> bool:
@@ -265,10 +271,9 @@ def make_vec_env(env_id: str, num_envs: int, **make_kwargs: Any) -> Any:
         ((3, 4), Discrete(2))
         >>> envs.close()
     """
-    import gymnasium as gym
     from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
-    fns = [functools.partial(gym.make, env_id, **make_kwargs) for _ in range(num_envs)]
+    fns = [functools.partial(make_env, env_id, **make_kwargs) for _ in range(num_envs)]
     return SyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)
 
 

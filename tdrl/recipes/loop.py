@@ -28,7 +28,7 @@ import math
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,7 @@ from tdrl.recipes.config import (
     flag,
     resolve_config,
 )
+from tdrl.recipes.env_ids import PYTHON_PREFIX
 from tdrl.recipes.envs import (
     EVAL_SEED_OFFSET,
     EnvInfo,
@@ -59,6 +60,7 @@ from tdrl.recipes.envs import (
 )
 from tdrl.recipes.eval_act import eval_act
 from tdrl.recipes.finite import check_state, diagnose
+from tdrl.recipes.loggers import check_loggers, open_loggers
 from tdrl.recipes.protocol import Algorithm, Recipe
 from tdrl.recipes.remote import WorkerFailure
 from tdrl.recipes.report import ProgressBar, plot_learning_curve, versions
@@ -72,8 +74,13 @@ from tdrl.recipes.runfiles import (
     save_checkpoint,
     write_json,
 )
+from tdrl.recipes.user_module import checkpoint_entry, restore_from_checkpoint
 
-__all__ = ["RunPlan", "StopSignal", "check_losses", "plan_run", "train"]
+__all__ = ["Callback", "RunPlan", "StopSignal", "check_losses", "plan_run", "train"]
+
+# Called after every iteration with the step and the ``metrics.csv`` row; returning ``False``
+# stops the run early (checkpoint, final evaluation and summary as at the end).
+Callback = Callable[[int, dict[str, Any]], Any]
 
 
 class StopSignal:
@@ -202,16 +209,28 @@ def plan_run(
         raise TrainError(f"--out {run_dir} exists and is not a directory")
     if resume:
         return plan  # the configuration is the checkpoint's: read under the lock
-    env_id = explicit.get("env")
-    env_id = recipe.config().env if env_id is None else env_id
+    env_id = explicit["env"] if explicit.get("env") is not None else recipe.config().env
     env = _check_env(recipe, env_id)
     defaults = recipe.defaults_for(env_id, env.action_space)
     cfg = resolve_config(recipe.config, explicit, defaults)
     cfg.validate()
-    check_network_size(cfg, env.observation_space, env.action_space)
-    check_device(cfg.device)
+    _check_config(recipe, cfg, env)
     plan.cfg, plan.env = cfg, env
     return plan
+
+
+def _check_config(recipe: Recipe, cfg: Any, env: EnvInfo) -> None:
+    """The checks of a resolved configuration against its env (new or resumed run)."""
+    check_network_size(cfg, env.observation_space, env.action_space)
+    check_device(cfg.device)
+    check_loggers(cfg.logger)
+    if recipe.prepare is not None:
+        recipe.prepare(cfg, env)
+    if getattr(cfg, "workers", 0) and cfg.env.startswith(PYTHON_PREFIX):
+        raise TrainError(
+            f"--workers: env {cfg.env!r} is a Python object of this process, which Ray workers "
+            "cannot make; pass an importable env (an id, or package.module:EnvClass)"
+        )
 
 
 def _read_run_dir(plan: RunPlan) -> None:
@@ -237,6 +256,7 @@ def _read_run_dir(plan: RunPlan) -> None:
             f"`tdrl train {state.get('algo')} --out {run_dir} --resume`"
         )
     cfg = config_from_dict(recipe.config, state["config"])
+    restore_from_checkpoint(getattr(cfg, "module", ""), state)
     conflicts = [
         f"{flag(k)} {v} (run has {getattr(cfg, k)})"
         for k, v in explicit.items()
@@ -253,14 +273,23 @@ def _read_run_dir(plan: RunPlan) -> None:
             setattr(cfg, key, explicit[key])
     cfg.validate()
     plan.env = _check_env(recipe, cfg.env)
-    check_network_size(cfg, plan.env.observation_space, plan.env.action_space)
-    check_device(cfg.device)
+    _check_config(recipe, cfg, plan.env)
     plan.cfg, plan.resume_state = cfg, state
 
 
 # ----------------------------------------------------------------------------- the loop
-def train(plan: RunPlan, progress: bool | None = None, log: Callable[[str], None] = print) -> int:
+def train(
+    plan: RunPlan,
+    progress: bool | None = None,
+    log: Callable[[str], None] = print,
+    callbacks: Sequence[Callback] = (),
+) -> int:
     """Run ``plan`` to ``cfg.total_steps``: metrics, checkpoints, signals, final evaluation.
+
+    After each iteration the ``metrics.csv`` row goes to the configured loggers
+    (``cfg.logger``) and to each of ``callbacks`` as ``callback(step, row)``; a
+    callback returning ``False`` ends the run there as if it had reached
+    ``total_steps`` (``summary.json`` then records ``stopped_early_at_step``).
 
     The run takes its directory's lock (:class:`~tdrl.recipes.runfiles.RunLock`)
     before reading anything in it (a previous run, the checkpoint to resume) and
@@ -299,7 +328,7 @@ def train(plan: RunPlan, progress: bool | None = None, log: Callable[[str], None
             if created_dir:
                 _remove_empty_dir(run_dir)
             raise
-        return _train_locked(plan, progress, log)
+        return _train_locked(plan, progress, log, callbacks)
     finally:
         lock.release()
 
@@ -311,7 +340,9 @@ def _remove_empty_dir(path: Path) -> None:
         pass
 
 
-def _train_locked(plan: RunPlan, progress: bool | None, log: Callable[[str], None]) -> int:
+def _train_locked(
+    plan: RunPlan, progress: bool | None, log: Callable[[str], None], callbacks: Sequence[Any]
+) -> int:
     recipe, cfg, run_dir, state = plan.recipe, plan.cfg, plan.run_dir, plan.resume_state
     if plan.finished:
         log(
@@ -335,7 +366,7 @@ def _train_locked(plan: RunPlan, progress: bool | None, log: Callable[[str], Non
         if state is not None:
             algo.load_state_dict(state["algo_state"])
             set_rng_state(state["rng"])
-        return run.loop(algo, progress, log)
+        return run.loop(algo, progress, log, callbacks)
     except RunFailure as failure:
         run.record_failure(failure)
         raise
@@ -366,6 +397,7 @@ class _Run:
         self.ckpt_path = plan.run_dir / "checkpoint.pt"
         state = plan.resume_state
         self.saved_step: int | None = None if state is None else int(state["global_step"])
+        self.stopped_early: int | None = None
 
     def save(self, algo: Algorithm, finished: bool = False) -> None:
         """Write the checkpoint, unless the state holds a NaN/inf (then the last one stays)."""
@@ -382,12 +414,19 @@ class _Run:
                 "rng": get_rng_state(),
                 "algo_state": algo_state,
                 "finished": finished,
+                "user_module": checkpoint_entry(getattr(plan.cfg, "module", "")),
             },
         )
         self.saved_step = algo.global_step
         self.saved_model = algo_state["model"]  # what the final evaluation (and tdrl eval) runs
 
-    def loop(self, algo: Algorithm, progress: bool | None, log: Callable[[str], None]) -> int:
+    def loop(
+        self,
+        algo: Algorithm,
+        progress: bool | None,
+        log: Callable[[str], None],
+        callbacks: Sequence[Callback] = (),
+    ) -> int:
         plan, cfg, clock = self.plan, self.plan.cfg, self.clock
         name, run_dir = plan.recipe.name, plan.run_dir
         columns = ["step", "wall_s", "episodes", "return_mean", "return_std", "length_mean",
@@ -403,6 +442,10 @@ class _Run:
         last_step, last_wall = start_step, clock()
         next_ckpt = (start_step // cfg.checkpoint_every + 1) * cfg.checkpoint_every
         stopped: int | None = None
+        loggers = open_loggers(
+            cfg.logger.split(","), run_dir, {"algo": name, **config_to_dict(cfg)}, resumed
+        )
+        listeners = [*loggers, *callbacks]
         try:
             if not resumed:
                 self.save(algo)  # step 0: any run directory that exists can be resumed
@@ -423,9 +466,14 @@ class _Run:
                     ep = algo.stats.summary()
                     if algo.stats.episodes and not math.isfinite(ep["return_mean"]):
                         raise NonFiniteError("episode return (the env's rewards)", step)
-                    metrics.write({"step": step, "wall_s": wall, "episodes": algo.stats.episodes,
-                                   **ep, **losses, "steps_per_s": sps})
+                    row = {"step": step, "wall_s": wall, "episodes": algo.stats.episodes,
+                           **ep, **losses, "steps_per_s": sps}
+                    metrics.write(row)
                     bar.update(step, ep["return_mean"], sps)
+                    if any([listener(step, dict(row)) is False for listener in listeners]):
+                        self.stopped_early = step
+                        log(f"stopped early by a callback at step {step:,}")
+                        break
                     if stop.signum is not None:
                         stopped = stop.signum
                         break
@@ -437,6 +485,8 @@ class _Run:
         finally:
             bar.close()
             metrics.close()
+            for logger in loggers:
+                logger.close()
             algo.close()
         if stopped is not None:
             log(
@@ -492,6 +542,7 @@ class _Run:
             "final_eval_episodes": int(len(returns)),
             "final_eval_returns": [float(r) for r in returns],
             "train_return_last10": stats.summary()["return_mean"],
+            "stopped_early_at_step": self.stopped_early,
             "episodes": stats.episodes,
             "threads": torch.get_num_threads(),
             "versions": versions(),

@@ -69,6 +69,7 @@ from tdrl.recipes.ppo_agent import (
     build_agent,
     make_act,
     make_policy,
+    prepare,
 )
 from tdrl.recipes.protocol import Recipe
 from tdrl.recipes.remote import RemoteConfig, open_collector
@@ -121,6 +122,13 @@ class PPOConfig(RemoteConfig, CommonConfig):
         True, "continuous head: scale from the network (else a learned parameter)"
     )
     log_std_init: float = option(0.0, "continuous head: initial log std (state-independent std)")
+    module: str = option(
+        "",
+        "train this network instead of the recipe's: package.module:factory, called as "
+        "factory(observation_space, action_space) -> ActorValueOperator (reads observation; "
+        "writes action, its log-prob and state_value); tdrl.train(module=...) also takes the "
+        "module itself",
+    )
     normalize_obs: bool = option(
         False,
         "normalize observations by running mean/var (RunningObsNorm before the trunk, updated "
@@ -134,6 +142,11 @@ class PPOConfig(RemoteConfig, CommonConfig):
             self, ["n_steps", "batch_size", "epochs", "lr", "max_grad_norm", "reward_scale"]
         )
         self.validate_remote()
+        if self.module and self.normalize_obs:
+            raise TrainError(
+                "--normalize-obs applies to the recipe's own network only; with --module put a "
+                "RunningObsNorm (tdrl.modules) first in your trunk and pass --no-normalize-obs"
+            )
         rollout = self.total_envs * self.n_steps
         if self.batch_size > rollout:
             raise TrainError(
@@ -481,4 +494,5 @@ RECIPE = Recipe(
     make_act=make_act,
     env_defaults=ENV_DEFAULTS,
     make_policy=make_policy,
+    prepare=prepare,
 )

@@ -40,9 +40,12 @@ from tdrl.recipes.blocks import (
     load_policy_operator,
     tanh_normal_actor,
 )
+from tdrl.recipes.config import TrainError
 from tdrl.recipes.envs import ActFn, EnvInfo, is_discrete
+from tdrl.recipes.user_module import build_user_module
 
-__all__ = ["AgentParts", "action_to_env", "build_agent", "make_act", "make_policy"]
+__all__ = ["AgentParts", "action_to_env", "build_agent", "check_agent", "make_act", "make_policy",
+           "prepare"]
 
 
 class _LocAndParamScale(nn.Module):
@@ -100,6 +103,8 @@ def build_agent(cfg: Any, obs_space: Any, action_space: Any) -> AgentParts:
         >>> td["action"].shape, td["state_value"].shape
         (torch.Size([5, 2]), torch.Size([5, 1]))
     """
+    if getattr(cfg, "module", ""):
+        return user_agent_parts(build_user_module(cfg.module, obs_space, action_space))
     obs_dim = int(np.prod(obs_space.shape))
     act = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}[cfg.activation]
     hidden = list(cfg.hidden)
@@ -137,7 +142,7 @@ def build_agent(cfg: Any, obs_space: Any, action_space: Any) -> AgentParts:
             distribution_class=OneHotCategorical if onehot else torch.distributions.Categorical,
             distribution_kwargs={"validate_args": False},
             return_log_prob=True,
-            spec=OneHot(n) if onehot else Categorical(n),
+            spec=OneHot(n, dtype=torch.int64) if onehot else Categorical(n),
         )
     else:
         act_dim = int(np.prod(action_space.shape))
@@ -151,6 +156,114 @@ def build_agent(cfg: Any, obs_space: Any, action_space: Any) -> AgentParts:
     value = ValueOperator(value_net, in_keys=["hidden"])
     agent = ActorValueOperator(common, policy, value)
     return AgentParts(agent, common, policy, value, trunk, obs_norm)
+
+
+def user_agent_parts(agent: Any) -> AgentParts:
+    """The parts PPO trains of a user-built ``ActorValueOperator`` (trunk, policy head, value head).
+
+    Examples:
+        >>> from tdrl.modules import ActorValueOperator, SafeModule, ValueOperator
+        >>> bad = SafeModule(nn.Linear(4, 2), in_keys=["observation"], out_keys=["logits"])
+        >>> user_agent_parts(bad)
+        Traceback (most recent call last):
+        ...
+        tdrl.recipes.config.TrainError: module=: PPO trains an ActorValueOperator (trunk, policy head, value head), got SafeModule
+    """
+    if not isinstance(agent, ActorValueOperator):
+        raise TrainError(
+            "module=: PPO trains an ActorValueOperator (trunk, policy head, value head), "
+            f"got {type(agent).__name__}"
+        )
+    common, policy, value = agent.module[0], agent.get_policy_head(), agent.get_value_head()
+    return AgentParts(agent, common, policy, value, common, None)
+
+
+def check_agent(parts: AgentParts, obs_space: Any, action_space: Any) -> bool | None:
+    """Run the operator once on two observations and check what PPO needs from it.
+
+    It must read only ``observation`` and write ``action`` (indices or one-hot
+    for ``Discrete``, the ``Box``'s shape otherwise), its log-probability and
+    ``state_value``; its policy head must give its distribution (``get_dist``).
+    Returns whether discrete actions are one-hot (``None`` for ``Box``).
+    Raises :class:`TrainError` naming what is missing and what was found.
+
+    Examples:
+        >>> import gymnasium as gym
+        >>> from tdrl.recipes.ppo import PPOConfig
+        >>> parts = build_agent(PPOConfig(), gym.spaces.Box(-1, 1, (4,)), gym.spaces.Discrete(2))
+        >>> check_agent(parts, gym.spaces.Box(-1, 1, (4,)), gym.spaces.Discrete(2))
+        False
+    """
+    from tensordict import TensorDict
+
+    from tdrl.envs.utils import ExplorationType, set_exploration_type
+
+    agent, policy = parts.agent, parts.policy
+    extra = [k for k in agent.in_keys if k != "observation"]
+    if extra:
+        raise TrainError(
+            f"module=: the operator reads {extra}, but PPO gives it only 'observation' "
+            f"(its in_keys: {list(agent.in_keys)})"
+        )
+    if not callable(getattr(policy, "get_dist", None)):
+        raise TrainError(
+            f"module=: the policy head ({type(policy).__name__}) has no get_dist(); PPO needs a "
+            "ProbabilisticActor to score its actions"
+        )
+    obs = torch.as_tensor(np.stack([obs_space.sample(), obs_space.sample()]), dtype=torch.float32)
+    param = next(agent.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    try:
+        with torch.no_grad(), set_exploration_type(ExplorationType.RANDOM):
+            out = agent(TensorDict({"observation": obs.to(device)}, [2], device=device))
+    except Exception as err:  # noqa: BLE001 - the user's network, reported with its message
+        raise TrainError(
+            f"module=: the operator failed on a batch of 2 observations of shape "
+            f"{tuple(obs_space.shape)}: {type(err).__name__}: {err}"
+        ) from None
+    found = sorted(str(k) for k in out.keys(include_nested=True, leaves_only=True))
+    log_prob_key = getattr(policy, "log_prob_key", "sample_log_prob")
+    for key, hint in (("action", ""), (log_prob_key, " (build the ProbabilisticActor with "
+                      "return_log_prob=True)"), ("state_value", " (a ValueOperator head)")):
+        if key not in out.keys(include_nested=True):
+            raise TrainError(f"module=: the operator wrote no {key!r}{hint}; it wrote {found}")
+    action, value = out["action"], out["state_value"]
+    if tuple(value.shape) not in ((2,), (2, 1)):
+        raise TrainError(
+            f"module=: state_value has shape {tuple(value.shape)} for a batch of 2; expected "
+            "(2, 1) or (2,)"
+        )
+    if is_discrete(action_space):
+        n = int(action_space.n)
+        logits = getattr(policy.get_dist(out), "logits", None)
+        if logits is not None and logits.shape[-1] != n:
+            raise TrainError(
+                f"module=: the policy's distribution has {logits.shape[-1]} categories; "
+                f"{action_space} needs {n}"
+            )
+        if tuple(action.shape) == (2,):
+            return False
+        if tuple(action.shape) == (2, n):
+            return True
+        raise TrainError(
+            f"module=: the action has shape {tuple(action.shape)} for a batch of 2 in "
+            f"{action_space}; expected (2,) (indices) or (2, {n}) (one-hot)"
+        )
+    expected = (2, *action_space.shape)
+    if tuple(action.shape) != expected:
+        raise TrainError(
+            f"module=: the action has shape {tuple(action.shape)} for a batch of 2; "
+            f"{action_space} needs {expected}"
+        )
+    return None
+
+
+def prepare(cfg: Any, env: EnvInfo) -> None:
+    """Build the agent once before anything is written: check it, resolve ``discrete_dist``."""
+    parts = build_agent(cfg, env.observation_space, env.action_space)
+    onehot = check_agent(parts, env.observation_space, env.action_space)
+    if cfg.module and onehot is not None:  # the user's head decides the action format
+        cfg.discrete_dist = "onehot" if onehot else "categorical"
 
 
 def make_act(cfg: Any, env: EnvInfo, model_state: dict, device: Any) -> ActFn:

@@ -90,6 +90,9 @@ class Recipe:
     - ``make_policy`` (optional): ``(cfg, env: EnvInfo, model_state, device) ->
       module``, the deterministic policy as a TensorDict module (``observation``
       in, ``action`` out) built from saved weights (``tdrl export``);
+    - ``prepare`` (optional): ``(cfg, env: EnvInfo) -> None``, called once the
+      configuration is resolved and before anything is written: build and check
+      the networks (raise ``TrainError``), settle fields that depend on them;
     - ``env_defaults``: per-env defaults applied over the dataclass defaults:
       first those of the action kind (key ``"discrete"`` or ``"box"``), then
       those of the env id.
@@ -109,6 +112,7 @@ class Recipe:
     make_act: Callable[[Any, EnvInfo, Mapping[str, Any], torch.device], ActFn]
     env_defaults: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
     make_policy: Callable[[Any, EnvInfo, Mapping[str, Any], torch.device], Any] | None = None
+    prepare: Callable[[Any, EnvInfo], None] | None = None
 
     def defaults_for(self, env_id: str, action_space: Any) -> dict[str, Any]:
         """The per-env defaults that apply to ``env_id`` (action kind first, then the env's)."""

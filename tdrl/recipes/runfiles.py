@@ -18,6 +18,7 @@ import io
 import json
 import math
 import os
+import pickle
 import re
 import shutil
 from pathlib import Path
@@ -31,7 +32,7 @@ try:
 except ImportError:  # pragma: no cover - Windows: no advisory locks
     fcntl = None
 
-from tdrl.recipes.config import CheckpointError, TrainError, WriteError
+from tdrl.recipes.config import CheckpointError, RunFailure, TrainError, WriteError
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -52,7 +53,8 @@ __all__ = [
 
 CHECKPOINT_FORMAT = "tdrl-checkpoint"
 CHECKPOINT_VERSION = 1
-RUN_FILES = ("config.json", "metrics.csv", "checkpoint.pt", "summary.json", "learning_curve.png")
+RUN_FILES = ("config.json", "metrics.csv", "checkpoint.pt", "summary.json", "learning_curve.png",
+             "loggers.json", "tensorboard", "wandb")
 # What every checkpoint holds (the policy weights are algo_state["model"]).
 CHECKPOINT_KEYS = ("algo", "config", "global_step", "wall_s", "rng", "algo_state")
 # Columns that depend on the clock; everything else in metrics.csv is reproducible.
@@ -174,7 +176,14 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
         7
     """
     buf = io.BytesIO()
-    torch.save({"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **state}, buf)
+    try:
+        torch.save({"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **state}, buf)
+    except (pickle.PicklingError, AttributeError, TypeError) as err:
+        raise RunFailure(
+            f"cannot save {path}: part of the run cannot be pickled ({err}); an env class or "
+            "factory must be importable (defined in a module, or in the __main__ script)",
+            state.get("global_step"),
+        ) from None
     atomic_write_bytes(Path(path), buf.getvalue())
 
 

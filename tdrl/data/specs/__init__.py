@@ -7,7 +7,8 @@ for TorchRL runs unchanged. One concept per module, importing downward only:
 ``_utils`` (shape/dtype/device helpers) -> ``boxes`` (``spec.space``) -> ``base``
 (:class:`TensorSpec`) -> ``masks`` -> ``continuous`` / ``discrete`` / ``binary`` /
 ``multi`` (leaf specs) -> ``composite_keys`` / ``composite_values`` -> ``composite``
--> ``stacked`` -> ``stacked_composite`` -> ``legacy`` (old names).
+-> ``stacked`` -> ``stacked_composite`` -> ``legacy`` (old names); ``non_tensor``,
+``choice`` and ``invertible`` stand on ``base`` alone.
 
 Conventions (shared by every leaf spec):
 
@@ -69,6 +70,12 @@ from tdrl.data.specs.multi import MultiCategorical, MultiOneHot
 from tdrl.data.specs.stacked import Stacked
 from tdrl.data.specs.stacked_composite import StackedComposite
 
+# isort: split
+# non-tensor data, choices, and TorchRL's invertible_dict (issue 18)
+from tdrl.data.specs.choice import Choice
+from tdrl.data.specs.invertible import invertible_dict
+from tdrl.data.specs.non_tensor import NonTensor
+
 __all__ = [
     "TensorSpec",
     "Unbounded",
@@ -101,4 +108,8 @@ __all__ = [
     "MultiOneHotDiscreteTensorSpec",
     "MultiDiscreteTensorSpec",
     "BinaryDiscreteTensorSpec",
+    # issue 18
+    "Choice",
+    "NonTensor",
+    "invertible_dict",
 ]

@@ -100,14 +100,78 @@ class _Settings:
     check_spec_encode: bool = False
 
 
-def _reject_nan(val: torch.Tensor, spec: str) -> None:
-    """The NaN rule of ``project``: a NaN has no nearest point in a spec, so it raises."""
+def _reject_nan(val: torch.Tensor, spec: str, method: str = "project") -> None:
+    """The NaN rule of ``project`` and ``encode``: a NaN is no value of a spec, so it raises."""
     # torch.equal(x, x) is False exactly when x holds a NaN, in one fused pass
     if (val.dtype.is_floating_point or val.dtype.is_complex) and not torch.equal(val, val):
+        verb = "projected onto" if method == "project" else "encoded into"
         raise ValueError(
-            f"{spec}.project: the value contains NaN ({int(val.isnan().sum())} of "
-            f"{val.numel()} elements), which cannot be projected onto the spec"
+            f"{spec}.{method}: the value contains NaN ({int(val.isnan().sum())} of "
+            f"{val.numel()} elements), which cannot be {verb} the spec"
         )
+
+
+def _short(x: Any) -> Any:
+    """A bound for an error message: a number, a short list, or its min and max."""
+    if not isinstance(x, torch.Tensor):
+        return x
+    if x.numel() <= 8:
+        return x.tolist()
+    return f"{x.min().item()}..{x.max().item()}"
+
+
+def _check_encode(
+    val: torch.Tensor,
+    spec: str,
+    dtype: torch.dtype,
+    low: Any = None,
+    high: Any = None,
+    what: str = "value(s)",
+    nan_ok: bool = False,
+) -> None:
+    """The value rule of every spec's ``encode``, checked before the cast to ``dtype``.
+
+    A NaN raises as in ``project`` (unless ``nan_ok``: a floating ``Unbounded``). A value
+    going into an integer or bool dtype must lie in ``[low, high]`` (scalars, or tensors
+    broadcasting with ``val``; by default the range of ``dtype``, ``[0, 1]`` for bool):
+    casting NaN, inf or 1e30 to int64 would silently give int64's minimum. Out of range
+    is a ``ValueError`` naming the spec (an ``AssertionError`` while
+    ``_CHECK_SPEC_ENCODE`` is set, as TorchRL's checked encode).
+
+    Examples:
+        >>> _check_encode(torch.tensor([0, 2]), "Categorical", torch.int64, 0, 2)
+        >>> _check_encode(torch.tensor([float("inf")]), "Categorical", torch.int64, 0, 2)
+        Traceback (most recent call last):
+        ...
+        ValueError: Categorical.encode: value(s) must be in [0, 2], got min=inf, max=inf
+    """
+    floating = val.dtype.is_floating_point or val.dtype.is_complex
+    if floating and not nan_ok:
+        _reject_nan(val, spec, "encode")
+    if dtype.is_floating_point or dtype.is_complex:
+        return
+    exclusive_high = False
+    if low is None:
+        if dtype == torch.bool:
+            low, high = 0, 1
+        else:
+            if not floating and (val.dtype == dtype or dtype == torch.int64):
+                return  # every integer (or bool) value fits
+            info = torch.iinfo(dtype)
+            # a float at 2**63 still compares equal to int64's max: test against max + 1
+            low, high, exclusive_high = info.min, info.max + 1, True
+    if not floating:
+        val = val.to(torch.int64)  # exact comparisons (a uint8 tensor wraps -1 to 255)
+    bad = (val < low) | ((val >= high) if exclusive_high else (val > high))
+    if bool(bad.any()):
+        if isinstance(low, torch.Tensor) or isinstance(high, torch.Tensor):
+            rng = f"[low, high] elementwise (low={_short(low)}, high={_short(high)})"
+            got = f"{int(bad.sum())} of {val.numel()} outside, e.g. {val[bad][:5].tolist()}"
+        else:
+            top = high - 1 if exclusive_high else high
+            rng = f"[{low}, {top}]"
+            got = f"min={val.min().item()}, max={val.max().item()}"
+        raise _encode_error(f"{spec}.encode: {what} must be in {rng}, got {got}")
 
 
 def _encode_error(message: str) -> Exception:

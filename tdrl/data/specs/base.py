@@ -13,6 +13,7 @@ from tdrl.data.specs._utils import (
     ShapeLike,
     SpecShapeError,
     _batch_shape_arg,
+    _check_encode,
     _ends_with,
     _expanded_shape,
     _indent,
@@ -114,6 +115,20 @@ class TensorSpec:
         size = _batch_shape_arg(shape) + self.shape
         return torch.ones(size, dtype=self.dtype, device=self.device)
 
+    def zeros(self, shape: ShapeLike = None) -> Any:
+        """Same as :meth:`zero` (TorchRL's alias).
+
+        Examples:
+            >>> from tdrl.data import Categorical
+            >>> Categorical(3).zeros((2,))
+            tensor([0, 0])
+        """
+        return self.zero(shape)
+
+    def ones(self, shape: ShapeLike = None) -> Any:
+        """Same as :meth:`one` (TorchRL's alias)."""
+        return self.one(shape)
+
     # ---- membership / projection ---------------------------------------------------------
     def is_in(self, val: torch.Tensor) -> bool:
         """Whether ``val`` could have been produced by this spec (leading batch dims allowed)."""
@@ -155,8 +170,12 @@ class TensorSpec:
         The result has the spec's dtype (and device unless ``ignore_device``) and exactly
         the spec's shape: a value with the same number of elements is reshaped (e.g. a
         Python float for a spec of shape ``(1,)``); any other shape raises (expand the spec
-        first to encode a batch). With ``tdrl.data.tensor_specs._CHECK_SPEC_ENCODE = True``
-        the result is also checked against the spec (``AssertionError`` if outside).
+        first to encode a batch). A NaN raises ``ValueError`` naming the spec, as in
+        :meth:`project` (a floating ``Unbounded`` takes it as a value of its dtype), and so
+        does a value an integer or bool spec cannot hold (outside its categories, its
+        integer bounds or its dtype's range; casting would give int64's minimum). With
+        ``tdrl.data.tensor_specs._CHECK_SPEC_ENCODE = True`` the result is also checked
+        against the spec (``AssertionError`` if outside).
 
         Examples:
             >>> import numpy as np
@@ -165,15 +184,25 @@ class TensorSpec:
             tensor([0.5000, 1.0000])
             >>> Bounded(0.0, 1.0, shape=(2,)).expand(3, 2).encode(np.zeros((3, 2))).shape
             torch.Size([3, 2])
+            >>> Bounded(0.0, 1.0, shape=(2,)).encode([0.5, float("nan")])
+            Traceback (most recent call last):
+            ...
+            ValueError: BoundedContinuous.encode: the value contains NaN (1 of 2 elements), which cannot be encoded into the spec
         """
         t = _to_tensor(val, None if ignore_device else self.device)
-        out = self._encode_tensor(t).to(self.dtype)
+        out = self._encode_tensor(t)
+        self._check_encode(out)
+        out = out.to(self.dtype)
         if _Settings.check_spec_encode:
             self.assert_is_in(out)
         return out
 
     def _encode_tensor(self, t: torch.Tensor) -> torch.Tensor:
         return self._fit_shape(t)
+
+    def _check_encode(self, t: torch.Tensor) -> None:
+        """``encode``'s value rule before the cast (NaN; the dtype's range): see ``_check_encode``."""
+        _check_encode(t, type(self).__name__, self.dtype)
 
     def _fit_shape(self, t: torch.Tensor, shape: torch.Size | None = None) -> torch.Tensor:
         shape = self.shape if shape is None else shape

@@ -8,6 +8,7 @@ from tdrl.data.specs._utils import (
     DTypeLike,
     ShapeLike,
     _batch_shape_arg,
+    _check_encode,
     _check_n,
     _reject_nan,
     _shape_ending_in,
@@ -78,6 +79,9 @@ class Binary(TensorSpec):
         if val.dtype == torch.bool:
             return True
         return bool(((val == 0) | (val == 1)).all())
+
+    def _check_encode(self, t: torch.Tensor) -> None:
+        _check_encode(t, "Binary", self.dtype, 0, 1)
 
     def _project(self, val: torch.Tensor) -> torch.Tensor:
         _reject_nan(val, type(self).__name__)

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
 
+from tdrl.data.specs import composite_names as cn
 from tdrl.data.specs._utils import (
     _MISSING,
     DeviceLike,
@@ -29,13 +30,14 @@ from tdrl.data.specs.composite_values import _CompositeValues
 _RESERVED_KEYS = frozenset({"shape", "device", "dtype", "space"})
 
 
-class Composite(_CompositeValues):
+class Composite(cn._CompositeNames, _CompositeValues):
     """A (possibly nested) mapping from keys to specs, mirroring a TensorDict.
 
     ``shape`` (alias ``batch_size``) is the batch shape shared by every entry: each entry's
     shape must start with it. ``device`` may be None (entries keep their own devices);
     otherwise entries are moved to it. Entries can be None (no constraint). Nested keys are
-    tuples of strings; plain dicts are turned into nested Composites.
+    tuples of strings; plain dicts are turned into nested Composites. ``names`` optionally
+    names the batch dimensions (see :mod:`~tdrl.data.specs.composite_names`).
 
     ``rand``/``zero``/``one`` return a TensorDict of batch size ``(*shape, *spec.shape)``;
     ``is_in`` checks every non-None entry (a missing entry makes it False); ``project``
@@ -74,6 +76,7 @@ class Composite(_CompositeValues):
         shape: ShapeLike = None,
         device: DeviceLike = None,
         batch_size: ShapeLike = None,
+        names: Sequence[str | None] | None = None,
         **kwargs: TensorSpec | Mapping | None,
     ) -> None:
         if len(args) > 1:
@@ -108,6 +111,10 @@ class Composite(_CompositeValues):
         entries.extend(kwargs.items())
         for key, value in entries:
             self[key] = value
+        if names is None and args and isinstance(args[0], Composite):
+            names = args[0]._dim_names
+        if names is not None:
+            self.names = names
 
     # ---- attributes -------------------------------------------------------------------
     @property
@@ -233,6 +240,8 @@ class Composite(_CompositeValues):
             old._parents = [r for r in old._parents if r() is not self]
         if isinstance(value, Composite) and not any(r() is self for r in value._parents):
             value._parents.append(weakref.ref(self))
+        if isinstance(value, Composite):
+            self._name_child(value)
         self._specs[key] = value
 
     def __getitem__(self, key: Any) -> Any:
@@ -343,10 +352,12 @@ class Composite(_CompositeValues):
     # ---- shape ops / misc ------------------------------------------------------------------
     # every shape op maps onto the entries' own op: entries share the leading dims, so the
     # same index / dim applies to them (and Stacked entries keep their structure)
-    def _map(self, shape: torch.Size, op: Callable[[TensorSpec], TensorSpec]) -> Composite:
+    def _map(self, shape: torch.Size, op: Callable[[TensorSpec], TensorSpec],
+             names: list | None = None) -> Composite:
         out = Composite(shape=shape, device=self._device)
         for k, v in self._specs.items():
             out._put(k, None if v is None else op(v))
+        out.names = names
         return out
 
     def _index_batch(self, idx: Any) -> Composite:
@@ -354,17 +365,17 @@ class Composite(_CompositeValues):
         flips, pidx = _positive_steps(nidx, self.shape)
         probe = _shape_probe(self.shape)
         shape = (probe.flip(flips) if flips else probe)[pidx].shape
-        return self._map(shape, lambda v: v[nidx])
+        return self._map(shape, lambda v: v[nidx], cn.names_indexed(self._dim_names, nidx))
 
     def expand(self, *shape: Any) -> Composite:
         new = _expanded_shape(self.shape, _shape_args(shape), "Composite")
-        return self._map(new, lambda v: v.expand(*new, *v.shape[self.ndim :]))
+        return self._map(new, lambda v: v.expand(*new, *v.shape[self.ndim :]), cn.names_expanded(self._dim_names, len(new)))
 
     def unsqueeze(self, dim: int) -> Composite:
         d = self._resolve_dim(dim, self.ndim + 1, "unsqueeze")
         shape = list(self.shape)
         shape.insert(d, 1)
-        return self._map(torch.Size(shape), lambda v: v.unsqueeze(d))
+        return self._map(torch.Size(shape), lambda v: v.unsqueeze(d), cn.names_unsqueezed(self._dim_names, d))
 
     def squeeze(self, dim: int | None = None) -> Composite:
         if dim is None:
@@ -377,10 +388,10 @@ class Composite(_CompositeValues):
         if self.shape[d] != 1:
             return self.clone()
         shape = self.shape[:d] + self.shape[d + 1 :]
-        return self._map(shape, lambda v: v.squeeze(d))
+        return self._map(shape, lambda v: v.squeeze(d), cn.names_squeezed(self._dim_names, d))
 
     def clone(self) -> Composite:
-        return self._map(self.shape, lambda v: v.clone())
+        return self._map(self.shape, lambda v: v.clone(), self._dim_names)
 
     def index(self, index: Any, tensor_to_index: Any) -> Any:
         return tensor_to_index[index]
@@ -394,6 +405,7 @@ class Composite(_CompositeValues):
             out = Composite(shape=self.shape, device=dest)
         for k, v in self._specs.items():
             out._put(k, None if v is None else v.to(dest))
+        out.names = self._dim_names
         return out
 
     def __getstate__(self) -> dict[str, Any]:

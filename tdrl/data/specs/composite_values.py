@@ -25,7 +25,10 @@ class _CompositeValues(TensorSpec):
     def _fill(self, method: str, shape: ShapeLike) -> TensorDictBase:
         batch = _batch_shape_arg(shape)
         out = {k: getattr(v, method)(batch) for k, v in self._specs.items() if v is not None}
-        return TensorDict(out, batch_size=batch + self.shape, device=self.device)
+        names = getattr(self, "_dim_names", None)  # Composite's dimension names, if any
+        if names is not None:
+            names = [None] * len(batch) + names
+        return TensorDict(out, batch_size=batch + self.shape, device=self.device, names=names)
 
     def rand(self, shape: ShapeLike = None) -> TensorDictBase:  # type: ignore[override]
         return self._fill("rand", shape)

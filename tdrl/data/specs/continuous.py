@@ -11,6 +11,7 @@ from tdrl.data.specs._utils import (
     DTypeLike,
     ShapeLike,
     _batch_shape_arg,
+    _check_encode,
     _is_float,
     _reject_nan,
     _to_device,
@@ -118,6 +119,10 @@ class Unbounded(TensorSpec):
 
     def _values_in(self, val: torch.Tensor) -> bool:
         return True
+
+    def _check_encode(self, t: torch.Tensor) -> None:
+        # a floating Unbounded spec admits every value of its dtype, NaN included
+        _check_encode(t, type(self).__name__, self.dtype, nan_ok=_is_float(self.dtype))
 
     def _project(self, val: torch.Tensor) -> torch.Tensor:
         # a floating Unbounded spec admits every value of its dtype, NaN included
@@ -306,6 +311,14 @@ class Bounded(TensorSpec):
         if val.dtype == torch.bool:
             return bool(((val >= self.low) & (val <= self.high)).all())
         return torch.equal(val.clamp(self.low, self.high), val)
+
+    def _check_encode(self, t: torch.Tensor) -> None:
+        # integer bounds are checked (the cast would wrap); a float value is encoded as is
+        # (environments overshoot their declared float bounds), but never a NaN
+        if _is_float(self.dtype):
+            _check_encode(t, type(self).__name__, self.dtype)
+        else:
+            _check_encode(t, type(self).__name__, self.dtype, self.low, self.high)
 
     def _project(self, val: torch.Tensor) -> torch.Tensor:
         _reject_nan(val, type(self).__name__)

@@ -13,9 +13,9 @@ from tdrl.data.specs._utils import (
     DTypeLike,
     ShapeLike,
     _batch_shape_arg,
+    _check_encode,
     _check_int_range,
     _check_n,
-    _encode_error,
     _is_float,
     _no_outcome,
     _reject_nan,
@@ -26,6 +26,7 @@ from tdrl.data.specs._utils import (
 )
 from tdrl.data.specs.base import TensorSpec
 from tdrl.data.specs.boxes import CategoricalBox
+from tdrl.data.specs.discrete_unknown import _check_n_or_unknown, _UnknownNMixin
 from tdrl.data.specs.masks import _check_mask_rows, _nearest_allowed, _OneOfNMixin, _sample_allowed
 
 
@@ -148,14 +149,13 @@ class OneHot(_OneOfNMixin, TensorSpec):
             return t
         cat_shape = self.shape[:-1]
         if t.numel() == cat_shape.numel() and not _is_float(t.dtype):
-            t = t.reshape(cat_shape).to(torch.int64)
-            if bool(((t < 0) | (t >= self.n)).any()):
-                raise _encode_error(
-                    f"OneHot.encode: categorical value(s) must be in [0, {self.n - 1}], got "
-                    f"min={int(t.min())}, max={int(t.max())}"
-                )
-            return F.one_hot(t, self.n)
+            t = t.reshape(cat_shape)
+            _check_encode(t, "OneHot", torch.int64, 0, self.n - 1, "categorical value(s)")
+            return F.one_hot(t.to(torch.int64), self.n)
         return self._fit_shape(t)
+
+    def _check_encode(self, t: torch.Tensor) -> None:
+        _check_encode(t, "OneHot", self.dtype, 0, 1, "one-hot entries")
 
     def to_numpy(self, val: torch.Tensor, safe: bool | None = None) -> np.ndarray:
         """Return the index of the hot entry as a numpy array (TorchRL semantics)."""
@@ -221,7 +221,7 @@ class OneHot(_OneOfNMixin, TensorSpec):
 # --------------------------------------------------------------------------------------
 # Categorical
 # --------------------------------------------------------------------------------------
-class Categorical(_OneOfNMixin, TensorSpec):
+class Categorical(_UnknownNMixin, _OneOfNMixin, TensorSpec):
     """Discrete spec storing indices in ``{0, ..., n - 1}``.
 
     The sample shape is exactly ``shape`` (default ``()``): add a singleton dimension
@@ -256,7 +256,7 @@ class Categorical(_OneOfNMixin, TensorSpec):
         dtype: DTypeLike = torch.int64,
         mask: torch.Tensor | None = None,
     ) -> None:
-        n = _check_n(n, "Categorical", allow_zero=True)
+        n = _check_n_or_unknown(n, "Categorical")  # -1: unknown size (discrete_unknown.py)
         size = _to_size(shape)
         self.shape = torch.Size([]) if size is None else size
         self.dtype = _to_dtype(dtype, torch.int64)
@@ -302,6 +302,11 @@ class Categorical(_OneOfNMixin, TensorSpec):
 
     def _encode_tensor(self, t: torch.Tensor) -> torch.Tensor:
         return self._fit_shape(t)
+
+    def _check_encode(self, t: torch.Tensor) -> None:
+        if self.n < 0:  # no known number of categories: the dtype's range
+            return super()._check_encode(t)
+        _check_encode(t, type(self).__name__, self.dtype, 0, self.n - 1)
 
     def index(self, index: torch.Tensor, tensor_to_index: torch.Tensor) -> torch.Tensor:
         """Gather ``tensor_to_index`` along its last dim; the result has ``index``'s shape.

@@ -14,6 +14,7 @@ from tdrl.data.specs._utils import (
     DTypeLike,
     ShapeLike,
     _batch_shape_arg,
+    _check_encode,
     _check_int_range,
     _check_nvec,
     _encode_error,
@@ -144,16 +145,15 @@ class MultiOneHot(_MaskedMixin, TensorSpec):
         t = self._fit_shape(t, cat_shape)
         if not _is_float(t.dtype):
             cat = MultiCategorical(self.nvec, shape=cat_shape, device=self.device)
-            if not cat.is_in(t.to(cat.dtype)):
-                raise _encode_error(
-                    f"MultiOneHot.encode: categorical values {t.tolist()} are outside nvec "
-                    f"{self.nvec}"
-                )
+            _check_encode(t, "MultiOneHot", cat.dtype, 0, cat.nvec - 1, "categorical values")
             return cat.to_one_hot(t)
         raise _encode_error(
             f"MultiOneHot.encode: expected a one-hot value of shape {tuple(self.shape)} or "
             f"integer indices of shape {tuple(cat_shape)}, got dtype {t.dtype}"
         )
+
+    def _check_encode(self, t: torch.Tensor) -> None:
+        _check_encode(t, "MultiOneHot", self.dtype, 0, 1, "one-hot entries")
 
     def to_numpy(self, val: torch.Tensor, safe: bool | None = None) -> np.ndarray:
         """Return one index per block (last dim ``len(nvec)``) as a numpy array."""
@@ -324,6 +324,9 @@ class MultiCategorical(_MaskedMixin, TensorSpec):
             pos = val.to(torch.int64) + self._offsets(val.device)
             return bool(mask.gather(-1, pos).all())
         return True
+
+    def _check_encode(self, t: torch.Tensor) -> None:
+        _check_encode(t, type(self).__name__, self.dtype, 0, (self._nvec_t - 1).to(t.device))
 
     def _project(self, val: torch.Tensor) -> torch.Tensor:
         _reject_nan(val, type(self).__name__)

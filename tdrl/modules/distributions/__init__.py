@@ -4,7 +4,8 @@ Continuous (:mod:`~tdrl.modules.distributions.continuous`): ``TanhNormal``,
 ``IndependentNormal``, ``TruncatedNormal``, ``Delta``, ``TanhDelta`` and
 tensordict's ``NormalParamExtractor``. Discrete
 (:mod:`~tdrl.modules.distributions.discrete`): ``OneHotCategorical``,
-``MaskedCategorical``, ``MaskedOneHotCategorical``.
+``MaskedCategorical``, ``MaskedOneHotCategorical``; ordinal
+(:mod:`~tdrl.modules.distributions.ordinal`): ``Ordinal``, ``OneHotOrdinal``.
 
 Every class subclasses :class:`torch.distributions.Distribution` and has a
 ``deterministic_sample`` attribute.
@@ -44,6 +45,8 @@ from tdrl.modules.distributions.discrete import (
     OneHotCategorical,
     ReparamGradientStrategy,
 )
+from tdrl.modules.distributions.ordinal import OneHotOrdinal, Ordinal
+from tdrl.modules.distributions.removed import NormalParamWrapper
 
 __all__ = [
     "Delta",
@@ -51,7 +54,10 @@ __all__ = [
     "MaskedCategorical",
     "MaskedOneHotCategorical",
     "NormalParamExtractor",
+    "NormalParamWrapper",
     "OneHotCategorical",
+    "OneHotOrdinal",
+    "Ordinal",
     "ReparamGradientStrategy",
     "TanhDelta",
     "TanhNormal",

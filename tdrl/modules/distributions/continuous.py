@@ -14,6 +14,7 @@ from tensordict.nn import NormalParamExtractor
 
 from tdrl.modules.distributions.delta import Delta, TanhDelta
 from tdrl.modules.distributions.normal import IndependentNormal
+from tdrl.modules.distributions.removed import NormalParamWrapper
 from tdrl.modules.distributions.safe_tanh import SafeTanhTransform
 from tdrl.modules.distributions.tanh_normal import TanhNormal
 from tdrl.modules.distributions.truncated_normal import TruncatedNormal
@@ -23,6 +24,7 @@ __all__ = [
     "Delta",
     "IndependentNormal",
     "NormalParamExtractor",
+    "NormalParamWrapper",
     "SafeTanhTransform",
     "TanhDelta",
     "TanhNormal",

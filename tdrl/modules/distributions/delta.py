@@ -58,8 +58,9 @@ class Delta(D.Distribution):
     ``log_prob(x)`` is ``0`` where ``x`` matches ``param`` within
     ``atol + rtol * |param|`` on the whole event, ``-inf`` elsewhere (the log
     of the probability mass; TorchRL's returns ``+inf`` at the point, which
-    poisons losses). ``rsample`` keeps the gradient to ``param``; ``entropy``
-    is ``0`` (the entropy of a point mass).
+    poisons losses), and NaN for a value holding a NaN. ``rsample`` keeps the
+    gradient to ``param`` (``has_rsample`` is ``True``); ``entropy`` is ``0``
+    (the entropy of a point mass).
 
     Examples:
         >>> import torch
@@ -118,9 +119,13 @@ class Delta(D.Distribution):
     def log_prob(self, value: Tensor) -> Tensor:
         close = self._is_equal(value)
         v = self._value()
-        return torch.zeros(close.shape, dtype=v.dtype, device=v.device).masked_fill_(
+        out = torch.zeros(close.shape, dtype=v.dtype, device=v.device).masked_fill_(
             ~close, -math.inf
         )
+        nan = value.isnan()  # a NaN is not "elsewhere": its log-prob stays NaN
+        if self._sum is not None:
+            nan = nan.any(self._sum)
+        return out.masked_fill_(nan, math.nan)
 
     def update(self, param: Tensor) -> None:
         """Moves the point to ``param`` (same shape), in place.

@@ -6,6 +6,11 @@ argument validation, and expose ``deterministic_sample`` (the mode).
 Index-valued classes return ``int64`` indices of shape ``batch_shape``;
 one-hot classes return ``int64`` one-hot tensors from ``sample``/``mode`` and
 floating one-hot tensors (carrying a gradient) from ``rsample``.
+
+As in TorchRL, ``has_rsample`` is ``False`` for every class here: a module
+that draws with ``rsample`` when it can (tensordict's probabilistic modules,
+:func:`tdrl.modules.draw`) writes exact ``int64`` actions; ``rsample`` is there
+for a caller who asks for a straight-through sample explicitly.
 """
 from __future__ import annotations
 
@@ -120,7 +125,7 @@ class _CategoricalBase(D.Categorical):
 class _OneHotMixin:
     """Turns an index-valued ``_CategoricalBase`` into a one-hot one (event shape ``(n,)``)."""
 
-    has_rsample = True
+    has_rsample = False  # rsample is opt-in: RANDOM draws must be exact one-hot actions
     support = constraints.one_hot
 
     def _set_one_hot(self, grad_method: ReparamGradientStrategy | str | None) -> None:
@@ -181,6 +186,8 @@ class _OneHotMixin:
                 f"{type(self).__name__}.log_prob expects one-hot values with last dim {n}, "
                 f"got shape {tuple(value.shape)}"
             )
+        if value.dtype == torch.bool:  # bool one-hot actions (OneHot's default spec dtype)
+            value = value.view(torch.uint8)
         return self._log_prob_index(value.argmax(-1))
 
     @property
@@ -208,8 +215,10 @@ class OneHotCategorical(_OneHotMixin, _CategoricalBase):
     """Categorical distribution over one-hot vectors.
 
     ``sample``/``mode``/``deterministic_sample`` return ``int64`` one-hot
-    tensors; ``rsample`` returns a floating one-hot tensor whose gradient
-    follows ``grad_method`` (see :class:`ReparamGradientStrategy`);
+    tensors; ``has_rsample`` is ``False`` (TorchRL's value), so an actor in
+    RANDOM mode samples exact one-hot actions. ``rsample``, called
+    explicitly, returns a floating one-hot tensor whose gradient follows
+    ``grad_method`` (see :class:`ReparamGradientStrategy`);
     ``log_prob`` reads the index of the one in the last dim. ``event_shape``
     is ``(n,)`` (the one-hot vector), like
     :class:`torch.distributions.OneHotCategorical`.
@@ -228,6 +237,8 @@ class OneHotCategorical(_OneHotMixin, _CategoricalBase):
         >>> x = d.sample((4,))
         >>> x.shape, x.dtype, d.log_prob(x).shape
         (torch.Size([4, 1, 3]), torch.int64, torch.Size([4, 1]))
+        >>> d.has_rsample, d.rsample().dtype
+        (False, torch.float32)
     """
 
     def __init__(
@@ -455,3 +466,20 @@ class MaskedOneHotCategorical(_OneHotMixin, MaskedCategorical):
             logits=self.logits.expand(shape), mask=self._mask.expand(shape),
             neg_inf=self.neg_inf, grad_method=self.grad_method,
         )
+
+
+
+_ORDINAL_NAMES = frozenset({"OneHotOrdinal", "Ordinal", "_generate_ordinal_logits"})
+
+
+def __getattr__(name: str) -> Any:
+    """TorchRL keeps its ordinal distributions in this module; tdrl's live in ``ordinal.py``.
+
+    ``ordinal.py`` subclasses :class:`OneHotCategorical` from here, so the names are
+    served lazily (no import cycle).
+    """
+    if name in _ORDINAL_NAMES:
+        from tdrl.modules.distributions import ordinal
+
+        return getattr(ordinal, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -134,8 +134,9 @@ class TruncatedNormal(BoundedSupportMixin, D.Distribution):
         _, _, _, _, log_z, _ = self._std
         z = (value - self.loc) / self.scale
         lp = -0.5 * z * z - LOG_SQRT_2PI - self.scale.log() - log_z
-        inside = (value >= b.lo) & (value <= b.hi)
-        lp = torch.where(inside, lp, torch.full_like(lp, -math.inf))
+        # -inf outside [low, high]; a NaN value is neither inside nor outside and stays NaN
+        outside = (value < b.lo) | (value > b.hi)
+        lp = torch.where(outside, torch.full_like(lp, -math.inf), lp)
         return self._sum_event(lp)
 
     def rsample(self, sample_shape: Sequence[int] = _EMPTY) -> Tensor:

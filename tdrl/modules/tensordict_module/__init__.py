@@ -28,6 +28,20 @@ from tdrl.modules.tensordict_module.qvalue import (
 from tdrl.modules.tensordict_module.sequence import SafeSequential
 from tdrl.modules.tensordict_module.tanh import TanhModule
 
+# isort: split
+# actors / exploration extras (issue 18)
+from tdrl.modules.tensordict_module.multistep import MultiStepActorWrapper
+from tdrl.modules.tensordict_module.random_policy import (
+    RandomPolicy,
+    set_exploration_modules_spec_from_env,
+)
+from tdrl.modules.tensordict_module.removed import (
+    AdditiveGaussianWrapper,
+    EGreedyWrapper,
+    OrnsteinUhlenbeckProcessWrapper,
+)
+from tdrl.modules.tensordict_module.vmap import VmapModule
+
 __all__ = [
     "ActorCriticOperator",
     "ActorCriticWrapper",
@@ -51,4 +65,12 @@ __all__ = [
     "EGreedyModule",
     "AdditiveGaussianModule",
     "OrnsteinUhlenbeckProcessModule",
+    # actors / exploration extras (issue 18)
+    "MultiStepActorWrapper",
+    "RandomPolicy",
+    "set_exploration_modules_spec_from_env",
+    "VmapModule",
+    "EGreedyWrapper",
+    "AdditiveGaussianWrapper",
+    "OrnsteinUhlenbeckProcessWrapper",
 ]

@@ -170,3 +170,6 @@ __all__ += [
     "QValueHook",
     "DistributionalQValueHook",
 ]
+from tdrl.modules.tensordict_module.multistep import MultiStepActorWrapper  # noqa: E402
+
+__all__ += ["MultiStepActorWrapper"]

@@ -348,3 +348,12 @@ def ensure_tensordict_compatible(
     if safe:
         kwargs["safe"] = safe
     return wrapper_type(module, **kwargs)
+
+
+def __getattr__(name: str) -> Any:
+    """``VmapModule`` lives in ``vmap.py``; served here at TorchRL's import path."""
+    if name == "VmapModule":
+        from tdrl.modules.tensordict_module.vmap import VmapModule
+
+        return VmapModule
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

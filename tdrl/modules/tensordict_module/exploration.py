@@ -461,3 +461,22 @@ class OrnsteinUhlenbeckProcessModule(_Annealed):
             f"eps={self.eps.item():.4f}, theta={self.theta}, mu={self.mu}, sigma={self.sigma}, "
             f"dt={self.dt}, action_key={self._action_key!r}, safe={self.safe}"
         )
+
+
+_ELSEWHERE = {
+    "RandomPolicy": "random_policy",
+    "set_exploration_modules_spec_from_env": "random_policy",
+    "EGreedyWrapper": "removed",
+    "AdditiveGaussianWrapper": "removed",
+    "OrnsteinUhlenbeckProcessWrapper": "removed",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """TorchRL's names in this module that tdrl keeps in ``random_policy.py`` / ``removed.py``."""
+    if name in _ELSEWHERE:
+        import importlib
+
+        module = importlib.import_module(f"tdrl.modules.tensordict_module.{_ELSEWHERE[name]}")
+        return getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

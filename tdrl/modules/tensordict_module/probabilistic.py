@@ -10,7 +10,7 @@ from tensordict.nn import CompositeDistribution, TensorDictModuleBase, set_compo
 from tensordict.utils import NestedKey
 from torch import distributions as D
 
-from tdrl.data.tensor_specs import TensorSpec
+from tdrl.data.tensor_specs import Composite, TensorSpec
 from tdrl.envs.utils import ExplorationType as InteractionType
 from tdrl.envs.utils import exploration_type as interaction_type
 from tdrl.modules.distributions import Delta
@@ -43,7 +43,18 @@ def _deterministic(dist: D.Distribution) -> Any:
         return dist.mode
 
 
+def _has_discrete_support(dist: D.Distribution) -> bool:
+    try:
+        return bool(dist.support.is_discrete)
+    except (AttributeError, NotImplementedError, TypeError):  # no (or a broken) support
+        return False
+
+
 def _mean(dist: D.Distribution, n_empirical_estimate: int) -> Any:
+    if _has_discrete_support(dist):
+        # the mean of a discrete distribution (NaN for torch's Categorical, the probabilities
+        # for a one-hot one) is not an action: MEAN writes the mode, a value in the support
+        return dist.mode
     try:
         return dist.mean
     except NotImplementedError:  # no closed form: average samples
@@ -57,9 +68,10 @@ def draw(
 
     RANDOM samples (``rsample`` when the distribution has it), MODE and MEDIAN
     read the attribute of that name, MEAN reads ``mean`` (or averages
-    ``n_empirical_estimate`` samples when the distribution has no mean),
-    DETERMINISTIC reads ``deterministic_sample`` (else the mode of a discrete
-    distribution or the mean of a continuous one).
+    ``n_empirical_estimate`` samples when the distribution has no mean; a
+    distribution with a discrete support gives its mode, since its mean is
+    not a value it can take), DETERMINISTIC reads ``deterministic_sample``
+    (else the mode of a discrete distribution or the mean of a continuous one).
 
     Examples:
         >>> import torch
@@ -67,6 +79,8 @@ def draw(
         >>> d = torch.distributions.Normal(torch.zeros(2), torch.ones(2))
         >>> draw(d, InteractionType.MEAN)
         tensor([0., 0.])
+        >>> draw(torch.distributions.Categorical(logits=torch.tensor([0.0, 2.0])), InteractionType.MEAN)
+        tensor(1)
     """
     if kind is InteractionType.RANDOM:
         return dist.rsample() if dist.has_rsample else dist.sample()
@@ -81,6 +95,17 @@ def draw(
     raise ValueError(
         f"unknown interaction type {kind!r}; valid: {[t.name for t in InteractionType]}"
     )
+
+
+def _discrete_dtype(spec: Composite | None, key: NestedKey) -> torch.dtype | None:
+    """The integer or bool dtype of ``key``'s leaf spec (a discrete draw is cast to it), else None."""
+    if spec is None or key not in spec.keys(include_nested=True):
+        return None
+    leaf = spec[key]
+    dtype = getattr(leaf, "dtype", None)
+    if isinstance(leaf, Composite) or not isinstance(dtype, torch.dtype):
+        return None
+    return None if dtype.is_floating_point or dtype.is_complex else dtype
 
 
 def _joint(dist: D.Distribution) -> Callable[..., tuple[Any, Any]] | None:
@@ -214,6 +239,7 @@ class SafeProbabilisticModule(TDRLModuleBase):
         check_safe(self.spec, safe, type(self).__name__)
         self.safe = safe
         self._projector = SpecProjector(self.spec if safe else None, out, type(self).__name__)
+        self._cast_dtype = None if self._composite else _discrete_dtype(self.spec, out[0])
         self.cache_dist = cache_dist
         self.n_empirical_estimate = int(n_empirical_estimate)
         if num_samples is not None:
@@ -311,11 +337,16 @@ class SafeProbabilisticModule(TDRLModuleBase):
             td = td.expand(*self.num_samples, *td.batch_size)
         if self._composite:
             return self._write_composite(td, dist, value, log_prob)
+        if self._return_log_prob and log_prob is None:
+            log_prob = dist.log_prob(value)
+        cast = self._cast_dtype
+        if cast is not None and value.dtype != cast and not value.dtype.is_floating_point:
+            value = value.to(cast)  # an int64 draw written in the spec's dtype (e.g. bool one-hot)
         if self._projector:
             value = self._projector.project(*self._projector.pairs[0], value)
         set_value(td, self._sample_key, value)
         if self._return_log_prob:
-            set_value(td, self.log_prob_key, dist.log_prob(value) if log_prob is None else log_prob)
+            set_value(td, self.log_prob_key, log_prob)
         return td
 
     def _write_composite(
