@@ -23,7 +23,9 @@ How to add a recipe
    (vector envs, evaluation), :mod:`~tdrl.recipes.blocks` (episode stats,
    Adam, schedules), :mod:`~tdrl.recipes.replay` (replay buffer),
    :mod:`~tdrl.recipes.runfiles` (checkpoints, metrics),
-   :mod:`~tdrl.recipes.report` (progress bar, plots, GIFs) and
+   :mod:`~tdrl.recipes.report` (progress bar, plots, GIFs),
+   :mod:`~tdrl.recipes.finite` (NaN/inf checks: call ``check_finite`` once per
+   batch on what the algorithm produces; the loop scans every checkpoint) and
    :mod:`~tdrl.recipes.loop` (preparing and running a run).
 
 Recipes import gymnasium when used, so they are loaded on demand.

@@ -61,6 +61,7 @@ from tdrl.recipes.blocks import (
 )
 from tdrl.recipes.config import CommonConfig, TrainError, check_positive, check_range, option
 from tdrl.recipes.envs import EnvInfo, check_env_step, final_observations
+from tdrl.recipes.finite import check_finite, check_params
 from tdrl.recipes.offpolicy import OffPolicy, check_offpolicy
 from tdrl.recipes.protocol import Recipe
 from tdrl.recipes.remote import ApexConfig, open_apex_collector
@@ -320,6 +321,7 @@ class DQN(OffPolicy):
         # --workers: Ape-X actors on Ray stream their transitions in (receive); no local envs
         self.collector = open_apex_collector(cfg, self.qnet, self.explorer, int(action_space.n))
         self.synced_at = 0
+        self.grad_norms: list[torch.Tensor] = []  # of the current training phase
         if self.collector is None:
             self.open_envs()
         else:
@@ -342,13 +344,14 @@ class DQN(OffPolicy):
             action = self.explorer(td)["action"]
         obs, reward, terminated, truncated, info = self.envs.step(action.cpu().numpy())
         self.global_step += n
-        check_env_step(obs, reward, self.global_step)
         done = terminated | truncated
+        final = final_observations(info, done) if done.any() else None
+        check_env_step(obs, reward, self.global_step, final)
         self.stats.update(reward, done, self.global_step, self.clock())
         next_obs = obs
-        if done.any():  # same-step autoreset: the true last observation is in info
+        if final is not None:  # same-step autoreset: the true last observation is in info
             next_obs = obs.copy()
-            next_obs[done] = final_observations(info, done)
+            next_obs[done] = final
         self.store(self.obs, action, reward, next_obs, terminated, done)
         self.egreedy.step(n)
         self.obs = self._obs_tensor(obs)
@@ -444,7 +447,7 @@ class DQN(OffPolicy):
         loss = F.smooth_l1_loss(q, target)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        nn.utils.clip_grad_norm_(self.qnet.parameters(), cfg.max_grad_norm)
+        self.grad_norms.append(nn.utils.clip_grad_norm_(self.qnet.parameters(), cfg.max_grad_norm))
         self.optimizer.step()
         self.updates += 1
         if cfg.tau < 1.0:
@@ -471,6 +474,7 @@ class DQN(OffPolicy):
                         loss, q = self.train_step()
                         losses.append(loss)
                         qs.append(q)
+                    self.check_phase(losses[-cfg.gradient_steps:])
                 if (
                     cfg.tau == 1.0
                     and self.global_step // cfg.target_update > before // cfg.target_update
@@ -487,6 +491,13 @@ class DQN(OffPolicy):
             "lr": self.lr(),
             "updates": self.updates,
         }
+
+    def check_phase(self, losses: list[torch.Tensor]) -> None:
+        """Once per training phase (one sync): its losses, gradient norms, then the weights."""
+        norms, self.grad_norms = self.grad_norms, []
+        check_finite(self.global_step, loss=torch.stack(losses),
+                     **{"gradient (norm)": torch.stack(norms)})
+        check_params(self.qnet, self.global_step)
 
     # -- checkpointing (the rest is OffPolicy's) --------------------------------------------
     def checkpointed(self) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import os
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -22,18 +23,25 @@ from tdrl.recipes.env_ids import make_env, user_factory
 
 __all__ = [
     "EVAL_SEED_OFFSET",
+    "MAX_PARAMETERS",
     "ActFn",
     "EnvInfo",
     "action_kind",
     "check_action_space",
     "check_env_id",
+    "check_env_reset",
     "check_env_step",
+    "check_network_size",
+    "check_policy_action",
     "evaluate",
     "final_observations",
     "is_discrete",
     "make_vec_env",
     "probe_env",
 ]
+
+# The largest networks check_network_size lets a run build (parameters over all its MLPs).
+MAX_PARAMETERS = 10**9
 
 # The final evaluation (and ``tdrl eval``) resets env i with ``seed + EVAL_SEED_OFFSET + i``.
 EVAL_SEED_OFFSET = 1_000_003
@@ -162,10 +170,8 @@ def check_action_space(
     if kind == "discrete" and space.start != 0:
         raise TrainError(f"{env_id} has a Discrete action space starting at {space.start}; only 0")
     if kind is not None and kind in allowed:
-        if kind == "box" and not (np.isfinite(space.low).all() and np.isfinite(space.high).all()):
-            raise TrainError(
-                f"{env_id} has an unbounded Box action space {space}; need finite bounds"
-            )
+        if kind == "box":
+            _check_box_bounds(env_id, space)
         return
     names = {"discrete": "Discrete", "box": "1-D Box"}
     if kind is None or len(allowed) > 1:
@@ -179,6 +185,74 @@ def check_action_space(
     raise TrainError(
         f"{algo} needs a {wanted} action space, but {env_id} has {space} ({described[kind]}){hint}"
     )
+
+
+def _check_box_bounds(env_id: str, space: Any) -> None:
+    """A continuous action space the policy can squash into: finite, ``low < high``, and a
+    width and centre that float32 can hold (``+-3e38`` overflows to inf)."""
+    low = np.asarray(space.low, dtype=np.float64).reshape(-1)
+    high = np.asarray(space.high, dtype=np.float64).reshape(-1)
+    if low.size == 0:
+        raise TrainError(f"{env_id} has an empty Box action space {space}; need >= 1 dimension")
+    if not (np.isfinite(low).all() and np.isfinite(high).all()):
+        raise TrainError(
+            f"{env_id} has an unbounded Box action space {space}; need finite bounds"
+        )
+    bad = np.flatnonzero(~(low < high))
+    if bad.size:
+        i = int(bad[0])
+        raise TrainError(
+            f"{env_id} has a degenerate Box action space {space}: low must be < high in every "
+            f"dimension, got low={low[i]:g} >= high={high[i]:g} at index {i}"
+        )
+    limit = float(np.finfo(np.float32).max)
+    if not (np.abs(high - low) <= limit).all() or not (np.abs(high + low) <= limit).all():
+        raise TrainError(
+            f"{env_id} has a Box action space {space} whose width (high - low) overflows "
+            f"float32 (max {limit:.3g}); rescale the actions (e.g. a RescaleAction wrapper)"
+        )
+
+
+def check_network_size(cfg: Any, obs_space: Any, action_space: Any) -> None:
+    """Refuse ``--hidden`` / ``--head-hidden`` sizes whose networks cannot be trained here.
+
+    Estimates the parameters of the largest network stack a recipe builds (three
+    MLPs from the observation through the hidden layers to the actions, as SAC's
+    actor and twin critics) and the memory to train them (weights, gradients,
+    Adam's two moments and a target copy: 20 bytes per float32 parameter);
+    raises :class:`TrainError` above :data:`MAX_PARAMETERS` or the machine's memory.
+
+    Examples:
+        >>> import gymnasium as gym
+        >>> from types import SimpleNamespace
+        >>> spaces = gym.spaces.Box(-1, 1, (4,)), gym.spaces.Discrete(2)
+        >>> check_network_size(SimpleNamespace(hidden=(64, 64)), *spaces)
+        >>> check_network_size(SimpleNamespace(hidden=(10**6, 10**6)), *spaces)
+        Traceback (most recent call last):
+        ...
+        tdrl.recipes.config.TrainError: --hidden 1000000,1000000 makes networks of about 3e+12 parameters ...
+    """
+    hidden = tuple(getattr(cfg, "hidden", ())) + tuple(getattr(cfg, "head_hidden", ()))
+    obs_dim = int(np.prod(obs_space.shape))
+    out = int(action_space.n) if is_discrete(action_space) else 2 * int(np.prod(action_space.shape))
+    sizes = [obs_dim + (0 if is_discrete(action_space) else out), *hidden, out]
+    params = 3 * sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:]))
+    need = 20 * params
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, OSError, ValueError):  # not POSIX
+        memory = None
+    if params > MAX_PARAMETERS or (memory and need > memory):
+        flags = ", ".join(
+            f"--{k.replace('_', '-')} {','.join(map(str, v))}"
+            for k in ("hidden", "head_hidden") if (v := getattr(cfg, k, ()))
+        )
+        room = f" and this machine has {memory / 2**30:.0f} GiB of memory" if memory else ""
+        raise TrainError(
+            f"{flags} makes networks of about {params:.0e} parameters (about "
+            f"{need / 2**30:,.0f} GiB to train); the limit is {MAX_PARAMETERS:.0e} parameters"
+            f"{room}"
+        )
 
 
 def make_vec_env(env_id: str, num_envs: int, **make_kwargs: Any) -> Any:
@@ -214,10 +288,15 @@ def final_observations(info: dict, done: np.ndarray) -> np.ndarray:
     return np.stack([info["final_obs"][i] for i in np.flatnonzero(done)])
 
 
-def check_env_step(obs: np.ndarray, reward: np.ndarray, step: int) -> None:
+def check_env_step(
+    obs: np.ndarray, reward: np.ndarray, step: int, final_obs: np.ndarray | None = None
+) -> None:
     """Raise :class:`~tdrl.recipes.config.NonFiniteError` if the env returned NaN or inf.
 
-    The recipes call it on every vector step (two ``isfinite`` reductions).
+    ``final_obs``: the last observations of the episodes that ended at this step
+    (same-step autoreset puts them in ``info``; ``obs`` then holds the next
+    episodes' reset observations). The recipes call it on every vector step
+    (one ``isfinite`` reduction per array).
 
     Examples:
         >>> check_env_step(np.zeros((2, 3)), np.ones(2), step=2)
@@ -225,11 +304,48 @@ def check_env_step(obs: np.ndarray, reward: np.ndarray, step: int) -> None:
         Traceback (most recent call last):
         ...
         tdrl.recipes.config.NonFiniteError: non-finite reward from the env at step 2
+        >>> check_env_step(np.zeros((2, 3)), np.ones(2), 2, final_obs=np.full((1, 3), np.nan))
+        Traceback (most recent call last):
+        ...
+        tdrl.recipes.config.NonFiniteError: non-finite final observation of an ended episode from the env at step 2
     """
     if not np.isfinite(obs).all():
         raise NonFiniteError("observation from the env", step)
     if not np.isfinite(reward).all():
         raise NonFiniteError("reward from the env", step)
+    if final_obs is not None and not np.isfinite(final_obs).all():
+        raise NonFiniteError("final observation of an ended episode from the env", step)
+
+
+def check_env_reset(obs: np.ndarray, step: int = 0) -> None:
+    """Raise :class:`~tdrl.recipes.config.NonFiniteError` if ``reset()`` returned NaN or inf.
+
+    Examples:
+        >>> check_env_reset(np.array([[0.0, np.nan]]))
+        Traceback (most recent call last):
+        ...
+        tdrl.recipes.config.NonFiniteError: non-finite reset observation from the env at step 0
+    """
+    if not np.isfinite(obs).all():
+        raise NonFiniteError("reset observation from the env", step)
+
+
+def check_policy_action(action: np.ndarray) -> None:
+    """Raise a ``ValueError`` if the policy produced a NaN/inf action (before the env sees it).
+
+    The run loop names the cause (:func:`tdrl.recipes.finite.diagnose`): the
+    weights if they hold a NaN/inf, else the policy's outputs.
+
+    Examples:
+        >>> check_policy_action(np.array([[0.5]], dtype=np.float32))
+        >>> check_policy_action(np.array([[np.nan]], dtype=np.float32))
+        Traceback (most recent call last):
+        ...
+        ValueError: the policy's actions hold a non-finite value (nan)
+    """
+    if action.dtype.kind == "f" and not np.isfinite(action).all():
+        bad = action[~np.isfinite(action)].reshape(-1)[0]
+        raise ValueError(f"the policy's actions hold a non-finite value ({bad})")
 
 
 def evaluate(act: ActFn, env_id: str, episodes: int, seed: int) -> np.ndarray:

@@ -54,10 +54,12 @@ from tdrl.recipes.envs import (
     EnvInfo,
     action_kind,
     check_action_space,
+    check_network_size,
     evaluate,
     probe_env,
 )
 from tdrl.recipes.eval_act import eval_act
+from tdrl.recipes.finite import check_state, diagnose
 from tdrl.recipes.loggers import check_loggers, open_loggers
 from tdrl.recipes.protocol import Algorithm, Recipe
 from tdrl.recipes.remote import WorkerFailure
@@ -124,18 +126,21 @@ class StopSignal:
 # ----------------------------------------------------------------------------- preparing a run
 @dataclasses.dataclass
 class RunPlan:
-    """A checked run, ready for :func:`train` (nothing has been written yet).
+    """A run checked as far as it can be without reading its directory (nothing written yet).
 
-    ``resume_state`` is the loaded checkpoint when resuming, else ``None``;
-    ``force`` clears the previous run files first.
+    A new run has its configuration and env here already; a resumed one gets
+    them from its checkpoint, which :func:`train` reads only once it holds the
+    directory's lock (``cfg``, ``env`` and ``resume_state`` are filled in then).
     """
 
     recipe: Recipe
-    cfg: Any
     run_dir: Path
-    env: EnvInfo
-    resume_state: dict[str, Any] | None = None
+    explicit: dict[str, Any]
+    resume: bool = False
     force: bool = False
+    cfg: Any = None
+    env: EnvInfo | None = None
+    resume_state: dict[str, Any] | None = None
 
     @property
     def finished(self) -> bool:
@@ -158,7 +163,8 @@ def default_run_dir(recipe: Recipe, explicit: dict[str, Any]) -> Path:
         'runs/dqn-CartPole-v1-s3'
     """
     defaults = recipe.config()
-    env_id = explicit.get("env") or defaults.env
+    env_id = explicit.get("env")
+    env_id = defaults.env if env_id is None else env_id
     seed = explicit.get("seed")
     seed = defaults.seed if seed is None else seed
     return Path("runs") / f"{recipe.name}-{env_id}-s{seed}"
@@ -183,13 +189,13 @@ def plan_run(
     resume: bool = False,
     force: bool = False,
 ) -> RunPlan:
-    """Check a new (or, with ``resume``, a continued) run; raises :class:`TrainError`.
+    """Check a new run's flags, env and device; raises :class:`TrainError`, writes nothing.
 
     ``explicit`` maps config fields to the values given on the command line
     (``None`` = not given). A new run takes the dataclass defaults, then the
-    recipe's per-env defaults, then ``explicit``; a resumed one the saved
-    configuration, where only :data:`~tdrl.recipes.config.RESUME_OVERRIDABLE`
-    fields may change.
+    recipe's per-env defaults, then ``explicit``. Nothing here reads the run
+    directory: what is in it (a previous run, the checkpoint to ``resume``) is
+    read by :func:`train` under the directory's lock.
 
     Examples:
         >>> from tdrl.recipes import get_recipe
@@ -198,53 +204,24 @@ def plan_run(
         (4, True)
     """
     run_dir = Path(out) if out else default_run_dir(recipe, explicit)
-    if run_dir.is_dir():
-        RunLock.check(run_dir)  # a live run owns it: touch nothing
+    plan = RunPlan(recipe, run_dir, dict(explicit), resume, force)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise TrainError(f"--out {run_dir} exists and is not a directory")
     if resume:
-        ckpt = run_dir / "checkpoint.pt"
-        if not ckpt.exists():
-            raise TrainError(
-                f"no checkpoint at {ckpt}; start the run over with --force instead of --resume"
-            )
-        state = load_checkpoint(ckpt)
-        if state.get("algo") != recipe.name:
-            raise TrainError(
-                f"{run_dir} holds a {state.get('algo')} run; resume it with "
-                f"`tdrl train {state.get('algo')} --out {run_dir} --resume`"
-            )
-        cfg = config_from_dict(recipe.config, state["config"])
-        restore_from_checkpoint(getattr(cfg, "module", ""), state)
-        conflicts = [
-            f"{flag(k)} {v} (run has {getattr(cfg, k)})"
-            for k, v in explicit.items()
-            if v is not None and k not in RESUME_OVERRIDABLE and v != getattr(cfg, k)
-        ]
-        if conflicts:
-            raise TrainError(
-                "cannot change these options when resuming: "
-                + ", ".join(conflicts)
-                + f"; only {', '.join(flag(k) for k in RESUME_OVERRIDABLE)} may change"
-            )
-        for key in RESUME_OVERRIDABLE:
-            if explicit.get(key) is not None:
-                setattr(cfg, key, explicit[key])
-        cfg.validate()
-        env = _check_env(recipe, cfg.env)
-    else:
-        state = None
-        existing = existing_run_files(run_dir)
-        if existing and not force:
-            raise TrainError(
-                f"{run_dir} already holds a run ({', '.join(existing)}); pass --resume to "
-                "continue it, --force to overwrite it, or --out to choose another directory"
-            )
-        if run_dir.exists() and not run_dir.is_dir():
-            raise TrainError(f"--out {run_dir} exists and is not a directory")
-        env_id = explicit["env"] if explicit.get("env") is not None else recipe.config().env
-        env = _check_env(recipe, env_id)
-        defaults = recipe.defaults_for(env_id, env.action_space)
-        cfg = resolve_config(recipe.config, explicit, defaults)
-        cfg.validate()
+        return plan  # the configuration is the checkpoint's: read under the lock
+    env_id = explicit["env"] if explicit.get("env") is not None else recipe.config().env
+    env = _check_env(recipe, env_id)
+    defaults = recipe.defaults_for(env_id, env.action_space)
+    cfg = resolve_config(recipe.config, explicit, defaults)
+    cfg.validate()
+    _check_config(recipe, cfg, env)
+    plan.cfg, plan.env = cfg, env
+    return plan
+
+
+def _check_config(recipe: Recipe, cfg: Any, env: EnvInfo) -> None:
+    """The checks of a resolved configuration against its env (new or resumed run)."""
+    check_network_size(cfg, env.observation_space, env.action_space)
     check_device(cfg.device)
     check_loggers(cfg.logger)
     if recipe.prepare is not None:
@@ -254,7 +231,50 @@ def plan_run(
             f"--workers: env {cfg.env!r} is a Python object of this process, which Ray workers "
             "cannot make; pass an importable env (an id, or package.module:EnvClass)"
         )
-    return RunPlan(recipe, cfg, run_dir, env, state, force)
+
+
+def _read_run_dir(plan: RunPlan) -> None:
+    """The checks that read the run directory; the caller holds its lock (raises TrainError)."""
+    recipe, run_dir, explicit = plan.recipe, plan.run_dir, plan.explicit
+    if not plan.resume:
+        existing = existing_run_files(run_dir)
+        if existing and not plan.force:
+            raise TrainError(
+                f"{run_dir} already holds a run ({', '.join(existing)}); pass --resume to "
+                "continue it, --force to overwrite it, or --out to choose another directory"
+            )
+        return
+    ckpt = run_dir / "checkpoint.pt"
+    if not ckpt.exists():
+        raise TrainError(
+            f"no checkpoint at {ckpt}; start the run over with --force instead of --resume"
+        )
+    state = load_checkpoint(ckpt)
+    if state.get("algo") != recipe.name:
+        raise TrainError(
+            f"{run_dir} holds a {state.get('algo')} run; resume it with "
+            f"`tdrl train {state.get('algo')} --out {run_dir} --resume`"
+        )
+    cfg = config_from_dict(recipe.config, state["config"])
+    restore_from_checkpoint(getattr(cfg, "module", ""), state)
+    conflicts = [
+        f"{flag(k)} {v} (run has {getattr(cfg, k)})"
+        for k, v in explicit.items()
+        if v is not None and k not in RESUME_OVERRIDABLE and v != getattr(cfg, k)
+    ]
+    if conflicts:
+        raise TrainError(
+            "cannot change these options when resuming: "
+            + ", ".join(conflicts)
+            + f"; only {', '.join(flag(k) for k in RESUME_OVERRIDABLE)} may change"
+        )
+    for key in RESUME_OVERRIDABLE:
+        if explicit.get(key) is not None:
+            setattr(cfg, key, explicit[key])
+    cfg.validate()
+    plan.env = _check_env(recipe, cfg.env)
+    _check_config(recipe, cfg, plan.env)
+    plan.cfg, plan.resume_state = cfg, state
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -271,16 +291,58 @@ def train(
     callback returning ``False`` ends the run there as if it had reached
     ``total_steps`` (``summary.json`` then records ``stopped_early_at_step``).
 
-    The run owns its directory (:class:`~tdrl.recipes.runfiles.RunLock`) from
-    before the first write to the end. A new run saves a checkpoint at step 0,
-    so every run directory can be resumed. Returns the process exit status: 0
-    when finished (or already finished), 128 + the signal number when stopped
-    by SIGINT/SIGTERM (after saving a checkpoint). A
-    :class:`~tdrl.recipes.config.RunFailure` (a file that cannot be written, a
-    non-finite loss, observation or reward) keeps the last good checkpoint,
+    The run takes its directory's lock (:class:`~tdrl.recipes.runfiles.RunLock`)
+    before reading anything in it (a previous run, the checkpoint to resume) and
+    keeps it to the end; a check that fails there gives the directory back as it
+    was. A new run saves a checkpoint at step 0, so every run directory can be
+    resumed. Returns the process exit status: 0 when finished (or already
+    finished), 128 + the signal number when stopped by SIGINT/SIGTERM (after
+    saving a checkpoint). A :class:`~tdrl.recipes.config.RunFailure` (a file
+    that cannot be written, a non-finite value) keeps the last good checkpoint,
     records the failure in ``summary.json`` where it can, and is raised with a
     message saying what was kept.
     """
+    run_dir = plan.run_dir
+    if plan.resume and not run_dir.is_dir():  # nothing to read, nothing to create
+        raise TrainError(
+            f"no checkpoint at {run_dir / 'checkpoint.pt'}; start the run over with --force "
+            "instead of --resume"
+        )
+    created_dir = not run_dir.exists()
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise WriteError.from_os_error(run_dir, err) from None
+    lock = RunLock(run_dir)
+    try:
+        lock.acquire()
+    except TrainError:
+        if created_dir:
+            _remove_empty_dir(run_dir)
+        raise
+    try:
+        try:
+            _read_run_dir(plan)
+        except TrainError:  # give the directory back as it was
+            lock.release(remove=lock.created)
+            if created_dir:
+                _remove_empty_dir(run_dir)
+            raise
+        return _train_locked(plan, progress, log, callbacks)
+    finally:
+        lock.release()
+
+
+def _remove_empty_dir(path: Path) -> None:
+    try:
+        path.rmdir()
+    except OSError:  # not empty (another run got there first), or gone
+        pass
+
+
+def _train_locked(
+    plan: RunPlan, progress: bool | None, log: Callable[[str], None], callbacks: Sequence[Any]
+) -> int:
     recipe, cfg, run_dir, state = plan.recipe, plan.cfg, plan.run_dir, plan.resume_state
     if plan.finished:
         log(
@@ -289,30 +351,25 @@ def train(
         )
         return 0
     torch.set_num_threads(cfg.threads)
+    if state is None:
+        if plan.force:
+            clear_run_dir(run_dir)
+        write_json(run_dir / "config.json", {"algo": recipe.name, **config_to_dict(cfg)})
+        log(f"training {recipe.name} on {cfg.env} (seed {cfg.seed}) -> {run_dir}")
+    else:
+        log(f"resuming {recipe.name} on {cfg.env} from step {state['global_step']:,}")
+    seed_everything(cfg.seed)
+    clock = Clock(offset=float(state["wall_s"]) if state is not None else 0.0)
+    run = _Run(plan, clock)
     try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise WriteError.from_os_error(run_dir, err) from None
-    with RunLock(run_dir):
-        if state is None:
-            if plan.force:
-                clear_run_dir(run_dir)
-            write_json(run_dir / "config.json", {"algo": recipe.name, **config_to_dict(cfg)})
-            log(f"training {recipe.name} on {cfg.env} (seed {cfg.seed}) -> {run_dir}")
-        else:
-            log(f"resuming {recipe.name} on {cfg.env} from step {state['global_step']:,}")
-        seed_everything(cfg.seed)
-        clock = Clock(offset=float(state["wall_s"]) if state is not None else 0.0)
-        run = _Run(plan, clock)
-        try:
-            algo = recipe.algorithm(cfg, plan.env, clock)
-            if state is not None:
-                algo.load_state_dict(state["algo_state"])
-                set_rng_state(state["rng"])
-            return run.loop(algo, progress, log, callbacks)
-        except RunFailure as failure:
-            run.record_failure(failure)
-            raise
+        algo = recipe.algorithm(cfg, plan.env, clock)
+        if state is not None:
+            algo.load_state_dict(state["algo_state"])
+            set_rng_state(state["rng"])
+        return run.loop(algo, progress, log, callbacks)
+    except RunFailure as failure:
+        run.record_failure(failure)
+        raise
 
 
 def check_losses(losses: dict[str, Any], step: int) -> None:
@@ -343,8 +400,10 @@ class _Run:
         self.stopped_early: int | None = None
 
     def save(self, algo: Algorithm, finished: bool = False) -> None:
+        """Write the checkpoint, unless the state holds a NaN/inf (then the last one stays)."""
         plan = self.plan
         algo_state = algo.state_dict()
+        check_state(algo_state, algo.global_step, " in the state to checkpoint")
         save_checkpoint(
             self.ckpt_path,
             {
@@ -396,6 +455,10 @@ class _Run:
                         losses = algo.iterate()
                     except CollectorError as err:  # --workers: a worker kept failing
                         raise self.worker_failure(algo, err) from None
+                    except RunFailure:
+                        raise
+                    except Exception as err:  # a library check refusing NaN/inf: name it
+                        raise self.non_finite(algo, err) from None
                     step, wall = algo.global_step, clock()
                     check_losses(losses, step)
                     sps = (step - last_step) / max(wall - last_wall, 1e-9)
@@ -434,6 +497,16 @@ class _Run:
             return 128 + stopped
         self.finish(algo, train_wall, log)
         return 0
+
+    @staticmethod
+    def non_finite(algo: Algorithm, err: Exception) -> Exception:
+        """The documented failure behind ``err`` (raised inside ``iterate``), or ``err`` itself."""
+        try:
+            state = algo.state_dict()
+        except Exception:  # noqa: BLE001 - the diagnosis must not hide the error
+            state = None
+        found = diagnose(err, state, algo.global_step)
+        return err if found is None else found
 
     def worker_failure(self, algo: Algorithm, err: CollectorError) -> WorkerFailure:
         """Save a checkpoint where the workers still allow it; the error to stop the run with."""

@@ -30,7 +30,7 @@ import torch
 
 from tdrl.recipes.blocks import Clock, EpisodeStats
 from tdrl.recipes.config import TrainError, check_positive, check_range
-from tdrl.recipes.envs import make_vec_env
+from tdrl.recipes.envs import check_env_reset, make_vec_env
 from tdrl.recipes.replay import ReplayBuffer
 
 __all__ = ["OffPolicy", "check_offpolicy"]
@@ -106,6 +106,7 @@ class OffPolicy:
         """Create the vector env and reset it with the run's seed."""
         self.envs = make_vec_env(self.cfg.env, self.cfg.num_envs)
         obs, _ = self.envs.reset(seed=self.cfg.seed)
+        check_env_reset(obs)
         self.obs = self._obs_tensor(obs)
 
     def _obs_tensor(self, obs: np.ndarray) -> torch.Tensor:

@@ -45,8 +45,24 @@ from torch import nn
 from tdrl.envs.utils import ExplorationType, set_exploration_type
 from tdrl.recipes.advantages import gae
 from tdrl.recipes.blocks import Clock, EpisodeStats, deterministic_act, linear_schedule, make_adam
-from tdrl.recipes.config import CommonConfig, TrainError, check_positive, check_range, option
-from tdrl.recipes.envs import EnvInfo, check_env_step, final_observations, is_discrete, make_vec_env
+from tdrl.recipes.config import (
+    CommonConfig,
+    NonFiniteError,
+    TrainError,
+    check_positive,
+    check_range,
+    option,
+)
+from tdrl.recipes.envs import (
+    EnvInfo,
+    check_env_reset,
+    check_env_step,
+    check_policy_action,
+    final_observations,
+    is_discrete,
+    make_vec_env,
+)
+from tdrl.recipes.finite import check_finite, check_params
 from tdrl.recipes.ppo_agent import (
     AgentParts,
     action_to_env,
@@ -216,6 +232,7 @@ class PPO:
             return
         self.envs = make_vec_env(cfg.env, cfg.num_envs)
         obs, _ = self.envs.reset(seed=cfg.seed)
+        check_env_reset(obs)
         self.envs.action_space.seed(cfg.seed)
         self.obs = self._observe(obs)
 
@@ -241,7 +258,9 @@ class PPO:
         store: dict[str, list[torch.Tensor]] = {k: [] for k in keys}
         rewards = np.empty((cfg.n_steps, n_envs), dtype=np.float32)
         dones = np.empty((cfg.n_steps, n_envs), dtype=np.float32)
-        with set_exploration_type(ExplorationType.RANDOM):
+        start = self.global_step
+        # a reward that overflows float32 once scaled is reported below, not warned about
+        with set_exploration_type(ExplorationType.RANDOM), np.errstate(over="ignore"):
             for t in range(cfg.n_steps):
                 # the whole operator once: trunk, sampled action + log-prob, state value
                 td = self.agent(
@@ -249,12 +268,13 @@ class PPO:
                 )
                 for k in keys:
                     store[k].append(td.get(k))
-                obs, reward, terminated, truncated, info = self.envs.step(
-                    self.to_env(td.get("action"))
-                )
+                env_action = self.to_env(td.get("action"))
+                check_policy_action(env_action)
+                obs, reward, terminated, truncated, info = self.envs.step(env_action)
                 self.global_step += n_envs
-                check_env_step(obs, reward, self.global_step)
                 done = terminated | truncated
+                final = final_observations(info, done) if done.any() else None
+                check_env_step(obs, reward, self.global_step, final)
                 self.stats.update(reward, done, self.global_step, self.clock())
                 rewards[t] = reward * cfg.reward_scale
                 cut = truncated & ~terminated
@@ -269,6 +289,14 @@ class PPO:
             last_value = self.value_operator(
                 TensorDict({"observation": self.obs}, batch_size=[n_envs], device=device)
             )["state_value"].reshape(-1)
+        bad = ~np.isfinite(rewards).all(1)
+        if bad.any():  # finite env rewards can overflow float32 once scaled (or bootstrapped)
+            t = int(np.flatnonzero(bad)[0])
+            raise NonFiniteError(
+                f"reward x --reward-scale {cfg.reward_scale:g} (or its bootstrap from the final "
+                f"observation): {rewards[t][~np.isfinite(rewards[t])][0]}",
+                start + (t + 1) * n_envs,
+            )
         batch = TensorDict(
             {k: torch.stack(v) for k, v in store.items()},
             batch_size=[cfg.n_steps, n_envs],
@@ -281,6 +309,9 @@ class PPO:
             torch.from_numpy(dones).to(device),
             last_value,
         )
+        # once per rollout: what the policy produced and what the update will learn from
+        check_finite(self.global_step, **{"state value": values, "log-probability":
+                                          batch[self.log_prob_key], "advantage": advantages})
         batch["advantage"] = advantages
         batch["value_target"] = advantages + values
         return batch
@@ -350,6 +381,7 @@ class PPO:
             adv_full = adv_all
         whole = cfg.batch_size >= n  # one minibatch per epoch: the whole rollout, no shuffling
         logged: list[torch.Tensor] = []
+        grad_norms: list[torch.Tensor] = []
         for epoch in range(cfg.epochs):
             if whole:
                 minibatches: list[torch.Tensor | None] = [None]
@@ -377,13 +409,16 @@ class PPO:
                     loss = loss - cfg.ent_coef * _entropy(dist).mean()
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+                grad_norms.append(nn.utils.clip_grad_norm_(params, cfg.max_grad_norm))
                 self.optimizer.step()
                 if epoch == cfg.epochs - 1:  # log the last epoch's minibatches
                     with torch.no_grad():
                         kl = ((ratio - 1) - log_ratio).mean()
                         clipped = ((ratio - 1).abs() > clip).float().mean()
                         logged.append(torch.stack([policy_loss, value_loss, kl, clipped]))
+        # once per update: one sync for the gradients' norms and one for the weights
+        check_finite(self.global_step, **{"gradient (norm)": torch.stack(grad_norms)})
+        check_params(self.agent, self.global_step)
         with torch.no_grad():
             td = self.trunk(TensorDict({self.obs_key: obs_all}, batch_size=[n]))
             entropy = _entropy(self.policy.get_dist(td)).mean()

@@ -45,7 +45,12 @@ class Algorithm(Protocol):
     - ``iterate()``: one chunk of collection + learning (one rollout and update,
       or up to the next logging boundary); returns ``{column: value}`` (``None``:
       no value this time; NaN or inf stops the run as a failure). It calls
-      :func:`~tdrl.recipes.envs.check_env_step` on what the envs return;
+      :func:`~tdrl.recipes.envs.check_env_reset` / ``check_env_step`` on what the
+      envs return (final observations included) and
+      :func:`~tdrl.recipes.finite.check_finite` once per batch on what training
+      produces; an exception a library check raises on NaN/inf (a distribution's
+      parameters) is turned into the run's failure by the loop, and the loop
+      refuses to checkpoint a state holding NaN/inf;
     - ``act(obs)``: deterministic env actions for a batch of observations
       (the final evaluation);
     - ``state_dict()`` / ``load_state_dict()``: everything needed to continue

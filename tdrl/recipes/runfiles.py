@@ -19,6 +19,7 @@ import json
 import math
 import os
 import pickle
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ __all__ = [
     "MetricsLog",
     "RunLock",
     "atomic_write_bytes",
+    "clean_stale_temp",
     "clear_run_dir",
     "existing_run_files",
     "load_checkpoint",
@@ -92,6 +94,52 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             tmp.unlink(missing_ok=True)
         except OSError:  # read-only or vanished directory: nothing was created there
             pass
+
+
+_TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.tmp-(?P<pid>\d+)$")
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # an earlier process with our pid: it is gone
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def clean_stale_temp(run_dir: Path) -> list[str]:
+    """Remove the temp files of :func:`atomic_write_bytes` whose writer process is dead.
+
+    A ``kill -9`` during a write leaves ``.NAME.tmp-PID`` behind; the run lock
+    calls this once taken. Files of live processes (``tdrl export`` into the
+    run directory) are kept. Returns the names removed.
+
+    Examples:
+        >>> import tempfile
+        >>> d = Path(tempfile.mkdtemp())
+        >>> _ = (d / f".checkpoint.pt.tmp-{os.getpid()}").write_bytes(b"half")
+        >>> clean_stale_temp(d), sorted(p.name for p in d.iterdir())
+        ([...'.checkpoint.pt.tmp-...'], [])
+    """
+    removed = []
+    try:
+        entries = list(os.scandir(run_dir))
+    except OSError:
+        return removed
+    for entry in entries:
+        m = _TEMP_NAME.match(entry.name)
+        if m is None or not entry.is_file(follow_symlinks=False) or _pid_alive(int(m["pid"])):
+            continue
+        try:
+            os.unlink(entry.path)
+            removed.append(entry.name)
+        except OSError:
+            pass
+    return removed
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
@@ -159,6 +207,13 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"no checkpoint at {path}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
+    except (ImportError, AttributeError) as err:  # the pickled env's code, not the file
+        raise CheckpointError(
+            f"checkpoint {path} cannot be loaded here: it holds the run's environment, whose "
+            f"code is missing ({type(err).__name__}: {str(err).splitlines()[0]}). The file "
+            "looks intact and was left untouched: make the module that defines the env "
+            "importable (install it, or set PYTHONPATH), then retry"
+        ) from None
     except Exception as err:
         raise CheckpointError(
             f"checkpoint {path} is corrupt or unreadable ({type(err).__name__}: "
@@ -358,10 +413,15 @@ class RunLock:
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / self.NAME
         self._file: Any = None
+        self.created = False  # this lock created the lock file (a new run directory)
 
     @classmethod
     def check(cls, run_dir: Path) -> None:
-        """Raise :class:`TrainError` if a live run holds ``run_dir`` (writes nothing)."""
+        """Raise :class:`TrainError` if a live run holds ``run_dir`` (writes nothing).
+
+        Only a hint for commands that merely read a run (``tdrl eval``): the answer may be
+        stale at once, so a run that reads or writes the directory takes the lock instead.
+        """
         path = Path(run_dir) / cls.NAME
         if fcntl is None or not path.is_file():
             return
@@ -385,27 +445,60 @@ class RunLock:
                 "it, or choose another --out (--force never overrides a live run)"
             ) from None
 
+    def _open(self) -> Any:
+        """Open (creating it if needed) the lock file; records whether this call created it."""
+        try:
+            f = open(self.path, "x+")
+            self.created = True
+        except FileExistsError:
+            f = open(self.path, "r+")
+        return f
+
     def acquire(self) -> RunLock:
+        """Take the lock (or raise :class:`TrainError` naming the owner's pid), then remove the
+        temp files that writers which died mid-write left behind (see :func:`clean_stale_temp`)."""
         if fcntl is None:
             return self
-        try:
-            f = open(self.path, "a+")
-        except OSError as err:
-            raise WriteError.from_os_error(self.path, err) from None
-        try:
-            self._try_lock(f, self.run_dir)
-            f.seek(0)
-            f.truncate()
-            f.write(f"{os.getpid()}\n")
-            f.flush()
-        except BaseException:
-            f.close()
-            raise
+        while True:
+            try:
+                f = self._open()
+            except OSError as err:
+                raise WriteError.from_os_error(self.path, err) from None
+            try:
+                self._try_lock(f, self.run_dir)
+                # the lock file may have been removed (by an owner that gave the directory
+                # back) between our open and our lock: then we hold a lock nobody sees, retry
+                try:
+                    same = os.path.samestat(os.fstat(f.fileno()), os.stat(self.path))
+                except FileNotFoundError:
+                    same = False
+                if not same:
+                    f.close()
+                    self.created = False
+                    continue
+                f.seek(0)
+                f.truncate()
+                f.write(f"{os.getpid()}\n")
+                f.flush()
+            except OSError as err:
+                f.close()
+                raise WriteError.from_os_error(self.path, err) from None
+            except BaseException:
+                f.close()
+                raise
+            break
         self._file = f
+        clean_stale_temp(self.run_dir)
         return self
 
-    def release(self) -> None:
+    def release(self, remove: bool = False) -> None:
+        """Release the lock; ``remove`` also deletes the lock file (while still holding it)."""
         if self._file is not None:
+            if remove:
+                try:
+                    self.path.unlink()
+                except OSError:
+                    pass
             self._file.close()  # closing the descriptor releases the lock
             self._file = None
 

@@ -70,7 +70,7 @@ from tdrl.recipes.blocks import (
     tanh_normal_actor,
 )
 from tdrl.recipes.config import CommonConfig, TrainError, check_positive, option
-from tdrl.recipes.envs import EnvInfo, final_observations
+from tdrl.recipes.envs import EnvInfo, check_env_step, check_policy_action, final_observations
 from tdrl.recipes.offpolicy import OffPolicy, check_offpolicy
 from tdrl.recipes.protocol import Recipe
 from tdrl.recipes.twin_q import TwinQ
@@ -294,16 +294,19 @@ class SAC(OffPolicy):
             # what parts.policy samples under ExplorationType.RANDOM, without a TensorDict
             loc, scale = self.parts.act_net(self.obs)
             action = TanhNormal(loc, scale, **self.bounds).sample().cpu().numpy()
+            check_policy_action(action)
         obs, reward, terminated, truncated, info = self.envs.step(
             action.reshape(n, *self.action_space.shape)
         )
         self.global_step += n
         done = terminated | truncated
+        final = final_observations(info, done) if done.any() else None
+        check_env_step(obs, reward, self.global_step, final)
         self.stats.update(reward, done, self.global_step, self.clock())
         next_obs = obs
-        if done.any():  # same-step autoreset: the true last observation is in info
+        if final is not None:  # same-step autoreset: the true last observation is in info
             next_obs = obs.copy()
-            next_obs[done] = final_observations(info, done)
+            next_obs[done] = final
         self.buffer.add(
             {
                 "observation": self.obs,
