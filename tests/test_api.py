@@ -64,7 +64,6 @@ def test_api_and_cli_write_identical_metrics(tmp_path):
         ({"env": "user_envs:Nope"}, "module 'user_envs' has no attribute 'Nope' and registered no"),
         ({"env": DictObsEnv}, "has observation space Dict("),
         ({"env": ""}, "--env must be a non-empty environment id, got ''"),
-        ({"module": torch.nn.Linear(4, 2)}, "module= is not supported yet"),
         ({"env": MatchSignEnv(), "workers": 2}, "--workers: env 'python:MatchSignEnv' is a Python"),
     ],
 )
