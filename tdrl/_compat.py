@@ -53,6 +53,7 @@ __all__ = [
     "overwrite_error",
     "lerp_all_",
     "is_compiling",
+    "params_reader",
 ]
 
 
@@ -300,3 +301,50 @@ except ImportError:  # pragma: no cover - torch < 2.3
         def is_compiling() -> bool:
             """No dynamo in this torch: never compiling."""
             return False
+
+
+# --- current leaves of a TensorDictParams (multi-agent networks' stacked weights) ----------
+def params_reader(keys: list[NestedKey]) -> Callable[[Any], list[torch.Tensor]]:
+    """A function reading ``keys`` from a ``TensorDictParams``, as its *current* leaves.
+
+    ``TensorDict.to_module`` swaps a ``TensorDictParams``' content by replacing its
+    private ``_param_td``; the fast path re-reads the leaves only when that object
+    changed (the content is locked, so it cannot change otherwise, except in place).
+    Fallback (and under ``torch.compile``): ``params.get(key)`` for every key, every call.
+
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> from tensordict import TensorDict
+        >>> p = TensorDict.from_modules(nn.Linear(2, 3), nn.Linear(2, 3), as_module=True)
+        >>> read = params_reader([("weight",), ("bias",)])
+        >>> [t.shape for t in read(p)]
+        [torch.Size([2, 3, 2]), torch.Size([2, 3])]
+        >>> owner = nn.Module()
+        >>> owner.params = p
+        >>> zeros = TensorDict.from_module(owner).data.clone().zero_()
+        >>> with zeros.to_module(owner):
+        ...     bool((read(p)[0] == 0).all())
+        True
+        >>> bool((read(p)[0] == 0).all()), read(p)[0] is p.get("weight")
+        (False, True)
+    """
+    keys = list(keys)
+    cache: list[Any] = [None, None]
+
+    def read_public(params: Any) -> list[torch.Tensor]:
+        return [params.get(k) for k in keys]
+
+    if FORCE_FALLBACK:
+        return read_public
+
+    def read(params: Any) -> list[torch.Tensor]:
+        src = params.__dict__.get("_param_td") if not is_compiling() else None
+        if src is None:
+            return read_public(params)
+        if src is not cache[0]:
+            cache[1] = [src.get(k) for k in keys]
+            cache[0] = src
+        return cache[1]
+
+    return read

@@ -73,13 +73,22 @@ __all__ = [
     "OrnsteinUhlenbeckProcessModule",
 ]
 
-# --- value transforms and value norms (issue 18, marl) ---
+# --- multi-agent networks, value transforms and value norms (issue 18, marl) ---
 from tdrl.modules import functional  # noqa: E402
 from tdrl.modules.functional import (  # noqa: E402
     signed_hyperbolic,
     signed_parabolic,
     symexp,
     symlog,
+)
+from tdrl.modules.models import (  # noqa: E402
+    CrossCriticGroupSpec,
+    CrossGroupCritic,
+    MultiAgentConvNet,
+    MultiAgentMLP,
+    MultiAgentNetBase,
+    QMixer,
+    VDNMixer,
 )
 from tdrl.modules.value_norm import (  # noqa: E402
     PercentileValueNorm,
@@ -96,6 +105,13 @@ from tdrl.modules.value_transforms import (  # noqa: E402
 )
 
 __all__ += [
+    "CrossCriticGroupSpec",
+    "CrossGroupCritic",
+    "MultiAgentConvNet",
+    "MultiAgentMLP",
+    "MultiAgentNetBase",
+    "QMixer",
+    "VDNMixer",
     "functional",
     "signed_hyperbolic",
     "signed_parabolic",
