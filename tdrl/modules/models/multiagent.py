@@ -41,6 +41,8 @@ _ELEMENTWISE = {
     nn.Tanhshrink, nn.Softsign, nn.LogSigmoid, nn.Identity, nn.Dropout, nn.AlphaDropout,
 }
 _RANDOM = (nn.Dropout, nn.AlphaDropout)
+# the same function without a module call (the template's modules have no hooks of their own)
+_AS_FUNCTION: dict[type, Any] = {nn.Tanh: torch.tanh, nn.ReLU: torch.relu, nn.Sigmoid: torch.sigmoid}
 
 
 class MultiAgentMLP(MultiAgentNetBase):
@@ -105,7 +107,7 @@ class MultiAgentMLP(MultiAgentNetBase):
         self.num_cells = num_cells
         self.activation_class = activation_class
         centralized = kwargs.pop("centralised", centralized)
-        self._plan: list[tuple[int | None, int | None, nn.Module | None]] | None = None
+        self._plan: list[tuple[int | None, int | None, Any]] | None = None
         super().__init__(
             n_agents=n_agents,
             centralized=centralized,
@@ -150,35 +152,53 @@ class MultiAgentMLP(MultiAgentNetBase):
         if not self.initialized or not isinstance(net, MLP) or len(net.out_features) != 1:
             return
         index = {key: i for i, key in enumerate(self._keys)}
-        plan: list[tuple[int | None, int | None, nn.Module | None]] = []
+        plan: list[tuple[int | None, int | None, Any]] = []
         for name, layer in net.named_children():
             if type(layer) is nn.Linear:
                 plan.append((index[(name, "weight")], index.get((name, "bias")), None))
+            elif type(layer) is nn.Identity:
+                continue
             elif type(layer) in _ELEMENTWISE:
                 if isinstance(layer, _RANDOM) and self._vmap_randomness != "different":
                     return
-                plan.append((None, None, layer))
+                plan.append((None, None, _AS_FUNCTION.get(type(layer), layer.forward)))
             else:
                 return
         self._plan = plan
 
-    def _run(self, x: torch.Tensor, adim: int) -> torch.Tensor:
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        """Runs every agent's MLP; several inputs are concatenated on the last dim."""
         plan = self._plan
-        if plan is None:
-            return self._run_generic(x, adim)
+        if plan is None or len(inputs) != 1:  # lazy sizes, other layers, several inputs
+            return super().forward(*inputs)
+        x = inputs[0]
+        shape = x.shape
+        if (
+            len(shape) < 2
+            or shape[-2] != self.n_agents
+            or (self.n_agent_inputs is not None and shape[-1] != self.n_agent_inputs)
+        ):
+            self._pre_forward_check(x)  # raises, naming the expected and actual shapes
         ps = self._current()
         if self.share_params:
+            h = x.flatten(-2, -1) if self.centralized else x
             for w, b, fn in plan:
-                x = fn(x) if fn is not None else F.linear(x, ps[w], None if b is None else ps[b])
-            return x
+                h = fn(h) if fn is not None else F.linear(h, ps[w], None if b is None else ps[b])
+            if self.centralized:
+                h = h.unsqueeze(-2).expand(*h.shape[:-1], self.n_agents, h.shape[-1])
+            return h
+        return self._run_stacked(x, ps, plan)
+
+    def _run_stacked(self, x: torch.Tensor, ps: list[torch.Tensor], plan: list) -> torch.Tensor:
+        """Per-agent parameters: ``[agents, M, features]`` activations, one ``baddbmm`` per layer."""
         n = self.n_agents
-        if self.centralized:  # [*B, F]: every agent reads the same features
-            lead = x.shape[:-1]
-            h = x.reshape(math.prod(lead), x.shape[-1])
+        lead = x.shape[:-2]
+        flat = len(lead) == 1
+        if self.centralized:  # every agent reads all agents' features
+            h = x.flatten(-2, -1) if flat else x.reshape(math.prod(lead), n * x.shape[-1])
             stacked = False
-        else:  # [*B, n, f] -> [n, M, f]
-            lead = x.shape[:-2]
-            h = x.reshape(math.prod(lead), n, x.shape[-1]).transpose(0, 1)
+        else:
+            h = (x if flat else x.reshape(math.prod(lead), n, x.shape[-1])).transpose(0, 1)
             stacked = True
         for w, b, fn in plan:
             if fn is not None:
@@ -186,14 +206,15 @@ class MultiAgentMLP(MultiAgentNetBase):
             elif stacked:
                 wt = ps[w].transpose(-1, -2)
                 h = torch.bmm(h, wt) if b is None else torch.baddbmm(ps[b].unsqueeze(-2), h, wt)
-            else:  # the first layer of a centralised net: one matmul for all agents
+            else:  # first layer of a centralised net: one matmul for all agents
                 weight = ps[w]
                 out_f = weight.shape[-2]
                 flat_b = None if b is None else ps[b].reshape(n * out_f)
                 h = F.linear(h, weight.reshape(n * out_f, weight.shape[-1]), flat_b)
                 h = h.view(h.shape[0], n, out_f).transpose(0, 1)
                 stacked = True
-        return h.transpose(0, 1).reshape(*lead, n, h.shape[-1])
+        h = h.transpose(0, 1)
+        return h if flat else h.reshape(*lead, n, h.shape[-1])
 
 
 class MultiAgentConvNet(MultiAgentNetBase):

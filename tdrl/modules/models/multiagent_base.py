@@ -20,7 +20,8 @@ from tensordict import TensorDict
 from torch import nn
 from torch.nn.parameter import UninitializedTensorMixin
 
-from tdrl._compat import is_compiling, params_reader
+from tdrl._compat import child, is_compiling, params_reader
+from tdrl.modules.tensordict_module.core import hook_free
 
 __all__ = ["MultiAgentNetBase"]
 
@@ -181,7 +182,7 @@ class MultiAgentNetBase(nn.Module):
     def _current(self) -> list[torch.Tensor]:
         """The stacked parameter / buffer tensors in use now (honours ``to_module`` swaps)."""
         if self.use_td_params:
-            return self._read_td(self.params)
+            return self._read_td(child(self, "params"))
         return [getattr(sub, name) for sub, name in self._slots]
 
     def _call_single(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
@@ -223,6 +224,12 @@ class MultiAgentNetBase(nn.Module):
         return self._run_generic(x, adim)
 
     # --- forward -------------------------------------------------------------------------
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        # nn.Module.__call__ minus its bookkeeping when no hook is registered on this module
+        if not kwargs and not is_compiling() and hook_free(self):
+            return self.forward(*args)
+        return super().__call__(*args, **kwargs)
+
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         """Runs every agent's network; several inputs are concatenated on the last dim."""
         x = inputs[0] if len(inputs) == 1 else torch.cat(inputs, -1)
