@@ -36,10 +36,8 @@ def _strip(net: nn.Module) -> nn.Module:
     """Replaces every parameter / buffer of ``net`` by a plain meta tensor attribute."""
     for m in net.modules():
         for store in (m._parameters, m._buffers):
-            for name in list(store):
+            for name in [n for n, t in store.items() if t is not None]:
                 t = store.pop(name)
-                if t is None:
-                    continue
                 shape = (0,) if _is_lazy(t) else t.shape
                 dtype = torch.get_default_dtype() if _is_lazy(t) else t.dtype
                 object.__setattr__(m, name, torch.empty(shape, dtype=dtype, device="meta"))
@@ -186,7 +184,21 @@ class MultiAgentNetBase(nn.Module):
         return [getattr(sub, name) for sub, name in self._slots]
 
     def _call_single(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-        return torch.func.functional_call(self._empty_net, params, (x,))
+        if not self.use_td_params or is_compiling():
+            return torch.func.functional_call(self._empty_net, params, (x,))
+        # the template holds plain placeholder attributes: swap them in its __dict__ (a
+        # functional_call would restore them as registered parameters of the template)
+        slots = [
+            (self._empty_net.get_submodule(".".join(k[:-1])).__dict__, k[-1]) for k in self._keys
+        ]
+        saved = [d[name] for d, name in slots]
+        try:
+            for (d, name), t in zip(slots, params.values()):
+                d[name] = t
+            return self._empty_net(x)
+        finally:
+            for (d, name), t in zip(slots, saved):
+                d[name] = t
 
     def _run_generic(self, x: torch.Tensor, adim: int) -> torch.Tensor:
         names = [".".join(k) for k in self._keys]
