@@ -259,6 +259,50 @@ def new_paths(n: Nets, iters: int, rounds: int) -> None:
         print(f"{name:44s} {t_plain * 1e6:10.1f} {t_path * 1e6:9.1f} {t_path / t_plain:6.2f}")
 
 
+# --- multi-agent networks (issue 18, marl) -----------------------------------------------
+class StackedAgentsMLP(nn.Module):
+    """The hand-written module: 8 agents' MLPs as stacked weights, one batched matmul per layer.
+
+    With per-agent weights ``[agents, out, in]`` the agents are moved to the front, each
+    layer is one ``baddbmm`` and the agents are moved back; with shared weights each layer
+    is ``F.linear`` on ``[batch, agents, features]``. It holds the MultiAgentMLP's own
+    weight tensors, so both compute the same values.
+    """
+
+    def __init__(self, layers: list[tuple[torch.Tensor, torch.Tensor]], share: bool) -> None:
+        super().__init__()
+        self.layers, self.share = layers, share
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        (w0, b0), (w1, b1), (w2, b2) = self.layers
+        if self.share:
+            return F.linear(torch.tanh(F.linear(torch.tanh(F.linear(x, w0, b0)), w1, b1)), w2, b2)
+        h = x.transpose(0, 1)
+        h = torch.tanh(torch.baddbmm(b0.unsqueeze(1), h, w0.transpose(1, 2)))
+        h = torch.tanh(torch.baddbmm(b1.unsqueeze(1), h, w1.transpose(1, 2)))
+        return torch.baddbmm(b2.unsqueeze(1), h, w2.transpose(1, 2)).transpose(0, 1)
+
+
+def multiagent_cases(iters: int, rounds: int, batches: list[int]) -> None:
+    """``MultiAgentMLP`` (8 agents, 16 -> 64 -> 64 -> 4, Tanh) against :class:`StackedAgentsMLP`."""
+    n_agents, n_in, n_out = 8, 16, 4
+    print(f"{'multi-agent network':38s} {'batch':>5s}{'tdrl us':>14s} {'torch us':>9s}  ratio")
+    for share in (False, True):
+        mlp = modules.MultiAgentMLP(
+            n_in, n_out, n_agents, centralized=False, share_params=share, depth=2, num_cells=64
+        )
+        layers = [(mlp.params[str(i), "weight"], mlp.params[str(i), "bias"]) for i in (0, 2, 4)]
+        by_hand = StackedAgentsMLP(layers, share)
+        name = f"MultiAgentMLP(8 agents, {'shared' if share else 'independent'})"
+        for b in batches:
+            x = torch.randn(b, n_agents, n_in)
+            torch.testing.assert_close(mlp(x), by_hand(x))
+            t_ours, t_base = compare(
+                [lambda mlp=mlp, x=x: mlp(x), lambda x=x, f=by_hand: f(x)], iters, rounds
+            )
+            print(f"{name:38s} {b:5d}{t_ours * 1e6:14.1f} {t_base * 1e6:9.1f}  {t_ours / t_base:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--iters", type=int, default=2000)
@@ -310,6 +354,7 @@ def main() -> None:
 
     with torch.no_grad():
         recurrent_cases(args.iters, args.rounds, args.batches)
+        multiagent_cases(args.iters, args.rounds, args.batches)
 
     if args.paths:
         new_paths(nets, args.iters, args.rounds)

@@ -57,6 +57,8 @@ __all__ = [
     "lerp_all_",
     "is_compiling",
     "fused_rnn",
+    "params_reader",
+    "child",
 ]
 
 
@@ -369,3 +371,74 @@ def fused_rnn(rnn: nn.Module) -> Callable[[torch.Tensor, Any], Any] | None:
     if kind not in _FUSED_RNN or rnn.bidirectional or not rnn.batch_first:
         return None
     return _FusedRNN(rnn, kind)
+# --- current leaves of a TensorDictParams (multi-agent networks' stacked weights) ----------
+def params_reader(keys: list[NestedKey]) -> Callable[[Any], list[torch.Tensor]]:
+    """A function reading ``keys`` from a ``TensorDictParams``, as its *current* leaves.
+
+    ``TensorDict.to_module`` swaps a ``TensorDictParams``' content by replacing its
+    private ``_param_td``; the fast path re-reads the leaves only when that object
+    changed (the content is locked, so it cannot change otherwise, except in place).
+    Fallback (and under ``torch.compile``): ``params.get(key)`` for every key, every call.
+
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> from tensordict import TensorDict
+        >>> p = TensorDict.from_modules(nn.Linear(2, 3), nn.Linear(2, 3), as_module=True)
+        >>> read = params_reader([("weight",), ("bias",)])
+        >>> [t.shape for t in read(p)]
+        [torch.Size([2, 3, 2]), torch.Size([2, 3])]
+        >>> owner = nn.Module()
+        >>> owner.params = p
+        >>> zeros = TensorDict.from_module(owner).data.clone().zero_()
+        >>> with zeros.to_module(owner):
+        ...     bool((read(p)[0] == 0).all())
+        True
+        >>> bool((read(p)[0] == 0).all()), read(p)[0] is p.get("weight")
+        (False, True)
+    """
+    keys = list(keys)
+    cache: list[Any] = [None, None]
+
+    def read_public(params: Any) -> list[torch.Tensor]:
+        return [params.get(k) for k in keys]
+
+    if FORCE_FALLBACK:
+        return read_public
+
+    def read(params: Any) -> list[torch.Tensor]:
+        src = params.__dict__.get("_param_td") if not is_compiling() else None
+        if src is None:
+            return read_public(params)
+        if src is not cache[0]:
+            cache[1] = [src.get(k) for k in keys]
+            cache[0] = src
+        return cache[1]
+
+    return read
+
+
+if FORCE_FALLBACK:
+
+    def child(module: nn.Module, name: str) -> Any:
+        """``getattr(module, name)`` (public fallback)."""
+        return getattr(module, name)
+
+else:
+
+    def child(module: nn.Module, name: str) -> Any:
+        """The registered submodule ``name`` of ``module``, read from its ``_modules`` dict.
+
+        ``getattr`` would go through ``nn.Module.__getattr__`` (about 1 us); the fallback
+        does exactly that.
+
+        Examples:
+            >>> from torch import nn
+            >>> seq = nn.Sequential(nn.Linear(1, 1))
+            >>> child(seq, "0") is seq[0]
+            True
+        """
+        try:
+            return module.__dict__["_modules"][name]
+        except KeyError:
+            return getattr(module, name)

@@ -114,3 +114,58 @@ __all__ = [
     "set_recurrent_mode",
     "recurrent_mode",
 ]
+
+# --- multi-agent networks, value transforms and value norms (issue 18, marl) ---
+from tdrl.modules import functional  # noqa: E402
+from tdrl.modules.functional import (  # noqa: E402
+    signed_hyperbolic,
+    signed_parabolic,
+    symexp,
+    symlog,
+)
+from tdrl.modules.models import (  # noqa: E402
+    CrossCriticGroupSpec,
+    CrossGroupCritic,
+    MultiAgentConvNet,
+    MultiAgentMLP,
+    MultiAgentNetBase,
+    QMixer,
+    VDNMixer,
+)
+from tdrl.modules.value_norm import (  # noqa: E402
+    PercentileValueNorm,
+    PopArtValueNorm,
+    RunningValueNorm,
+    ValueNorm,
+)
+from tdrl.modules.value_transforms import (  # noqa: E402
+    ComposeValueTransform,
+    IdentityValueTransform,
+    SignedHyperbolicValueTransform,
+    SymLogValueTransform,
+    ValueTransform,
+)
+
+__all__ += [
+    "CrossCriticGroupSpec",
+    "CrossGroupCritic",
+    "MultiAgentConvNet",
+    "MultiAgentMLP",
+    "MultiAgentNetBase",
+    "QMixer",
+    "VDNMixer",
+    "functional",
+    "signed_hyperbolic",
+    "signed_parabolic",
+    "symexp",
+    "symlog",
+    "ValueNorm",
+    "PopArtValueNorm",
+    "RunningValueNorm",
+    "PercentileValueNorm",
+    "ValueTransform",
+    "IdentityValueTransform",
+    "SymLogValueTransform",
+    "SignedHyperbolicValueTransform",
+    "ComposeValueTransform",
+]
