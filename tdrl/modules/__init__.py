@@ -11,7 +11,33 @@ from tdrl.modules.distributions import (
     TanhNormal,
     TruncatedNormal,
 )
-from tdrl.modules.models import MLP
+
+# --- networks and layers (conformance part 3: nets) ---
+from tdrl.modules.models import (
+    MLP,
+    BatchRenorm1d,
+    ConsistentDropout,
+    ConsistentDropoutModule,
+    Conv3dNet,
+    ConvNet,
+    DdpgCnnActor,
+    DdpgCnnQNet,
+    DdpgMlpActor,
+    DdpgMlpQNet,
+    DistributionalDQNnet,
+    DuelingCnnDQNet,
+    DuelingMlpDQNet,
+    LazygSDEModule,
+    NoisyLazyLinear,
+    NoisyLinear,
+    SquashDims,
+    Squeeze2dLayer,
+    SqueezeLayer,
+    gSDEModule,
+    reset_noise,
+)
+
+# --- end networks and layers ---
 from tdrl.modules.tensordict_module import (
     Actor,
     ActorCriticOperator,
@@ -71,4 +97,25 @@ __all__ = [
     "EGreedyModule",
     "AdditiveGaussianModule",
     "OrnsteinUhlenbeckProcessModule",
+    # networks and layers (nets)
+    "BatchRenorm1d",
+    "ConsistentDropout",
+    "ConsistentDropoutModule",
+    "Conv3dNet",
+    "ConvNet",
+    "DdpgCnnActor",
+    "DdpgCnnQNet",
+    "DdpgMlpActor",
+    "DdpgMlpQNet",
+    "DistributionalDQNnet",
+    "DuelingCnnDQNet",
+    "DuelingMlpDQNet",
+    "LazygSDEModule",
+    "NoisyLazyLinear",
+    "NoisyLinear",
+    "SquashDims",
+    "Squeeze2dLayer",
+    "SqueezeLayer",
+    "gSDEModule",
+    "reset_noise",
 ]
