@@ -44,6 +44,7 @@ MODULE_TESTS := tests/test_actor_critic.py tests/test_actor_critic_siblings.py t
 	tests/test_qvalue_reliability.py tests/test_tanh_module.py \
 	tests/test_specs_composite.py tests/test_specs_construction.py tests/test_specs_properties.py \
 	tests/test_specs_shape.py tests/test_specs_stack.py tests/test_specs_values.py tests/test_compat.py \
+	tests/test_models_nets.py \
 	tdrl/modules tdrl/data tdrl/envs tdrl/utils.py tdrl/_compat.py
 
 test-fallback: $(STAMP)

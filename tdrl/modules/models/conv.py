@@ -21,6 +21,7 @@ from tdrl.modules.models.utils import (
     create_on_device,
     per_layer_kwargs,
 )
+from tdrl.modules.tensordict_module.core import hook_free
 
 __all__ = ["Conv2dNet", "Conv3dNet", "ConvNet"]
 
@@ -165,9 +166,15 @@ class _ConvStack(nn.Sequential):
             )
         batch = inputs.shape[:-core]
         if len(batch) > 1:
-            out = super().forward(inputs.flatten(0, len(batch) - 1))
-            return out.unflatten(0, batch)
-        return super().forward(inputs)
+            return self._layers(inputs.flatten(0, len(batch) - 1)).unflatten(0, batch)
+        return self._layers(inputs)
+
+    def _layers(self, x: torch.Tensor) -> torch.Tensor:
+        # nn.Sequential's loop, minus nn.Module.__call__ for hook-free layers (a layer
+        # with hooks, lazy ones included, still goes through __call__)
+        for m in self._modules.values():
+            x = m.forward(x) if hook_free(m) else m(x)
+        return x
 
 
 class ConvNet(_ConvStack):
