@@ -359,3 +359,13 @@ def test_distributional_dqn_net():
     torch.testing.assert_close(td["action_value"], torch.log_softmax(q, -2))
     with pytest.raises(RuntimeError, match="at least 2 dims"):
         DistributionalDQNnet()(TensorDict(action_value=torch.zeros(4), batch_size=[4]))
+
+
+def test_convnet_honours_hooks_on_its_layers():
+    net = ConvNet(in_features=1, num_cells=[2], kernel_sizes=3)
+    x = torch.randn(2, 1, 5, 5)
+    plain = net(x)
+    handle = net[0].register_forward_hook(lambda m, args, out: out * 0)
+    assert torch.equal(net(x), net[2](net[1](torch.zeros(2, 2, 3, 3))))
+    handle.remove()
+    assert torch.equal(net(x), plain)
