@@ -369,3 +369,18 @@ def test_convnet_honours_hooks_on_its_layers():
     assert torch.equal(net(x), net[2](net[1](torch.zeros(2, 2, 3, 3))))
     handle.remove()
     assert torch.equal(net(x), plain)
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    cells=st.lists(st.integers(1, 6), max_size=3),
+    out=st.one_of(st.integers(1, 4), st.lists(st.integers(1, 3), min_size=1, max_size=3)),
+    batch=st.lists(st.integers(1, 3), max_size=2),
+    lazy=st.booleans(),
+)
+def test_mlp_shapes_and_layer_count(cells, out, batch, lazy):
+    mlp = MLP(in_features=None if lazy else 5, out_features=out, num_cells=cells)
+    y = mlp(torch.randn(*batch, 5))
+    shape = (out,) if isinstance(out, int) else tuple(out)
+    assert y.shape == (*batch, *shape)
+    assert sum(isinstance(m, nn.Linear) for m in mlp) == len(cells) + 1
