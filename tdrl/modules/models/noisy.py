@@ -115,8 +115,9 @@ class NoisyLinear(nn.Linear):
 
     def reset_parameters(self) -> None:
         """Re-draws the means and sets the noise scales to ``std_init / sqrt(in_features)``."""
-        bound = 1.0 / math.sqrt(self.in_features)
-        sigma = self.std_init / math.sqrt(self.in_features)
+        # an empty layer (in_features=0) gets zero means and scales, as nn.Linear's bias
+        bound = 1.0 / math.sqrt(self.in_features) if self.in_features else 0.0
+        sigma = self.std_init / math.sqrt(self.in_features) if self.in_features else 0.0
         with torch.no_grad():
             self.weight_mu.uniform_(-bound, bound)
             self.weight_sigma.fill_(sigma)
