@@ -11,33 +11,7 @@ from tdrl.modules.distributions import (
     TanhNormal,
     TruncatedNormal,
 )
-
-# --- networks and layers (conformance part 3: nets) ---
-from tdrl.modules.models import (
-    MLP,
-    BatchRenorm1d,
-    ConsistentDropout,
-    ConsistentDropoutModule,
-    Conv3dNet,
-    ConvNet,
-    DdpgCnnActor,
-    DdpgCnnQNet,
-    DdpgMlpActor,
-    DdpgMlpQNet,
-    DistributionalDQNnet,
-    DuelingCnnDQNet,
-    DuelingMlpDQNet,
-    LazygSDEModule,
-    NoisyLazyLinear,
-    NoisyLinear,
-    SquashDims,
-    Squeeze2dLayer,
-    SqueezeLayer,
-    gSDEModule,
-    reset_noise,
-)
-
-# --- end networks and layers ---
+from tdrl.modules.models import MLP
 from tdrl.modules.tensordict_module import (
     Actor,
     ActorCriticOperator,
@@ -119,3 +93,16 @@ __all__ = [
     "gSDEModule",
     "reset_noise",
 ]
+
+# --- networks and layers (conformance part 3: nets): tdrl.modules.models' names, loaded on
+# first access so that ``import tdrl`` stays light ---
+from tdrl.modules import models as _models  # noqa: E402
+
+
+def __getattr__(name: str):  # noqa: ANN202 - module attribute hook
+    if name in _models._LAZY:
+        return getattr(_models, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# --- end networks and layers ---
