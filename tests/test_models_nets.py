@@ -369,6 +369,10 @@ def test_convnet_honours_hooks_on_its_layers():
     assert torch.equal(net(x), net[2](net[1](torch.zeros(2, 2, 3, 3))))
     handle.remove()
     assert torch.equal(net(x), plain)
+    handle = net.register_forward_hook(lambda m, args, out: out + 1)   # on the network itself
+    assert torch.equal(net(x), plain + 1)
+    handle.remove()
+    assert torch.equal(net(x), plain)
 
 
 @settings(max_examples=20, deadline=None)

@@ -150,6 +150,13 @@ class _ConvStack(nn.Sequential):
     def _squeeze(self) -> nn.Module:  # pragma: no cover - overridden
         raise NotImplementedError
 
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        # nn.Module.__call__ minus its bookkeeping while neither the network nor torch
+        # globally carries a hook (as tdrl's tensordict modules do)
+        if hook_free(self):
+            return self.forward(*args, **kwargs)
+        return super().__call__(*args, **kwargs)
+
     def __getitem__(self, idx: int | slice) -> nn.Module:
         # a slice is a plain nn.Sequential of those layers
         if isinstance(idx, slice):
