@@ -48,6 +48,7 @@ MODULE_TESTS := tests/test_actor_critic.py tests/test_actor_critic_siblings.py t
 	tests/test_ordinal.py tests/test_multistep_actor.py tests/test_actor_extras.py tests/test_specs_extras.py \
 	tests/test_rnn_modules.py tests/test_rnn_cells.py tests/test_rnn_api.py tests/test_step_mdp.py \
 	tests/test_multiagent.py tests/test_value_norms.py \
+	tests/test_models_nets.py \
 	tdrl/modules tdrl/data tdrl/envs tdrl/utils.py tdrl/_compat.py
 
 test-fallback: $(STAMP)

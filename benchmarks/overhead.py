@@ -301,6 +301,61 @@ def multiagent_cases(iters: int, rounds: int, batches: list[int]) -> None:
                 [lambda mlp=mlp, x=x: mlp(x), lambda x=x, f=by_hand: f(x)], iters, rounds
             )
             print(f"{name:38s} {b:5d}{t_ours * 1e6:14.1f} {t_base * 1e6:9.1f}  {t_ours / t_base:.2f}")
+def _calibrated_iters(fn: Callable[[], object], seconds: float = 0.05) -> int:
+    """Calls per round so that one round of ``fn`` takes about ``seconds``."""
+    for _ in range(3):
+        fn()
+    t = _time(fn, 5)
+    return max(5, int(seconds / max(t, 1e-7)))
+
+
+def network_cases(rounds: int, batches: list[int]) -> None:
+    """tdrl's plain networks (tensor in, tensor out) against the same layers written by hand.
+
+    ConvNet: tdrl's ``ConvNet`` against a hand-written forward calling the same
+    ``nn.Conv2d`` layers (``torch modules``) and against ``F.conv2d`` on the same
+    weights (``torch functional``). NoisyLinear (noise on, RANDOM): against
+    ``F.linear`` on ``mu + sigma * eps`` written out.
+    """
+    torch.manual_seed(0)
+    conv = modules.ConvNet(in_features=4, num_cells=[16, 32], kernel_sizes=[8, 4], strides=[4, 2])
+    c1, c2 = conv[0], conv[2]
+
+    def conv_functional(x):
+        x = F.elu(F.conv2d(x, c1.weight, c1.bias, stride=4))
+        return F.elu(F.conv2d(x, c2.weight, c2.bias, stride=2)).flatten(-3)
+
+    def conv_modules(x):
+        return F.elu(c2(F.elu(c1(x)))).flatten(-3)
+
+    noisy = modules.NoisyLinear(64, 64)
+
+    def noisy_by_hand(x):
+        w = noisy.weight_mu + noisy.weight_sigma * noisy.weight_epsilon
+        b = noisy.bias_mu + noisy.bias_sigma * noisy.bias_epsilon
+        return F.linear(x, w, b)
+
+    cases = [
+        ("ConvNet(4->16->32, k 8/4, s 4/2) 36x36", conv, [conv_modules, conv_functional],
+         lambda b: torch.randn(b, 4, 36, 36)),
+        ("NoisyLinear(64, 64), noise on", noisy, [noisy_by_hand], lambda b: torch.randn(b, 64)),
+    ]
+    print(
+        f"{'network (tensor in, tensor out)':38s} {'batch':>5s} {'tdrl us':>10s} "
+        f"{'torch us':>10s}  ratio to torch (modules / functional)"
+    )
+    with set_exploration_type(ExplorationType.RANDOM), torch.no_grad():
+        for name, ours, bases, make in cases:
+            for b in batches:
+                x = make(b)
+                for base in bases:
+                    torch.testing.assert_close(ours(x), base(x))
+                fns = [lambda x=x, m=ours: m(x), *[lambda x=x, f=f: f(x) for f in bases]]
+                iters = _calibrated_iters(fns[0])
+                t_ours, *t_bases = compare(fns, iters, rounds)
+                cols = " / ".join(f"{t * 1e6:.1f}" for t in t_bases)
+                rs = " / ".join(f"{t_ours / t:.2f}" for t in t_bases)
+                print(f"{name:38s} {b:5d} {t_ours * 1e6:10.1f} {cols:>10s}  {rs}")
 
 
 def main() -> None:
@@ -314,6 +369,11 @@ def main() -> None:
         help="also time tdrl as of this git revision, interleaved in the same rounds",
     )
     parser.add_argument(
+        "--networks-only",
+        action="store_true",
+        help="only time the plain networks (ConvNet, NoisyLinear) against hand-written torch",
+    )
+    parser.add_argument(
         "--paths",
         action="store_true",
         help="also time the calling paths added for TorchRL compatibility against the td call",
@@ -321,6 +381,9 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
+    if args.networks_only:
+        network_cases(args.rounds, args.batches)
+        return
 
     nets = Nets()
     sides = {"tdrl": tdrl_cases(modules, data, nets)}
@@ -358,6 +421,8 @@ def main() -> None:
 
     if args.paths:
         new_paths(nets, args.iters, args.rounds)
+
+    network_cases(args.rounds, args.batches)
 
     # reference: tensordict's generic module on the same Linear
     x = torch.randn(1, 4)

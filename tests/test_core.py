@@ -380,7 +380,7 @@ def test_value_operator_keys():
     v = ValueOperator(nn.Linear(4, 1))
     assert v.in_keys == ["observation"] and v.out_keys == ["state_value"]
     assert v(_td())["state_value"].shape == (3, 1)
-    q = ValueOperator(MLP(in_features=6, out_features=1, num_cells=8), in_keys=["observation", "action"])
+    q = ValueOperator(MLP(in_features=6, out_features=1, depth=3, num_cells=8), in_keys=["observation", "action"])
     assert q.out_keys == ["state_action_value"]
     td = TensorDict(observation=torch.randn(3, 4), action=torch.randn(3, 2), batch_size=[3])
     assert q(td)["state_action_value"].shape == (3, 1)

@@ -227,3 +227,65 @@ def test_collector_runs_a_tdrl_policy():
             batch = gae(batch)
         _step(loss, batch, list(actor.parameters()) + list(critic.parameters()))
     collector.shutdown()
+
+
+def _atari_qnet(dueling: bool) -> QValueActor:
+    """TorchRL's Atari DQN network, built with the calls of its script with the prefix swapped.
+
+    sota-implementations/dqn/utils_atari.py (``make_dqn_modules_pixels``): a ReLU
+    ``ConvNet`` (32/64/64 channels, kernels 8/4/3, strides 4/2/1) sized on one
+    observation, an ``MLP`` head of 512, a ``QValueActor`` on ``"pixels"`` with a
+    ``Composite(action=...)`` spec. ``dueling=True`` swaps in ``DuelingCnnDQNet``.
+    """
+    from tdrl.data import Categorical, Composite
+    from tdrl.modules import MLP, ConvNet, DuelingCnnDQNet
+
+    input_shape, num_actions = (4, 84, 84), 6
+    action_spec = Categorical(num_actions)
+    if dueling:
+        module = DuelingCnnDQNet(out_features=num_actions)
+        module(torch.ones(input_shape))   # materialise the lazy layers
+    else:
+        cnn = ConvNet(
+            activation_class=torch.nn.ReLU,
+            num_cells=[32, 64, 64],
+            kernel_sizes=[8, 4, 3],
+            strides=[4, 2, 1],
+            device="cpu",
+        )
+        cnn_output = cnn(torch.ones(input_shape))
+        mlp = MLP(
+            in_features=cnn_output.shape[-1],
+            activation_class=torch.nn.ReLU,
+            out_features=num_actions,
+            num_cells=[512],
+            device="cpu",
+        )
+        module = torch.nn.Sequential(cnn, mlp)
+    return QValueActor(module=module, spec=Composite(action=action_spec), in_keys=["pixels"])
+
+
+@pytest.mark.parametrize("dueling", [False, True])
+def test_atari_dqn_network_forward_and_dqn_loss(dueling):
+    torch.manual_seed(0)
+    actor = _atari_qnet(dueling)
+    pixels = torch.rand(B, 4, 84, 84)
+    td = actor(TensorDict(pixels=pixels, batch_size=[B]))
+    assert td["action"].shape == (B,) and td["action_value"].shape == (B, 6)
+    seq = TensorDict(pixels=torch.rand(2, 3, 4, 84, 84), batch_size=[2, 3])   # batch x time
+    assert actor(seq)["action_value"].shape == (2, 3, 6)
+    loss = DQNLoss(actor, action_space="categorical", delay_value=True)
+    batch = TensorDict(
+        {
+            "pixels": pixels,
+            "action": torch.randint(6, (B,)),
+            "next": {
+                "pixels": torch.rand(B, 4, 84, 84),
+                "reward": torch.randn(B, 1),
+                "done": torch.zeros(B, 1, dtype=torch.bool),
+                "terminated": torch.zeros(B, 1, dtype=torch.bool),
+            },
+        },
+        batch_size=[B],
+    )
+    _step(loss, batch, list(actor.parameters()))

@@ -113,6 +113,27 @@ __all__ = [
     "GRUCell",
     "set_recurrent_mode",
     "recurrent_mode",
+    # networks and layers (nets)
+    "BatchRenorm1d",
+    "ConsistentDropout",
+    "ConsistentDropoutModule",
+    "Conv3dNet",
+    "ConvNet",
+    "DdpgCnnActor",
+    "DdpgCnnQNet",
+    "DdpgMlpActor",
+    "DdpgMlpQNet",
+    "DistributionalDQNnet",
+    "DuelingCnnDQNet",
+    "DuelingMlpDQNet",
+    "LazygSDEModule",
+    "NoisyLazyLinear",
+    "NoisyLinear",
+    "SquashDims",
+    "Squeeze2dLayer",
+    "SqueezeLayer",
+    "gSDEModule",
+    "reset_noise",
 ]
 
 # --- multi-agent networks, value transforms and value norms (issue 18, marl) ---
@@ -122,15 +143,6 @@ from tdrl.modules.functional import (  # noqa: E402
     signed_parabolic,
     symexp,
     symlog,
-)
-from tdrl.modules.models import (  # noqa: E402
-    CrossCriticGroupSpec,
-    CrossGroupCritic,
-    MultiAgentConvNet,
-    MultiAgentMLP,
-    MultiAgentNetBase,
-    QMixer,
-    VDNMixer,
 )
 from tdrl.modules.value_norm import (  # noqa: E402
     PercentileValueNorm,
@@ -169,3 +181,16 @@ __all__ += [
     "SignedHyperbolicValueTransform",
     "ComposeValueTransform",
 ]
+
+# --- networks and layers (conformance part 3: nets): tdrl.modules.models' names, loaded on
+# first access so that ``import tdrl`` stays light ---
+from tdrl.modules import models as _models  # noqa: E402
+
+
+def __getattr__(name: str):  # noqa: ANN202 - module attribute hook
+    if name in _models._LAZY:
+        return getattr(_models, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# --- end networks and layers ---

@@ -15,14 +15,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tdrl.modules.models.conv import ConvNet
 from tdrl.modules.models.mixers import Mixer, QMixer, VDNMixer
 from tdrl.modules.models.mlp import MLP
 from tdrl.modules.models.multiagent_base import MultiAgentNetBase
-
-try:  # the networks branch's ConvNet; a stand-in with the same arguments until it lands
-    from tdrl.modules.models.models import ConvNet  # type: ignore[attr-defined]
-except ImportError:  # pragma: no cover - depends on the merge order
-    from tdrl.modules.models._convnet_standin import ConvNet
 
 __all__ = [
     "MultiAgentNetBase",
@@ -149,7 +145,7 @@ class MultiAgentMLP(MultiAgentNetBase):
         """Plans the batched-matmul path when the MLP is Linear layers + element-wise ops."""
         self._plan = None
         net = self._empty_net
-        if not self.initialized or not isinstance(net, MLP) or len(net.out_features) != 1:
+        if not self.initialized or not isinstance(net, MLP) or net._out_shape is not None:
             return
         index = {key: i for i, key in enumerate(self._keys)}
         plan: list[tuple[int | None, int | None, Any]] = []
