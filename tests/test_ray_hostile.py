@@ -145,22 +145,46 @@ def _unused_port() -> int:
         return s.getsockname()[1]
 
 
-def test_unreachable_ray_address_fails_fast_before_writing(tmp_path):
-    out = tmp_path / "run"
-    address = f"127.0.0.1:{_unused_port()}"
+def _train_joining(address: str, out: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("RAY_ADDRESS", None)
-    proc = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-m", "tdrl", "train", "ppo", "--workers", "1", "--ray-address", address,
          "--out", str(out), *QUIET],
         capture_output=True, text=True, env=env, cwd=ROOT,
-        timeout=120,  # without the check, ray.init retries for minutes
+        timeout=120,  # without the check, ray.init retries for minutes and ignores SIGTERM
     )
+
+
+def test_ray_address_where_nothing_listens_fails_fast_before_writing(tmp_path):
+    out = tmp_path / "run"
+    address = f"127.0.0.1:{_unused_port()}"
+    proc = _train_joining(address, out)
     assert proc.returncode == 2, proc.stderr
     assert f"tdrl: error: --ray-address: cannot reach a Ray cluster at {address}" in proc.stderr
     assert "Connection refused" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not out.exists()
+
+
+def test_ray_address_of_a_silent_server_fails_fast_before_writing(tmp_path):
+    with socket.socket() as server:  # accepts connections (the backlog), never answers
+        server.bind(("127.0.0.1", 0))
+        server.listen(4)
+        address = f"127.0.0.1:{server.getsockname()[1]}"
+        out = tmp_path / "run"
+        proc = _train_joining(address, out)
+    assert proc.returncode == 2, proc.stderr
+    assert (f"tdrl: error: --ray-address: no Ray cluster answers at {address}: a server listens "
+            "there but said nothing in 5 s") in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not out.exists()
+
+
+def test_the_address_check_accepts_a_live_ray_cluster():
+    from tdrl.collectors.ray_setup import check_ray_address
+
+    check_ray_address(ray.get_runtime_context().gcs_address)  # the module's own instance
 
 
 def test_more_workers_than_cpus_refused_before_writing(tmp_path, capsys):

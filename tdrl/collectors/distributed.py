@@ -36,7 +36,6 @@ Examples:
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -53,100 +52,13 @@ from tdrl.collectors.base import (
     nbytes,
     to_tensordict,
 )
+from tdrl.collectors.ray_setup import check_ray_address, import_ray, init_ray
 from tdrl.collectors.ray_worker import RolloutWorker, weights_to_numpy
 from tdrl.envs.utils import ExplorationType
 
 __all__ = ["RayCollector", "check_ray_address", "import_ray", "init_ray"]
 
-INSTALL_HINT = "pip install 'tdrl[ray]'  (or: pip install ray)"
 _log = logging.getLogger("tdrl.collectors")
-
-
-def import_ray() -> Any:
-    """Import ray, or raise :class:`CollectorError` with the install command.
-
-    Examples:
-        >>> try:
-        ...     ray = import_ray()
-        ... except CollectorError as err:
-        ...     assert "pip install" in str(err)
-    """
-    try:
-        import ray
-    except ImportError:
-        raise CollectorError(
-            f"distributed collection needs Ray; install it with: {INSTALL_HINT}"
-        ) from None
-    return ray
-
-
-def _host_port(address: str) -> tuple[str, int] | None:
-    """``"ray://host:port"`` / ``"host:port"`` -> ``(host, port)``; None when there is no port."""
-    rest = address.split("://", 1)[-1].rstrip("/")
-    host, sep, port = rest.rpartition(":")
-    if not sep or not port.isdigit():
-        return None
-    return host.strip("[]") or "127.0.0.1", int(port)
-
-
-def check_ray_address(address: str, timeout: float = 5.0) -> None:
-    """Raise :class:`CollectorError` at once when nothing listens at a Ray ``address``.
-
-    ``ray.init(address=...)`` retries an unreachable address for minutes
-    without returning to Python (so signals wait too); a TCP connection
-    attempt of at most ``timeout`` seconds tells first. ``"auto"`` (and an
-    address without a port) is left to Ray, which fails fast when it finds no
-    cluster.
-
-    Examples:
-        >>> import socket
-        >>> s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close()
-        >>> check_ray_address(f"127.0.0.1:{port}")  # doctest: +ELLIPSIS
-        Traceback (most recent call last):
-        ...
-        tdrl.collectors.base.CollectorError: cannot reach a Ray cluster at 127.0.0.1:...: ...
-        >>> check_ray_address("auto")
-    """
-    import socket
-
-    hp = _host_port(address)
-    if hp is None:
-        return
-    try:
-        socket.create_connection(hp, timeout=timeout).close()
-    except OSError as err:
-        reason = err.strerror or str(err) or type(err).__name__
-        raise CollectorError(
-            f"cannot reach a Ray cluster at {address}: {reason} (after at most {timeout:g} s); "
-            "start one there with `ray start --head`, or check the address and port"
-        ) from None
-
-
-def init_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
-    """Connect to Ray: reuse a running session, join ``address``, or start a local instance.
-
-    A local instance gets ``num_cpus`` CPUs (default: this machine's count).
-    Returns ``True`` when this call started or joined Ray (the caller then
-    owns the session and should ``ray.shutdown()`` it). An ``address`` where
-    nothing listens raises :class:`CollectorError` within seconds
-    (:func:`check_ray_address`).
-
-    Examples:
-        >>> init_ray  # doctest: +ELLIPSIS
-        <function init_ray at ...>
-    """
-    ray = import_ray()
-    if ray.is_initialized():
-        return False
-    if address:
-        check_ray_address(address)
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING}
-    if address:
-        ray.init(address=address, **kwargs)
-    else:
-        ray.init(num_cpus=num_cpus or os.cpu_count() or 1, **kwargs)
-    return True
 
 
 class RayCollector(Collector):
