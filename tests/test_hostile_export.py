@@ -98,6 +98,7 @@ def test_a_failed_export_write_keeps_the_previous_pair(cartpole, tmp_path, capsy
     out = tmp_path / "p.pt2"
     assert run(["export", cartpole, "--format", "pt2", "--out", out], capsys)[0] == 0
     before = snapshot(tmp_path)
+    assert before["p.pt2"] and json.loads(before["p.pt2.json"])["format"] == "pt2"
 
     def disk_full(program, path):
         Path(path).write_bytes(b"PK\x03\x04 half a file")
