@@ -77,10 +77,16 @@ def _mismatch(policy: LoadedPolicy, env_id: str, env: Any) -> str | None:
             f"{obs_shape}"
         )
     space = meta.get("action_space")
-    if not isinstance(space, dict):
-        return "its sidecar records no action space"
     action_space = env.action_space
     n = getattr(action_space, "n", None)
+    if not isinstance(space, dict):  # a head without a spec: the action output's shape
+        shape = meta["outputs"][0]["shape"]
+        fits = shape in ([], [int(n)]) if n is not None else (
+            int(np.prod(shape or [1])) == int(np.prod(action_space.shape))
+        )
+        return None if fits else (
+            f"its action output has shape {shape}, {env_id}'s actions are {action_space}"
+        )
     if n is not None:  # Discrete
         if space.get("spec") not in ("Categorical", "OneHot") or space.get("n") != int(n):
             return f"its actions are {space.get('spec')} {space.get('n')}, {env_id} has {n}"
