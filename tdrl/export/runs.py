@@ -20,6 +20,21 @@ def run_policy(recipe: Any, cfg: Any, state: dict) -> Any:
 
     Raises ``TrainError`` when the recipe offers no policy module; whatever
     loading the weights raises (a missing key, a wrong shape) passes through.
+
+    Examples:
+        >>> from tdrl.recipes import get_recipe
+        >>> from tdrl.recipes.envs import probe_env
+        >>> from tdrl.recipes.ppo import PPOConfig, build_agent
+        >>> cfg = PPOConfig()
+        >>> weights = build_agent(cfg, *probe_env(cfg.env)[:2]).agent.state_dict()
+        >>> policy = run_policy(get_recipe("ppo"), cfg, {"algo_state": {"model": weights}})
+        >>> policy.out_keys[-1]
+        'sample_log_prob'
+        >>> del weights[next(iter(weights))]
+        >>> run_policy(get_recipe("ppo"), cfg, {"algo_state": {"model": weights}})
+        Traceback (most recent call last):
+        ...
+        RuntimeError: Error(s) in loading state_dict for ...
     """
     import torch
 
