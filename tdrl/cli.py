@@ -144,13 +144,31 @@ def _load_run(run_dir: Path) -> tuple[Any, Any, dict]:
     return load_run(run_dir)
 
 
+def _from_checkpoint(run_dir: Path, build: Any) -> Any:
+    """``build()`` (the run's policy from the checkpoint's weights), or a clear error naming it."""
+    from tdrl.recipes.config import CheckpointError
+
+    try:
+        return build()
+    except (RuntimeError, KeyError, ValueError, TypeError, AttributeError) as err:
+        lines = str(err).strip().splitlines()
+        detail = " ".join(line.strip() for line in lines[:3]) or type(err).__name__
+        raise CheckpointError(
+            f"{run_dir}/checkpoint.pt: its weights do not fit the run's policy ({detail[:300]}); "
+            "it was left untouched"
+        ) from None
+
+
 def _export(args: argparse.Namespace) -> int:
-    from tdrl.export.runs import export_run
+    from tdrl.export.policy import check_target
+    from tdrl.export.runs import export_run, run_policy
 
     run_dir = Path(args.run_dir)
     recipe, cfg, state = _load_run(run_dir)
     out = Path(args.out) if args.out else run_dir / f"policy.{args.format}"
-    path = export_run(recipe, cfg, state, args.format, out, args.dtype)
+    check_target(out, args.format)  # before the (slow) export
+    policy = _from_checkpoint(run_dir, lambda: run_policy(recipe, cfg, state))
+    path = export_run(recipe, cfg, state, args.format, out, args.dtype, policy=policy)
     print(f"wrote {path} and {path.name}.json")
     return 0
 
@@ -194,9 +212,11 @@ def _eval(args: argparse.Namespace) -> int:
     if args.policy:
         from tdrl.export.runs import policy_act
 
-        act = policy_act(args.policy, env.action_space, threads)
+        act = policy_act(args.policy, env.action_space, threads, env_id=cfg.env, env=env)
     else:
-        act = eval_act(recipe, cfg, env, state["algo_state"]["model"], device)
+        act = _from_checkpoint(
+            run_dir, lambda: eval_act(recipe, cfg, env, state["algo_state"]["model"], device)
+        )
     seed = cfg.seed + EVAL_SEED_OFFSET
     returns = evaluate(act, cfg.env, episodes, seed)
     result = {
@@ -238,11 +258,14 @@ def _print_eval(result: dict, run_dir: Path) -> None:
     summary_path = run_dir / "summary.json"
     if summary_path.exists():
         try:
-            final = json.loads(summary_path.read_text()).get("final_eval_return")
-        except (OSError, ValueError):
-            final = None
-        if final is not None:
+            summary = json.loads(summary_path.read_text())
+        except (OSError, ValueError):  # unreadable, binary, not JSON
+            summary = None
+        final = summary.get("final_eval_return") if isinstance(summary, dict) else None
+        if isinstance(final, int | float) and not isinstance(final, bool):
             print(f"(summary.json final_eval_return: {final:.1f})")
+        else:
+            print(f"({summary_path} holds no final_eval_return to compare with)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -186,3 +186,32 @@ def test_apex_epsilons_and_the_dqn_help(capsys):
     assert "N >= 2: Ape-X's 0.4 ** (1 + 7 i / (N - 1))" in text
     assert "Resuming such a run is not bit-exact" in text
     assert "--sync-every N with --workers: push the Q-network to the workers every N" in text
+
+
+# -- a NaN / inf from the env is its data: EnvDataError naming what, worker, sub-env, row --------
+@pytest.mark.parametrize("steps", [40, 64])  # 40: the end-of-batch check; 64: the policy fails first
+@pytest.mark.parametrize("env_id, what", [("NAN_OBS", "observation"), ("INF_REWARD", "reward")])
+def test_non_finite_env_values_raise_env_data_error(env_id, what, steps):
+    import ray_nan_envs
+
+    from tdrl.collectors import EnvDataError
+
+    env_fn = functools.partial(gym_vector_env, getattr(ray_nan_envs, env_id), 2)
+    with LocalCollector(env_fn, qnet(), steps_per_batch=steps, policy_keys=["action"]) as c:
+        with pytest.raises(EnvDataError) as info:
+            next(iter(c))
+    err = info.value
+    # every sub-env turns bad on its 40th step: batch row 39, sub-env 0 found first
+    assert (err.worker, err.env, err.row, err.step) == (0, 0, ray_nan_envs.AT - 1, None)
+    assert err.what in ((what, "final observation") if what == "observation" else (what,))
+    assert str(err) == f"non-finite {err.what} from the env on collector worker 0 (sub-env 0)"
+
+
+def test_a_policy_failure_on_finite_observations_stays_the_policy_s():
+    def broken(td):
+        raise ValueError("the policy's own bug")
+
+    runner = EnvRunner(ENV2, broken, policy_keys=["action"], seed=0)
+    with pytest.raises(ValueError, match="the policy's own bug"):
+        runner.run(3)
+    runner.close()

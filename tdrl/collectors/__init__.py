@@ -24,6 +24,7 @@ from __future__ import annotations
 from tdrl.collectors.base import (
     Collector,
     CollectorError,
+    EnvDataError,
     EnvRunner,
     WorkerError,
     gym_vector_env,
@@ -34,6 +35,7 @@ from tdrl.collectors.local import LocalCollector
 __all__ = [
     "Collector",
     "CollectorError",
+    "EnvDataError",
     "EnvRunner",
     "LocalCollector",
     "RayCollector",

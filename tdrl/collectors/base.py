@@ -40,7 +40,14 @@ from tensordict import TensorDict
 
 from tdrl.envs.utils import ExplorationType, set_exploration_type
 
-__all__ = ["Collector", "CollectorError", "EnvRunner", "WorkerError", "gym_vector_env"]
+__all__ = [
+    "Collector",
+    "CollectorError",
+    "EnvDataError",
+    "EnvRunner",
+    "WorkerError",
+    "gym_vector_env",
+]
 
 NEXT_KEYS = ("observation", "reward", "terminated", "truncated", "done")
 
@@ -68,6 +75,50 @@ class WorkerError(CollectorError):
             f"collector worker {worker} failed {failures} times in a row; last error: {cause}"
         )
         self.worker, self.failures, self.cause = worker, failures, cause
+
+
+class EnvDataError(CollectorError):
+    """The env returned a NaN or infinite value: its data, not a crash (never retried).
+
+    ``what`` is ``"observation"``, ``"final observation"`` or ``"reward"``; ``worker``
+    the runner's worker index, ``env`` the sub-env and ``row`` the batch row
+    whose vector step produced the value (``-1``: the observation the batch
+    started from, from the previous batch or the reset). A collector fills in
+    ``step``, the env step of the whole fleet at which the value came.
+
+    Examples:
+        >>> err = EnvDataError("reward", worker=1, env=0, row=4)
+        >>> str(err)
+        'non-finite reward from the env on collector worker 1 (sub-env 0)'
+        >>> err.step = 96; str(err)
+        'non-finite reward from the env on collector worker 1 (sub-env 0) at step 96'
+    """
+
+    def __init__(self, what: str, worker: int, env: int, row: int) -> None:
+        super().__init__(what, worker, env, row)
+        self.what, self.worker, self.env, self.row = what, worker, env, row
+        self.step: int | None = None
+
+    @property
+    def where(self) -> str:
+        """What and where, without the step: ``"reward from the env on collector worker 1 ..."``."""
+        return f"{self.what} from the env on collector worker {self.worker} (sub-env {self.env})"
+
+    def __str__(self) -> str:
+        step = "" if self.step is None else f" at step {self.step:,}"
+        return f"non-finite {self.where}{step}"
+
+
+def _first_non_finite(arrays: dict[str, np.ndarray]) -> tuple[str, int, int] | None:
+    """``(key, row, env)`` of the earliest non-finite value (by row) in ``arrays``, or None."""
+    found = None
+    for key, value in arrays.items():
+        bad = ~np.isfinite(value.reshape(value.shape[0], value.shape[1], -1)).all(-1)
+        if bad.any():
+            row, env = (int(i[0]) for i in np.nonzero(bad))
+            if found is None or row < found[1]:
+                found = (key, row, env)
+    return found
 
 
 def gym_vector_env(env_id: str, num_envs: int, **make_kwargs: Any) -> Any:
@@ -109,7 +160,10 @@ class EnvRunner:
     keyed by ``"observation"``, the ``policy_keys`` and ``"next.<key>"``
     (see the module docstring for the layout). The env is reset once:
     sub-env ``j`` of the runner of worker ``worker_index`` gets seed
-    ``seed + worker_index * num_envs + j``.
+    ``seed + worker_index * num_envs + j``. A NaN or infinite observation
+    (reset, step or final) or reward raises :class:`EnvDataError` naming it
+    (checked once per batch; a policy that fails on such an observation gets
+    the same error instead of its own).
 
     Examples:
         >>> import functools
@@ -171,9 +225,13 @@ class EnvRunner:
             rows.setdefault(key, []).append(value)
 
         with set_exploration_type(self.exploration_type):
-            for _ in range(steps):
+            for t in range(steps):
                 obs_t = torch.as_tensor(self.obs, dtype=torch.float32, device=self.device)
-                td = self.policy(TensorDict({"observation": obs_t}, batch_size=[n]))
+                try:
+                    td = self.policy(TensorDict({"observation": obs_t}, batch_size=[n]))
+                except Exception:  # the env's data, or the policy's own failure?
+                    self._check({"observation": np.asarray(self.obs)[None]}, first_row=t)
+                    raise
                 keys = self.policy_keys
                 if keys is None:
                     keys = [k for k in td.keys() if k != "observation"]
@@ -200,7 +258,31 @@ class EnvRunner:
                 put("next.truncated", np.asarray(truncated, dtype=bool))
                 put("next.done", np.asarray(done, dtype=bool))
                 self.obs = next_obs
-        return {k: np.stack(v) for k, v in rows.items()}
+        out = {k: np.stack(v) for k, v in rows.items()}
+        self._check(out)
+        return out
+
+    def _check(self, arrays: dict[str, np.ndarray], first_row: int = 0) -> None:
+        """Raise :class:`EnvDataError` for the first non-finite env value (one pass per array).
+
+        ``arrays`` hold batch rows from ``first_row`` on. ``"observation"`` row ``t``
+        was produced by the step of row ``t - 1`` (-1: before the batch), the
+        ``"next.*"`` rows by their own.
+        """
+        parts = {k: arrays[k] for k in ("observation", "next.observation", "next.reward")
+                 if k in arrays}
+        found = _first_non_finite(parts)
+        if found is None:
+            return
+        key, row, env = found
+        what = {"observation": "observation", "next.reward": "reward"}.get(key)
+        if key == "next.observation":
+            done = arrays.get("next.done")
+            final = done is not None and bool(done[row, env])
+            what = "final observation" if final else "observation"
+        elif key == "observation":
+            row -= 1  # "observation" rows were produced by the step before
+        raise EnvDataError(what, self.worker_index, env, first_row + row)
 
     def state_dict(self) -> dict[str, Any]:
         """A snapshot (deep copy) of the vector env and its current observation."""

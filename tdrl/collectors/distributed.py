@@ -14,7 +14,10 @@ Faults: a worker whose process dies is restarted by Ray (fresh env, seeds
 shifted by the restart count) and its share of the batch is redone; a worker whose code
 raises (e.g. the env) is killed, restarted and retried the same way. After
 ``max_failures`` failures in a row of one worker, :class:`WorkerError`
-names the worker and its last error.
+names the worker and its last error. A NaN or infinite value from an env is
+its data, not a crash: :class:`~tdrl.collectors.base.EnvDataError` (worker,
+sub-env, fleet env step) at once, never retried. Every wait on Ray has a
+timeout and returns to Python at least once a second, so signal handlers run.
 
 Examples:
     >>> import functools
@@ -33,8 +36,6 @@ Examples:
 from __future__ import annotations
 
 import logging
-import os
-import pickle
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -46,130 +47,18 @@ from tensordict import TensorDict
 from tdrl.collectors.base import (
     Collector,
     CollectorError,
-    EnvRunner,
+    EnvDataError,
     WorkerError,
     nbytes,
     to_tensordict,
 )
+from tdrl.collectors.ray_setup import check_ray_address, import_ray, init_ray
+from tdrl.collectors.ray_worker import RolloutWorker, weights_to_numpy
 from tdrl.envs.utils import ExplorationType
 
-__all__ = ["RayCollector", "import_ray", "init_ray"]
+__all__ = ["RayCollector", "check_ray_address", "import_ray", "init_ray"]
 
-INSTALL_HINT = "pip install 'tdrl[ray]'  (or: pip install ray)"
-RESTART_SEED_OFFSET = 104_729
 _log = logging.getLogger("tdrl.collectors")
-
-
-def import_ray() -> Any:
-    """Import ray, or raise :class:`CollectorError` with the install command.
-
-    Examples:
-        >>> try:
-        ...     ray = import_ray()
-        ... except CollectorError as err:
-        ...     assert "pip install" in str(err)
-    """
-    try:
-        import ray
-    except ImportError:
-        raise CollectorError(
-            f"distributed collection needs Ray; install it with: {INSTALL_HINT}"
-        ) from None
-    return ray
-
-
-def init_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
-    """Connect to Ray: reuse a running session, join ``address``, or start a local instance.
-
-    A local instance gets ``num_cpus`` CPUs (default: this machine's count).
-    Returns ``True`` when this call started or joined Ray (the caller then
-    owns the session and should ``ray.shutdown()`` it).
-
-    Examples:
-        >>> init_ray  # doctest: +ELLIPSIS
-        <function init_ray at ...>
-    """
-    ray = import_ray()
-    if ray.is_initialized():
-        return False
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING}
-    if address:
-        ray.init(address=address, **kwargs)
-    else:
-        ray.init(num_cpus=num_cpus or os.cpu_count() or 1, **kwargs)
-    return True
-
-
-def _weights_to_numpy(policy: Any) -> dict[str, np.ndarray]:
-    return {k: v.detach().cpu().numpy() for k, v in policy.state_dict().items()}
-
-
-class _RolloutWorker:
-    """The body of one Ray actor (made remote in :class:`RayCollector`)."""
-
-    def __init__(
-        self,
-        index: int,
-        create_env_fn: Any,
-        policy: Any,
-        runner_kwargs: dict,
-        seed: int,
-        policy_wrapper: Callable[[int, Any], Any] | None = None,
-    ) -> None:
-        torch.set_num_threads(1)
-        self.index, self.seed = index, seed
-        self.policy = policy  # deserialized in this process: the worker's own copy
-        self.version = -1
-        torch.manual_seed(seed + 7919 * (index + 1))
-        # the module that acts (e.g. the copy plus this worker's exploration); weights load
-        # into ``policy``, which it wraps
-        acting = policy if policy_wrapper is None else policy_wrapper(index, policy)
-        self.runner = EnvRunner(
-            create_env_fn, acting, seed=seed, worker_index=index, **runner_kwargs
-        )
-
-    def reseed(self, restarts: int) -> int:
-        """After a restart: new seeds, so the redone share does not replay the lost episodes.
-
-        Returns the process id, so the caller can tell a restarted process from the old one.
-        """
-        seed = self.seed + restarts * RESTART_SEED_OFFSET
-        torch.manual_seed(seed + 7919 * (self.index + 1))
-        self.runner.reset(seed)
-        return os.getpid()
-
-    def info(self) -> dict[str, Any]:
-        import ray
-
-        return {
-            "pid": os.getpid(),
-            "node": ray.get_runtime_context().get_node_id(),
-            "num_envs": self.runner.num_envs,
-        }
-
-    def collect(self, steps: int, weights: list, version: int) -> tuple[dict, float]:
-        if version != self.version:
-            import ray
-
-            state = ray.get(weights[0])
-            self.policy.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in state.items()})
-            self.version = version
-        start = time.perf_counter()
-        arrays = self.runner.run(steps)
-        return arrays, time.perf_counter() - start
-
-    # pickled to bytes here: arrays Ray deserializes are read-only, and the env writes into its own
-    def state_dict(self) -> bytes:
-        return pickle.dumps({**self.runner.state_dict(), "torch_rng": torch.get_rng_state()})
-
-    def load_state_dict(self, blob: bytes) -> None:
-        state = pickle.loads(blob)
-        self.runner.load_state_dict(state)
-        torch.set_rng_state(state["torch_rng"])
-
-    def close(self) -> None:
-        self.runner.close()
 
 
 class RayCollector(Collector):
@@ -183,7 +72,10 @@ class RayCollector(Collector):
     seeds its own torch RNG from ``seed`` and ``i``: same seed, same worker
     count, same batches. ``log`` receives one line per worker failure.
     Workers that are not all up after ``start_timeout`` seconds (e.g. the
-    cluster has no free CPU for them) raise :class:`CollectorError`.
+    cluster has no free CPU for them) raise :class:`CollectorError`, and so
+    does a batch or a state that takes longer than ``call_timeout`` seconds.
+    A worker that dies while :meth:`state_dict` asks for its state is waited
+    for (restarted, reseeded) and asked again, as in a batch.
 
     ``policy_wrapper(worker_index, policy_copy)`` (picklable, e.g. a
     ``functools.partial``) builds the module a worker acts with around its
@@ -217,6 +109,7 @@ class RayCollector(Collector):
         num_cpus_per_worker: float = 1.0,
         max_failures: int = 3,
         start_timeout: float = 300.0,
+        call_timeout: float = 3600.0,
         policy_wrapper: Callable[[int, Any], Any] | None = None,
         prefetch: bool = False,
         log: Callable[[str], None] | None = None,
@@ -233,6 +126,7 @@ class RayCollector(Collector):
         self.total_frames = int(total_frames)
         self.num_workers = int(num_workers)
         self.max_failures = int(max_failures)
+        self.call_timeout = float(call_timeout)
         self.log = log or _log.warning
         self.restarts = 0
         self.prefetch = bool(prefetch)
@@ -249,7 +143,7 @@ class RayCollector(Collector):
                     "(ray_address)"
                 )
             actor = ray.remote(num_cpus=num_cpus_per_worker, max_restarts=-1, max_task_retries=0)(
-                _RolloutWorker
+                RolloutWorker
             )
             runner_kwargs = {
                 "policy_keys": policy_keys,
@@ -281,8 +175,8 @@ class RayCollector(Collector):
         """The workers' info once they are up; a clear error instead of waiting forever."""
         ray = self._ray
         try:
-            return ray.get([w.info.remote() for w in self.workers], timeout=timeout)
-        except ray.exceptions.GetTimeoutError:
+            return self._get([w.info.remote() for w in self.workers], timeout)
+        except TimeoutError:
             free = ray.available_resources().get("CPU", 0.0)
             total = ray.cluster_resources().get("CPU", 0.0)
             raise CollectorError(
@@ -291,14 +185,39 @@ class RayCollector(Collector):
                 "(other actors hold the rest?)"
             ) from None
 
+    def _wait(self, refs: list[Any], timeout: float) -> None:
+        """Wait until every ref is done (or failed), in slices of at most 1 s.
+
+        Between slices Python runs its signal handlers. Raises ``TimeoutError``
+        (``ray.exceptions.GetTimeoutError`` is one) after ``timeout`` seconds.
+        """
+        ray = self._ray
+        deadline = time.monotonic() + timeout
+        pending = list(refs)
+        while pending:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ray.exceptions.GetTimeoutError(
+                    f"{len(pending)} of {len(refs)} Ray calls not done after {timeout:g} s"
+                )
+            _, pending = ray.wait(pending, num_returns=len(pending), timeout=min(1.0, left))
+
+    def _get(self, refs: list[Any], timeout: float) -> list[Any]:
+        """``ray.get(refs)`` after :meth:`_wait` (so: a timeout, and signals are honoured)."""
+        self._wait(refs, timeout)
+        return self._ray.get(list(refs))
+
     def worker_info(self) -> list[dict[str, Any]]:
         """``{"pid", "node", "num_envs"}`` of each worker (e.g. to find a worker's process)."""
-        return self._ray.get([w.info.remote() for w in self.workers])
+        try:
+            return self._get([w.info.remote() for w in self.workers], self.call_timeout)
+        except TimeoutError as err:
+            raise CollectorError(f"workers did not answer: {err}") from None
 
     def update_policy_weights_(self, weights: dict[str, torch.Tensor] | None = None) -> None:
         """Put the policy's (or ``weights``) state in the object store once; workers load it."""
         state = (
-            _weights_to_numpy(self.policy)
+            weights_to_numpy(self.policy)
             if weights is None
             else {k: v.detach().cpu().numpy() for k, v in weights.items()}
         )
@@ -317,8 +236,17 @@ class RayCollector(Collector):
         self._in_flight = {}
         results: list[Any] = [None] * self.num_workers
         failures = [0] * self.num_workers
+        deadline = start + self.call_timeout
         while pending:
-            [ref], _ = ray.wait(list(pending), num_returns=1)
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+            if not ready:  # back in Python once a second: signal handlers run
+                if time.perf_counter() > deadline:
+                    workers = sorted(pending.values())
+                    raise CollectorError(
+                        f"collector workers {workers} sent no batch within {self.call_timeout:g} s"
+                    )
+                continue
+            ref = ready[0]
             i = pending.pop(ref)
             old_pid = None
             try:
@@ -328,6 +256,10 @@ class RayCollector(Collector):
                 what = f"its process died ({_first_line(err)})"
             except ray.exceptions.RayTaskError as err:
                 cause = getattr(err, "cause", None) or err
+                if isinstance(cause, EnvDataError):  # the env's data: no restart fixes it
+                    self._in_flight = {}
+                    cause.step = self.frames + (cause.row + 1) * self.num_envs
+                    raise cause from None
                 what = f"{type(cause).__name__}: {_first_line(cause)}"
                 if failures[i] + 1 < self.max_failures:
                     # fresh process and env; the kill lands asynchronously, so remember which
@@ -366,7 +298,7 @@ class RayCollector(Collector):
         """Worker ``i``'s process id (None if it does not answer in ``timeout`` s)."""
         ray = self._ray
         try:
-            return ray.get(self.workers[i].info.remote(), timeout=timeout)["pid"]
+            return self._get([self.workers[i].info.remote()], timeout)[0]["pid"]
         except (ray.exceptions.RayError, TimeoutError):
             return None
 
@@ -378,11 +310,12 @@ class RayCollector(Collector):
         deadline = time.monotonic() + timeout
         while True:
             try:
-                pid = ray.get(self.workers[i].reseed.remote(self.restarts), timeout=timeout)
+                left = max(deadline - time.monotonic(), 0.1)
+                pid = self._get([self.workers[i].reseed.remote(self.restarts)], left)[0]
                 if pid != old_pid:
                     return
                 # the call reached the old process before the kill landed: ask again
-            except ray.exceptions.ActorUnavailableError:  # still restarting
+            except (ray.exceptions.ActorUnavailableError, TimeoutError):  # still restarting
                 pass
             except ray.exceptions.RayActorError as err:  # dead for good (e.g. __init__ raised)
                 raise WorkerError(i, failures + 1, f"cannot restart: {_first_line(err)}") from None
@@ -396,7 +329,37 @@ class RayCollector(Collector):
         With ``prefetch`` the state is taken after the batch in flight, which a
         run resumed from it never receives.
         """
-        runners = self._ray.get([w.state_dict.remote() for w in self.workers])
+        ray = self._ray
+        refs = [w.state_dict.remote() for w in self.workers]
+        try:
+            self._wait(refs, self.call_timeout)
+        except TimeoutError:
+            raise CollectorError(
+                f"collector workers sent no state within {self.call_timeout:g} s"
+            ) from None
+        runners = []
+        for i, ref in enumerate(refs):
+            failures = 0
+            while True:
+                try:
+                    runners.append(ray.get(ref))
+                    break
+                except ray.exceptions.RayError as err:  # died (or restarting) meanwhile
+                    failures += 1
+                    what = f"its process died while saving its state ({_first_line(err)})"
+                    if failures >= self.max_failures:
+                        raise WorkerError(i, failures, what) from None
+                    self.restarts += 1
+                    self.log(
+                        f"collector worker {i}: {what}; Ray restarts it and its fresh state is "
+                        f"saved (attempt {failures + 1}/{self.max_failures})"
+                    )
+                    self._wait_restarted(i, failures, what, None)
+                    ref = self.workers[i].state_dict.remote()
+                    try:
+                        self._wait([ref], self.call_timeout)
+                    except TimeoutError:
+                        raise WorkerError(i, failures, f"{what}; no state after restart") from None
         return {"runners": runners, "frames": self.frames}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -406,14 +369,23 @@ class RayCollector(Collector):
                 f"state saved with {len(runners)} workers, this collector has {self.num_workers}"
             )
         self._drop_in_flight()
-        self._ray.get([w.load_state_dict.remote(s) for w, s in zip(self.workers, runners)])
+        refs = [w.load_state_dict.remote(s) for w, s in zip(self.workers, runners)]
+        try:
+            self._get(refs, self.call_timeout)
+        except TimeoutError:
+            raise CollectorError(
+                f"collector workers did not load their state within {self.call_timeout:g} s"
+            ) from None
         self.frames = int(state["frames"])
 
     def _drop_in_flight(self) -> None:
         """Wait for (and discard) a prefetched batch, so the workers' state is final."""
         if self._in_flight:
-            self._ray.wait(list(self._in_flight), num_returns=len(self._in_flight))
-            self._in_flight = {}
+            refs, self._in_flight = list(self._in_flight), {}
+            try:
+                self._get(refs, self.call_timeout)
+            except (TimeoutError, self._ray.exceptions.RayError):
+                pass  # discarded anyway; a dead worker is handled by the next call
 
     def shutdown(self) -> None:
         """Kill the workers; shut Ray down if this collector started it."""

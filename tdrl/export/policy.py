@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import tdrl
 from tdrl.envs.utils import ExplorationType
 from tdrl.export.onnx import OPSET, write_onnx
 from tdrl.export.trace import (
+    ExportError,
     PolicySignature,
     TensorPolicy,
     example_inputs,
@@ -22,7 +24,14 @@ from tdrl.export.trace import (
     trace_policy,
 )
 
-__all__ = ["FORMATS", "ExportedPolicy", "ProgramRunner", "export_policy", "sidecar_path"]
+__all__ = [
+    "FORMATS",
+    "ExportedPolicy",
+    "ProgramRunner",
+    "check_target",
+    "export_policy",
+    "sidecar_path",
+]
 
 #: file formats and their suffixes
 FORMATS = {"onnx": ".onnx", "pt2": ".pt2"}
@@ -37,6 +46,48 @@ def sidecar_path(path: str | Path) -> Path:
     """
     path = Path(path)
     return path.with_name(path.name + ".json")
+
+
+def check_target(path: str | Path, fmt: str) -> Path:
+    """Check that ``path`` can take an exported ``fmt`` file and its sidecar; writes nothing.
+
+    Raises ``ValueError`` for an unknown format, and
+    :class:`~tdrl.export.trace.ExportError` naming the path when the suffix is not the format's, the file or its sidecar
+    is a directory, or a parent is not a directory.
+
+    Examples:
+        >>> import tempfile
+        >>> d = Path(tempfile.mkdtemp())
+        >>> check_target(d / "new" / "policy.onnx", "onnx").name
+        'policy.onnx'
+        >>> check_target(d, "pt2")
+        Traceback (most recent call last):
+        ...
+        tdrl.export.trace.ExportError: cannot write ...: the export path must end in .pt2 for format pt2
+        >>> _ = (d / "file").write_text("x")
+        >>> check_target(d / "file" / "policy.pt2", "pt2")
+        Traceback (most recent call last):
+        ...
+        tdrl.export.trace.ExportError: cannot write .../file/policy.pt2: .../file is not a directory
+    """
+    path = Path(path)
+    if fmt not in FORMATS:
+        raise ValueError(
+            f"unknown export format {fmt!r} (from {path.name!r}); choose one of {', '.join(FORMATS)}"
+        )
+    if path.suffix != FORMATS[fmt]:
+        raise ExportError(
+            f"cannot write {path}: the export path must end in {FORMATS[fmt]} for format {fmt}"
+        )
+    for target in (path, sidecar_path(path)):
+        if target.is_dir():
+            raise ExportError(f"cannot write {path}: {target} is a directory")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ExportError(f"cannot write {path}: {parent} is not a directory")
+    return path
 
 
 class ProgramRunner:
@@ -136,28 +187,38 @@ class ExportedPolicy(nn.Module):
         """Writes the program as ``.pt2`` (torch.export) or ``.onnx``, plus ``<file>.json``.
 
         ``format`` defaults to the suffix of ``path``. Returns the path written.
+        Both files are written to temp files first and renamed into place only
+        when both are complete: a failure leaves the previous pair as it was
+        and raises :class:`~tdrl.export.trace.ExportError` naming the path
+        (see :func:`check_target` for the paths refused up front).
         """
         path = Path(path)
         fmt = format or path.suffix.lstrip(".")
-        if fmt not in FORMATS:
-            raise ValueError(
-                f"unknown export format {fmt!r} (from {path.name!r}); choose one of "
-                f"{', '.join(FORMATS)}"
-            )
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
+        check_target(path, fmt)
+        side = sidecar_path(path)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        side_tmp = side.with_name(f".{side.name}.tmp-{os.getpid()}")
+        meta = {**self.metadata, "format": fmt, "file": path.name}
+        if fmt == "onnx":
+            meta["onnx_opset"] = OPSET
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
             if fmt == "pt2":
                 torch.export.save(self.program, str(tmp))
             else:
                 write_onnx(self.program, self._inputs, tmp, self.input_names, self.output_names)
-            meta = {**self.metadata, "format": fmt, "file": path.name}
-            if fmt == "onnx":
-                meta["onnx_opset"] = OPSET
-            tmp.replace(path)
+            side_tmp.write_text(json.dumps(meta, indent=2) + "\n")
+            os.replace(tmp, path)
+            os.replace(side_tmp, side)
+        except OSError as err:
+            reason = err.strerror or str(err) or type(err).__name__
+            raise ExportError(f"cannot write {path}: {reason}") from None
         finally:
-            tmp.unlink(missing_ok=True)
-        sidecar_path(path).write_text(json.dumps(meta, indent=2) + "\n")
+            for t in (tmp, side_tmp):
+                try:
+                    t.unlink(missing_ok=True)
+                except OSError:
+                    pass
         return path
 
 

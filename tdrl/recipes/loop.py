@@ -364,12 +364,27 @@ def _train_locked(
     try:
         algo = recipe.algorithm(cfg, plan.env, clock)
         if state is not None:
-            algo.load_state_dict(state["algo_state"])
+            try:
+                algo.load_state_dict(state["algo_state"])
+            except (RuntimeError, KeyError, ValueError, TypeError) as err:
+                raise _unfit_checkpoint(run.ckpt_path, err) from None
             set_rng_state(state["rng"])
         return run.loop(algo, progress, log, callbacks)
     except RunFailure as failure:
         run.record_failure(failure)
         raise
+
+
+def _unfit_checkpoint(path: Path, err: Exception) -> TrainError:
+    """A checkpoint whose weights or state do not fit the run's algorithm (exit 2, untouched)."""
+    from tdrl.recipes.config import CheckpointError
+
+    lines = str(err).strip().splitlines()
+    detail = " ".join(line.strip() for line in lines[:3]) or type(err).__name__
+    return CheckpointError(
+        f"{path}: its state does not fit the run's algorithm ({detail[:300]}); it was left "
+        "untouched"
+    )
 
 
 def check_losses(losses: dict[str, Any], step: int) -> None:
@@ -549,6 +564,7 @@ class _Run:
             "config": config_to_dict(cfg),
         }
         write_json(run_dir / "summary.json", summary)
+        self.final_summary = summary  # a later failure keeps these results (record_failure)
         plot_learning_curve(
             run_dir / "metrics.csv",
             run_dir / "learning_curve.png",
@@ -580,6 +596,7 @@ class _Run:
                 f"resume with: tdrl train {plan.recipe.name} --out {plan.run_dir} --resume"
             )
         summary = {
+            **getattr(self, "final_summary", {}),  # results written before the failure stay
             "algo": plan.recipe.name,
             "env": cfg.env,
             "seed": cfg.seed,

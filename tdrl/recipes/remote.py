@@ -25,9 +25,9 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from tdrl.collectors import CollectorError, RayCollector
-from tdrl.collectors.distributed import import_ray
-from tdrl.recipes.config import RunFailure, TrainError, option
+from tdrl.collectors import CollectorError, EnvDataError, RayCollector
+from tdrl.collectors.distributed import check_ray_address, import_ray
+from tdrl.recipes.config import NonFiniteError, RunFailure, TrainError, option
 from tdrl.recipes.envs import make_vec_env
 
 __all__ = [
@@ -59,15 +59,37 @@ class RemoteConfig:
     )
 
     def validate_remote(self) -> None:
+        """Refuse what cannot work before anything is written (raises :class:`TrainError`).
+
+        Ray missing, more workers than a local Ray instance has CPUs (one per
+        worker), a ``--ray-address`` where nothing listens.
+        """
         if self.workers < 0:
             raise TrainError(f"--workers must be >= 0, got {self.workers}")
         if self.ray_address and not self.workers:
             raise TrainError("--ray-address needs --workers N (N >= 1)")
-        if self.workers:
-            try:
-                import_ray()  # before anything is written
-            except CollectorError as err:
-                raise TrainError(str(err)) from None
+        if not self.workers:
+            return
+        try:
+            ray = import_ray()
+            if self.ray_address:
+                check_ray_address(self.ray_address)
+        except CollectorError as err:
+            raise TrainError(f"--ray-address: {err}" if self.ray_address else str(err)) from None
+        if self.ray_address:
+            return
+        if ray.is_initialized():  # a session of this process (e.g. a notebook): its CPUs
+            cpus, where = ray.cluster_resources().get("CPU", 0), "the running Ray session"
+        else:
+            import os
+
+            cpus, where = os.cpu_count() or 1, "this machine (a local Ray instance)"
+        if self.workers > cpus:
+            raise TrainError(
+                f"--workers {self.workers} needs {self.workers} CPUs (one per worker), but "
+                f"{where} has {cpus:g}; use --workers {int(cpus)} or fewer, or join a cluster "
+                "with --ray-address"
+            )
 
     @property
     def total_envs(self) -> int:
@@ -84,6 +106,34 @@ class WorkerFailure(RunFailure):
     """
 
 
+class _RunCollector(RayCollector):
+    """The recipes' Ray collector: its errors become the run's failures (exit 1, a summary).
+
+    A NaN / inf from a worker's env is a :class:`~tdrl.recipes.config.NonFiniteError`
+    naming the worker, the sub-env and the step (no checkpoint of the state
+    after it is written); a worker that keeps failing while its state is saved
+    or loaded is a :class:`WorkerFailure`.
+    """
+
+    def _next_batch(self) -> Any:
+        try:
+            return super()._next_batch()
+        except EnvDataError as err:
+            raise NonFiniteError(err.where, err.step) from None
+
+    def state_dict(self) -> dict[str, Any]:
+        try:
+            return super().state_dict()
+        except CollectorError as err:
+            raise WorkerFailure(f"{err} (while saving a checkpoint)", self.frames) from None
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        try:
+            super().load_state_dict(state)
+        except CollectorError as err:
+            raise WorkerFailure(f"{err} (while loading the checkpoint)", self.frames) from None
+
+
 def open_collector(
     cfg: Any,
     policy: Any,
@@ -96,12 +146,13 @@ def open_collector(
     """``None`` without ``--workers``, else a Ray collector over ``cfg.workers`` workers.
 
     Worker failures are logged to stderr; bad setups (Ray missing, too few
-    CPUs) raise :class:`~tdrl.recipes.config.TrainError`.
+    CPUs) raise :class:`~tdrl.recipes.config.TrainError`; a NaN / inf from a
+    worker's env raises :class:`~tdrl.recipes.config.NonFiniteError`.
     """
     if not cfg.workers:
         return None
     try:
-        return RayCollector(
+        return _RunCollector(
             functools.partial(make_vec_env, cfg.env, cfg.num_envs),
             policy,
             steps_per_batch,

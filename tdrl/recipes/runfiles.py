@@ -270,6 +270,13 @@ def clear_run_dir(run_dir: Path) -> None:
             raise WriteError.from_os_error(p, err) from None
 
 
+def _csv_rows(path: Path) -> list[list[str]]:
+    """The rows of a CSV file; bytes that are not UTF-8 (binary garbage) and NULs become
+    cells no row parse accepts, so they count as torn rows instead of stopping the reader."""
+    text = Path(path).read_bytes().decode("utf-8", errors="replace").replace("\0", "\ufffd")
+    return list(csv.reader(io.StringIO(text, newline="")))
+
+
 def _parse_row(row: list[str], width: int) -> list[float] | None:
     """The cells of a well-formed ``metrics.csv`` row as floats (empty = NaN); ``None`` if torn."""
     if len(row) != width:
@@ -324,8 +331,7 @@ class MetricsLog:
         self._writer = csv.writer(self._file, lineterminator="\n")
 
     def _truncate(self, resume_step: int) -> None:
-        with open(self.path, newline="") as f:
-            rows = list(csv.reader(f))
+        rows = _csv_rows(self.path)
         if rows and rows[0] != self.columns:
             raise TrainError(
                 f"{self.path} has columns {rows[0]}, expected {self.columns}; "
@@ -380,8 +386,7 @@ def read_metrics(path: Path) -> dict[str, np.ndarray]:
         >>> read_metrics(p)["x"]
         array([ 2., nan])
     """
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f))
+    rows = _csv_rows(path)
     header = rows[0]
     body = [v for v in (_parse_row(r, len(header)) for r in rows[1:]) if v is not None]
     table = np.array(body, dtype=np.float64).reshape(len(body), len(header))
