@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import pickle
 import sys
 from pathlib import Path
 from typing import Any
@@ -85,7 +86,8 @@ def chain(env: gym.Env) -> list[str]:
 # ----------------------------------------------------------------------------- Atari wrappers
 @needs_ale
 def test_wrapper_order_train_and_eval():
-    inner = ["PassiveEnvChecker", "OrderEnforcing", "NoopReset", "MaxAndSkip", "GameScore"]
+    inner = ["PassiveEnvChecker", "OrderEnforcing", "PickleGameState", "NoopReset", "MaxAndSkip",
+             "GameScore"]  # fmt: skip
     train = chain(make_atari_env("ALE/Breakout-v5"))
     assert train == [*inner, "EpisodicLife", "FireReset", "ClipReward", "ResizeFrame",
                      "StackFrames"]  # fmt: skip
@@ -273,6 +275,46 @@ def test_uint8_4x84x84_end_to_end_and_vectorized(train):
         obs, *_ = envs.step(envs.action_space.sample())
     assert obs.max() > obs.min()  # real frames, not blank
     envs.close()
+
+
+def continues_identically(env: gym.Env, actions: int, steps: int) -> tuple[bool, int]:
+    """Pickle ``env`` mid-game; play the copy and the original with the same actions."""
+    rng = np.random.default_rng(0)
+    env.reset(seed=0)
+    for _ in range(30):
+        env.step(int(rng.integers(actions)))
+    clone = pickle.loads(pickle.dumps(env))
+    same, ends = True, 0
+    for _ in range(steps):
+        a = int(rng.integers(actions))
+        x, y = env.step(a), clone.step(a)
+        same &= bool((x[0] == y[0]).all()) and x[1:4] == y[1:4]
+        if x[2] or x[3]:
+            ends += 1
+            same &= bool((env.reset()[0] == clone.reset()[0]).all())
+    return same, ends
+
+
+@needs_ale
+@pytest.mark.parametrize("train", [True, False])
+def test_pickled_atari_env_continues_the_same_game(train):
+    same, ends = continues_identically(make_atari_env("ALE/Breakout-v5", train=train), 4, 400)
+    assert same and ends >= 1  # through resets too (no-op counts, sticky actions: same RNGs)
+
+
+@needs_ale
+def test_plain_ale_env_does_not_pickle_its_game():
+    """Why PickleGameState exists: without it the copy restarts (checks the test can fail)."""
+    import_ale()
+    raw = gym.make("ALE/Breakout-v5", frameskip=1, obs_type="grayscale")
+    same, _ = continues_identically(MaxAndSkip(raw, 4), 4, 100)
+    assert not same
+
+
+@needs_minatar
+def test_pickled_minatar_env_continues_the_same_game():
+    same, ends = continues_identically(make_minatar_env("MinAtar/Breakout-v1"), 3, 300)
+    assert same and ends >= 1
 
 
 @needs_ale

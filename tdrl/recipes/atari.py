@@ -2,7 +2,8 @@
 
 :func:`make_atari_env` makes ``ALE/<Game>-v5`` with ``frameskip=1`` and
 grayscale frames (v5's sticky actions kept: ``repeat_action_probability=0.25``)
-and wraps it, innermost first:
+and wraps it, innermost first (:class:`PickleGameState` first of all, so that a
+pickled env, in a checkpoint, continues the same game):
 
 1. :class:`NoopReset` -- 1 to 30 no-ops (uniform, from the env's seeded RNG) after each reset;
 2. :class:`MaxAndSkip` -- each action repeated 4 frames, rewards summed, the
@@ -48,6 +49,7 @@ __all__ = [
     "GameScore",
     "MaxAndSkip",
     "NoopReset",
+    "PickleGameState",
     "ResizeFrame",
     "StackFrames",
     "import_ale",
@@ -71,6 +73,30 @@ def import_ale() -> Any:
         raise TrainError(f"Atari envs need the atari extra: {ATARI_INSTALL}") from None
     gym.register_envs(ale_py)
     return ale_py
+
+
+class PickleGameState(gym.Wrapper):
+    """Make a pickled copy of an ALE env continue the same game, RNGs included.
+
+    ale-py's ``AtariEnv`` pickles as its constructor arguments only, so an
+    unpickled copy (a checkpoint, a resumed run) starts from power-on. This
+    wrapper also stores the emulator state with its RNG (sticky actions) and
+    the env's ``np_random`` (no-op starts), and restores them on unpickling.
+    """
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        raw = self.env.unwrapped
+        state["_ale_state"] = raw.clone_state(include_rng=True)
+        state["_np_random_state"] = raw.np_random.bit_generator.state
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        ale_state, rng_state = state.pop("_ale_state"), state.pop("_np_random_state")
+        self.__dict__.update(state)
+        raw = self.env.unwrapped
+        raw.restore_state(ale_state)
+        raw.np_random.bit_generator.state = rng_state
 
 
 class NoopReset(gym.Wrapper):
@@ -396,7 +422,7 @@ def make_atari_env(
         repeat_action_probability=repeat_action_probability,
         **kwargs,
     )
-    env = NoopReset(env, noop_max)
+    env = NoopReset(PickleGameState(env), noop_max)
     env = MaxAndSkip(env, frame_skip)
     env = GameScore(env)
     if train:
