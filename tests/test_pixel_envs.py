@@ -378,6 +378,18 @@ def test_minatar_seeded_and_pixel_dispatch():
         make_minatar_env("MinAtar/Pong-v1")
 
 
+@needs_minatar
+def test_minatar_render_is_uint8_rgb_upscaled():
+    env = make_minatar_env("MinAtar/Breakout-v1", render_mode="rgb_array")
+    env.reset(seed=0)
+    frame = env.render()
+    raw = np.asarray(env.unwrapped.render())  # minatar's own: float (10, 10, 3) in [0, 1]
+    assert raw.shape == (10, 10, 3) and raw.dtype != np.uint8
+    assert frame.shape == (100, 100, 3) and frame.dtype == np.uint8
+    np.testing.assert_array_equal(frame[::10, ::10], np.rint(raw * 255).astype(np.uint8))
+    assert len(np.unique(frame.reshape(-1, 3), axis=0)) > 1  # objects drawn, not blank
+
+
 def test_channels_first_refuses_flat_spaces():
     with pytest.raises(ValueError, match=r"needs a \(H, W, C\) Box"):
         ChannelsFirst(gym.make("CartPole-v1"))

@@ -4,7 +4,8 @@
 game's minimal action set) for Asterix, Breakout, Freeway, Seaquest and
 SpaceInvaders when :func:`import_minatar` calls its ``register_envs()``; its
 frames are ``bool (10, 10, C)``. :func:`make_minatar_env` makes one and wraps
-it with :class:`ChannelsFirst`: ``uint8 (C, 10, 10)`` with values 0/1. The
+it with :class:`ChannelsFirst`: ``uint8 (C, 10, 10)`` with values 0/1 (and
+:class:`RenderUint8`: ``render()`` gives ``uint8`` RGB frames, 10x upscaled). The
 games keep MinAtar's defaults (sticky actions with probability 0.1, difficulty
 ramping) and their own episode ends (no time limit is added). Rewards are the
 game's (0 or 1 per step), so training and evaluation use the same env. Needs
@@ -27,7 +28,13 @@ import numpy as np
 
 from tdrl.recipes.config import TrainError
 
-__all__ = ["MINATAR_INSTALL", "ChannelsFirst", "import_minatar", "make_minatar_env"]
+__all__ = [
+    "MINATAR_INSTALL",
+    "ChannelsFirst",
+    "RenderUint8",
+    "import_minatar",
+    "make_minatar_env",
+]
 
 MINATAR_INSTALL = "pip install 'tdrl[minatar]' (or: pip install minatar)"
 
@@ -80,6 +87,34 @@ class ChannelsFirst(gym.ObservationWrapper):
         return self.to_channels_first(observation)
 
 
+class RenderUint8(gym.Wrapper):
+    """``render()`` as ``uint8 (H*scale, W*scale, 3)``: minatar renders float ``(10, 10, 3)``.
+
+    Examples:
+        >>> import pytest; _ = pytest.importorskip("minatar", reason="the minatar extra")
+        >>> env = make_minatar_env("MinAtar/Breakout-v1", render_mode="rgb_array")
+        >>> _ = env.reset(seed=0)
+        >>> frame = env.render()
+        >>> frame.shape, frame.dtype
+        ((100, 100, 3), dtype('uint8'))
+    """
+
+    def __init__(self, env: gym.Env, scale: int = 10) -> None:
+        super().__init__(env)
+        self.scale = scale
+        self.metadata = {**env.metadata, "render_fps": env.metadata.get("render_fps") or 15}
+
+    def render(self) -> Any:
+        """The rendered frame, ``uint8`` and upscaled ``scale`` times (other modes unchanged)."""
+        frame = self.env.render()
+        if self.render_mode != "rgb_array" or frame is None:
+            return frame
+        frame = np.asarray(frame)
+        if frame.dtype != np.uint8:
+            frame = np.rint(np.clip(frame, 0.0, 1.0) * 255).astype(np.uint8)
+        return frame.repeat(self.scale, axis=0).repeat(self.scale, axis=1)
+
+
 def make_minatar_env(env_id: str = "MinAtar/Breakout-v1", **kwargs: Any) -> gym.Env:
     """One MinAtar env with ``uint8 (C, 10, 10)`` observations (raises :class:`TrainError`).
 
@@ -99,4 +134,7 @@ def make_minatar_env(env_id: str = "MinAtar/Breakout-v1", **kwargs: Any) -> gym.
     if env_id not in gym.registry or not env_id.startswith("MinAtar/"):
         ids = sorted(i for i in gym.registry if i.startswith("MinAtar/"))
         raise TrainError(f"unknown MinAtar game {env_id!r}; choose from {', '.join(ids)}")
-    return ChannelsFirst(gym.make(env_id, **kwargs))
+    # gymnasium's passive checker only warns that minatar renders floats without a render_fps,
+    # which RenderUint8 fixes
+    kwargs.setdefault("disable_env_checker", True)
+    return ChannelsFirst(RenderUint8(gym.make(env_id, **kwargs)))
