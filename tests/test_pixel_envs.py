@@ -277,6 +277,25 @@ def test_uint8_4x84x84_end_to_end_and_vectorized(train):
     envs.close()
 
 
+@needs_ale
+def test_game_score_reaches_the_recipes_same_step_vector_env():
+    """The recipes' vector env (same-step autoreset) moves the last step's info to final_info."""
+    fns = [functools.partial(make_atari_env, "ALE/Breakout-v5", train=True)] * 2
+    envs = gym.vector.SyncVectorEnv(fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    envs.reset(seed=0)
+    life_ends = 0
+    for _ in range(1000):
+        _, _, term, _, info = envs.step(np.zeros(2, dtype=np.int64))
+        life_ends += int(term.sum())
+        final = info.get("final_info", {})
+        if final.get("_episode_score", np.zeros(2, bool)).any():
+            break
+    assert final["_episode_score"].any() and life_ends >= 5  # the game ended after 5 lives
+    assert np.all(final["episode_score"][final["_episode_score"]] >= 0)
+    assert np.all(final["lives"][final["_episode_score"]] == 0)
+    envs.close()
+
+
 def continues_identically(env: gym.Env, actions: int, steps: int) -> tuple[bool, int]:
     """Pickle ``env`` mid-game; play the copy and the original with the same actions."""
     rng = np.random.default_rng(0)
