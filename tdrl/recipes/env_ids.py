@@ -187,6 +187,9 @@ def make_env(env_id: str, **kwargs: Any) -> Any:
     """
     import gymnasium as gym
 
+    from tdrl.recipes.novel_envs import register_builtin_envs
+
+    register_builtin_envs()  # tdrl's own ids (CartPoleNoVel-v1...), in every process
     factory = user_factory(env_id)
     if factory is None:
         return gym.make(env_id, **kwargs)

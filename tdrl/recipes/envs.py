@@ -70,6 +70,9 @@ def check_env_id(env_id: str) -> None:
     """
     import gymnasium as gym
 
+    from tdrl.recipes.novel_envs import register_builtin_envs
+
+    register_builtin_envs()
     if not isinstance(env_id, str) or not env_id.strip():
         raise TrainError(f"--env must be a non-empty environment id, got {env_id!r}")
     if ":" in env_id:  # module:Name or python:Name (raises when it cannot be resolved)
