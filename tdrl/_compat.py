@@ -35,6 +35,7 @@ Examples:
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 from collections.abc import Callable
 from typing import Any
@@ -264,9 +265,12 @@ else:  # pragma: no cover - public fallback: always go through nn.Module.__call_
         """Unknown torch internals: assume hooks, so every call goes through ``__call__``."""
         return True
 
-    def hook_epoch() -> object:
-        """No counter available: a fresh object each time, so nothing stays cached."""
-        return object()
+    _EPOCHS = itertools.count()
+
+    def hook_epoch() -> int:
+        """No counter available: a new number each time, so nothing stays cached (a number,
+        unlike a fresh ``object()``, traces under ``torch.export`` / ``torch.compile``)."""
+        return next(_EPOCHS)
 
     def is_compiled(m: nn.Module) -> bool:
         """Unknown torch internals: assume compiled."""

@@ -288,6 +288,9 @@ class TestProbabilistic:
         assert actor.default_interaction_type is InteractionType.DETERMINISTIC
 
     def test_random_samples_differ_and_log_prob_matches_dist(self):
+        # seeded: which draws land next to the tanh bounds (where float32 log-probs recomputed
+        # from the action drift past 1e-4) must not depend on the tests that ran before
+        torch.manual_seed(0)
         actor = _tanh_actor(return_log_prob=True)
         td = _td((64,))
         with set_exploration_type(ExplorationType.RANDOM):
