@@ -33,7 +33,7 @@ Examples:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from tensordict.utils import NestedKey
@@ -55,6 +55,41 @@ __all__ = [
 ]
 
 Backend = Literal["auto", "pad", "scan", "triton"]
+
+
+def _build_rnn(
+    kind: str,
+    given: nn.Module | None,
+    torch_cls: type,
+    python_cls: type,
+    python_based: bool,
+    input_size: int | None,
+    hidden_size: int | None,
+    batch_first: bool,
+    bidirectional: bool,
+    **kwargs: Any,
+) -> nn.Module:
+    """The RNN of an ``LSTMModule`` / ``GRUModule``: ``given`` (checked) or a new one.
+
+    ``kind`` is ``"LSTM"`` or ``"GRU"`` (the messages name the module and its keyword).
+    """
+    name, arg = f"{kind}Module", kind.lower()
+    if given is None:
+        if not batch_first:
+            raise ValueError(f"{name}: the {kind} must have batch_first=True")
+        if not hidden_size or input_size is None:
+            raise ValueError(f"{name}: pass input_size and hidden_size (or {arg}=)")
+        if bidirectional:
+            raise ValueError(f"{name}: a bidirectional {kind} reads future steps, which a "
+                             "policy acting step by step cannot see; use bidirectional=False")
+        cls = python_cls if python_based else torch_cls
+        return cls(input_size, hidden_size, batch_first=True, **kwargs)
+    if input_size is not None or hidden_size is not None:
+        raise ValueError(f"{name}: pass either {arg}= or the size arguments, not both")
+    if not isinstance(given, (torch_cls, python_cls)):
+        raise TypeError(f"{name}: {arg}= must be a torch.nn.{kind} or tdrl {kind}, got "
+                        f"{type(given).__name__}")
+    return given
 
 
 class LSTMModule(RecurrentModuleBase):
@@ -146,23 +181,9 @@ class LSTMModule(RecurrentModuleBase):
         default_recurrent_mode: bool | None = None,
     ) -> None:
         super().__init__()
-        if lstm is None:
-            if not batch_first:
-                raise ValueError("LSTMModule: the LSTM must have batch_first=True")
-            if not hidden_size or input_size is None:
-                raise ValueError("LSTMModule: pass input_size and hidden_size (or lstm=)")
-            if bidirectional:
-                raise ValueError("LSTMModule: a bidirectional LSTM reads future steps, which a "
-                                 "policy acting step by step cannot see; use bidirectional=False")
-            kw = dict(num_layers=num_layers, bias=bias, batch_first=True, dropout=dropout,
-                      proj_size=proj_size, device=device)
-            cls = LSTM if python_based else nn.LSTM
-            lstm = cls(input_size, hidden_size, **kw)
-        elif input_size is not None or hidden_size is not None:
-            raise ValueError("LSTMModule: pass either lstm= or the size arguments, not both")
-        elif not isinstance(lstm, (nn.LSTM, LSTM)):
-            raise TypeError(f"LSTMModule: lstm= must be a torch.nn.LSTM or tdrl LSTM, got "
-                            f"{type(lstm).__name__}")
+        lstm = _build_rnn("LSTM", lstm, nn.LSTM, LSTM, python_based, input_size, hidden_size,
+                          batch_first, bidirectional, num_layers=num_layers, bias=bias,
+                          dropout=dropout, proj_size=proj_size, device=device)
         self._setup(lstm, in_key=in_key, in_keys=in_keys, out_key=out_key, out_keys=out_keys,
                     recurrent_backend=recurrent_backend,
                     recurrent_recompute=recurrent_recompute,
@@ -233,22 +254,9 @@ class GRUModule(RecurrentModuleBase):
         default_recurrent_mode: bool | None = None,
     ) -> None:
         super().__init__()
-        if gru is None:
-            if not batch_first:
-                raise ValueError("GRUModule: the GRU must have batch_first=True")
-            if not hidden_size or input_size is None:
-                raise ValueError("GRUModule: pass input_size and hidden_size (or gru=)")
-            if bidirectional:
-                raise ValueError("GRUModule: a bidirectional GRU reads future steps, which a "
-                                 "policy acting step by step cannot see; use bidirectional=False")
-            kw = dict(num_layers=num_layers, bias=bias, batch_first=True, dropout=dropout,
-                      device=device)
-            gru = (GRU if python_based else nn.GRU)(input_size, hidden_size, **kw)
-        elif input_size is not None or hidden_size is not None:
-            raise ValueError("GRUModule: pass either gru= or the size arguments, not both")
-        elif not isinstance(gru, (nn.GRU, GRU)):
-            raise TypeError(f"GRUModule: gru= must be a torch.nn.GRU or tdrl GRU, got "
-                            f"{type(gru).__name__}")
+        gru = _build_rnn("GRU", gru, nn.GRU, GRU, python_based, input_size, hidden_size,
+                         batch_first, bidirectional, num_layers=num_layers, bias=bias,
+                         dropout=dropout, device=device)
         self._setup(gru, in_key=in_key, in_keys=in_keys, out_key=out_key, out_keys=out_keys,
                     recurrent_backend=recurrent_backend,
                     recurrent_recompute=recurrent_recompute,
