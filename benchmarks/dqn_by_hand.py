@@ -24,21 +24,12 @@ write, epsilon decay). ``benchmarks/floor.py`` checks and times both.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-
-
-def _mlp(sizes: list[int]) -> list[torch.Tensor]:
-    params = []
-    for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
-        bound = 1.0 / math.sqrt(fan_in)
-        params.append(torch.empty(fan_out, fan_in).uniform_(-bound, bound).requires_grad_())
-        params.append(torch.empty(fan_out).uniform_(-bound, bound).requires_grad_())
-    return params
+from sac_by_hand import _mlp  # the same nn.Linear-like initialisation
 
 
 def _forward(x: torch.Tensor, params: list[torch.Tensor]) -> torch.Tensor:
