@@ -42,6 +42,7 @@ from tdrl.recipes.blocks import (
 )
 from tdrl.recipes.config import TrainError
 from tdrl.recipes.envs import ActFn, EnvInfo, is_discrete
+from tdrl.recipes.trunks import ACTIVATIONS, build_trunk
 from tdrl.recipes.user_module import build_user_module
 
 __all__ = ["AgentParts", "action_to_env", "build_agent", "check_agent", "make_act", "make_policy",
@@ -105,16 +106,8 @@ def build_agent(cfg: Any, obs_space: Any, action_space: Any) -> AgentParts:
     """
     if getattr(cfg, "module", ""):
         return user_agent_parts(build_user_module(cfg.module, obs_space, action_space))
-    obs_dim = int(np.prod(obs_space.shape))
-    act = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}[cfg.activation]
-    hidden = list(cfg.hidden)
-    trunk_mlp = MLP(
-        in_features=obs_dim,
-        out_features=hidden[-1],
-        num_cells=hidden[:-1],
-        activation_class=act,
-        activate_last_layer=True,
-    )
+    body = build_trunk(obs_space, hidden=cfg.hidden, activation=cfg.activation)
+    act, trunk_mlp, hidden = ACTIVATIONS[cfg.activation], body.net, [body.features]
     _orthogonal_init(trunk_mlp, math.sqrt(2))
     obs_norm = RunningObsNorm(obs_space.shape) if cfg.normalize_obs else None
     obs_key = obs_norm.out_keys[0] if obs_norm is not None else "observation"
