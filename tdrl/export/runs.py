@@ -69,14 +69,20 @@ def export_run(
 
     from tdrl.recipes.envs import probe_env
     from tdrl.recipes.eval_act import eval_dtype
+    from tdrl.recipes.memory import make_memory
 
     if policy is None:
         policy = run_policy(recipe, cfg, state)
     env = probe_env(cfg.env)
     example = torch.as_tensor(np.stack([env.observation_space.sample()]), dtype=torch.float32)
     compute = eval_dtype(env.action_space) if dtype == "auto" else getattr(torch, dtype)
-    exported = export_policy(policy, example, dtype=compute)
+    # a recurrent policy: inputs observation + state, outputs action + next state
+    memory = make_memory(policy)
+    module, example, out_keys = memory.export_io(policy, example)
+    exported = export_policy(module, example, dtype=compute, out_keys=out_keys)
     exported.metadata.update({"algo": recipe.name, "env": cfg.env, "step": state["global_step"]})
+    if memory.describe():
+        exported.metadata["recurrent_state"] = memory.describe()
     return exported.save(path, fmt)
 
 
@@ -152,12 +158,41 @@ def policy_act(
     shape = getattr(action_space, "shape", None)
     one_hot = spec == "OneHot"
 
-    def act(obs: np.ndarray) -> np.ndarray:
-        action = policy(obs)
+    def convert(action: np.ndarray) -> np.ndarray:
         if one_hot:
             return action.argmax(-1)
         if shape:  # Box
             return action.reshape(action.shape[0], *shape)
         return action
 
-    return act
+    return StateCarryingAct(policy, convert)
+
+
+class StateCarryingAct:
+    """An exported policy stepping envs: feeds back the recurrent state it returns (per the
+    sidecar's ``recurrent_state``; none for a feed-forward policy), zero at episode starts.
+
+    ``reset(done)`` zeroes the state of the ended envs (``None``: all, at the next call).
+    """
+
+    def __init__(self, policy: LoadedPolicy, convert: Any) -> None:
+        self.policy = policy
+        self.convert = convert
+        self.shapes = [s["shape"] for s in policy.metadata.get("recurrent_state") or []]
+        self.state: list[np.ndarray] | None = None
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        if not self.shapes:
+            return self.convert(self.policy(obs))
+        if self.state is None or len(self.state[0]) != len(obs):
+            self.state = [np.zeros((len(obs), *s), dtype=np.float32) for s in self.shapes]
+        outs = self.policy(obs, *self.state)
+        self.state = [np.array(o, dtype=np.float32) for o in outs[1:]]
+        return self.convert(outs[0])
+
+    def reset(self, done: Any = None) -> None:
+        if done is None or self.state is None:
+            self.state = None
+            return
+        for s in self.state:
+            s[np.asarray(done, dtype=bool)] = 0.0

@@ -355,7 +355,9 @@ def evaluate(act: ActFn, env_id: str, episodes: int, seed: int) -> np.ndarray:
     """Returns of ``episodes`` episodes (one per sub-env, env ``i`` reset with ``seed + i``).
 
     ``act`` maps a batch of observations to a batch of env actions; the
-    recipes pass their deterministic policy.
+    recipes pass their deterministic policy. A stateful ``act`` (a recurrent
+    policy, :class:`~tdrl.recipes.memory.PolicyAct`) has ``reset(done)``: it is
+    called with ``None`` before the first step and with the ended envs after each.
 
     Examples:
         >>> rets = evaluate(lambda obs: np.zeros(len(obs), dtype=np.int64), "CartPole-v1", 3, 0)
@@ -363,12 +365,16 @@ def evaluate(act: ActFn, env_id: str, episodes: int, seed: int) -> np.ndarray:
         ((3,), True)
     """
     envs = make_vec_env(env_id, episodes)
+    # a policy with memory (recurrent) starts fresh and forgets the episodes that end
+    reset = getattr(act, "reset", lambda done=None: None)
     try:
         obs, _ = envs.reset(seed=seed)
+        reset(None)
         returns = np.zeros(episodes, dtype=np.float64)
         running = np.ones(episodes, dtype=bool)
         while running.any():
             obs, reward, terminated, truncated, _ = envs.step(act(obs))
+            reset(terminated | truncated)
             returns[running] += reward[running]
             running &= ~(terminated | truncated)
         return returns

@@ -23,7 +23,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
 import torch
 
 from tdrl.recipes.envs import ActFn, EnvInfo, is_discrete
@@ -54,6 +53,7 @@ def eval_act(
 
     Examples:
         >>> import gymnasium as gym
+        >>> import numpy as np
         >>> from tdrl.recipes import get_recipe
         >>> from tdrl.recipes.ppo import PPOConfig, build_agent
         >>> env = EnvInfo(gym.spaces.Box(-1, 1, (3,)), gym.spaces.Box(-2, 2, (1,)), None)
@@ -65,21 +65,14 @@ def eval_act(
     dtype = eval_dtype(env.action_space)
     if recipe.make_policy is None or dtype == torch.float32:
         return fallback or recipe.make_act(cfg, env, model_state, device)
-    from tensordict import TensorDict
-
-    from tdrl.envs.utils import ExplorationType, set_exploration_type
+    from tdrl.recipes.memory import PolicyAct
 
     device = torch.device(device)
     if device.type == "mps":
         device = torch.device("cpu")
     policy = recipe.make_policy(cfg, env, model_state, device).to(dtype)
     shape = env.action_space.shape
-
-    def act(obs: np.ndarray) -> np.ndarray:
-        obs_t = torch.as_tensor(obs, dtype=torch.float32, device=device).to(dtype)
-        td = TensorDict({"observation": obs_t}, batch_size=obs_t.shape[:1], device=device)
-        with torch.no_grad(), set_exploration_type(ExplorationType.DETERMINISTIC):
-            action = policy(td)["action"]
-        return action.to(torch.float32).cpu().numpy().reshape(len(obs), *shape)
-
-    return act
+    # step by step, carrying a recurrent policy's state (PolicyAct.reset forgets ended episodes)
+    return PolicyAct(
+        policy, device, lambda a: a.to(torch.float32).cpu().numpy().reshape(len(a), *shape), dtype
+    )

@@ -43,8 +43,9 @@ from tensordict import TensorDict
 from torch import nn
 
 from tdrl.envs.utils import ExplorationType, set_exploration_type
+from tdrl.modules import set_recurrent_mode
 from tdrl.recipes.advantages import gae
-from tdrl.recipes.blocks import Clock, EpisodeStats, deterministic_act, linear_schedule, make_adam
+from tdrl.recipes.blocks import Clock, EpisodeStats, linear_schedule, make_adam
 from tdrl.recipes.config import (
     CommonConfig,
     NonFiniteError,
@@ -63,6 +64,7 @@ from tdrl.recipes.envs import (
     make_vec_env,
 )
 from tdrl.recipes.finite import check_finite, check_params
+from tdrl.recipes.memory import PolicyAct, make_memory
 from tdrl.recipes.ppo_agent import (
     AgentParts,
     action_to_env,
@@ -134,6 +136,17 @@ class PPOConfig(RemoteConfig, CommonConfig):
         "normalize observations by running mean/var (RunningObsNorm before the trunk, updated "
         "from collected observations only; clip 10, eps 1e-8 as SB3's VecNormalize)",
     )
+    recurrent: str = option(
+        "",
+        "memory layer at the end of the shared trunk: lstm or gru (trunk -> LSTM/GRU -> heads; "
+        "collection carries each env's state, the update replays whole env sequences from "
+        "their stored state)",
+        choices=["", "lstm", "gru"],
+    )
+    rnn_hidden: int = option(64, "--recurrent: units of the LSTM/GRU layer")
+    rnn_seq_len: int = option(
+        0, "--recurrent: length of the replayed sequences (truncated BPTT); 0 = n_steps"
+    )
 
     def validate(self) -> None:
         """Check the numbers before anything is created (raises ``TrainError``)."""
@@ -142,6 +155,7 @@ class PPOConfig(RemoteConfig, CommonConfig):
             self, ["n_steps", "batch_size", "epochs", "lr", "max_grad_norm", "reward_scale"]
         )
         self.validate_remote()
+        self.validate_recurrent()
         if self.module and self.normalize_obs:
             raise TrainError(
                 "--normalize-obs applies to the recipe's own network only; with --module put a "
@@ -155,6 +169,30 @@ class PPOConfig(RemoteConfig, CommonConfig):
             )
         check_range(self, ["gamma", "gae_lambda", "clip", "lr"], 0.0, 1.0)
         check_range(self, ["ent_coef", "vf_coef"], 0.0, math.inf)
+
+    def validate_recurrent(self) -> None:
+        """The ``--recurrent`` options: a known layer, and sequences that tile the rollout."""
+        if self.recurrent not in ("", "lstm", "gru"):
+            raise TrainError(f"--recurrent {self.recurrent!r}: choose from lstm, gru (or none)")
+        if not self.recurrent:
+            return
+        check_positive(self, ["rnn_hidden"])
+        if self.rnn_seq_len < 0:
+            raise TrainError(f"--rnn-seq-len must be >= 0 (0 = n_steps), got {self.rnn_seq_len}")
+        if self.module:
+            raise TrainError("--recurrent builds the recipe's own network; with --module put the "
+                             "LSTMModule/GRUModule in your operator and drop --recurrent")
+        if self.workers:
+            raise TrainError("--recurrent does not run with --workers yet (the Ray workers do "
+                             "not carry recurrent state); drop --workers")
+        length = self.rnn_seq_len or self.n_steps
+        if self.n_steps % length:
+            raise TrainError(f"--rnn-seq-len {length} must divide --n-steps {self.n_steps} "
+                             "(the update replays each env's rollout in sequences of that length)")
+        if self.batch_size % length:
+            raise TrainError(f"--batch-size {self.batch_size} must be a multiple of the sequence "
+                             f"length {length} (--rnn-seq-len, 0 = n_steps): minibatches are "
+                             "whole sequences")
 
 
 # Per-env defaults on top of the dataclass defaults ("box" = any continuous env).
@@ -220,7 +258,10 @@ class PPO:
         self.log_prob_key = getattr(self.policy, "log_prob_key", "sample_log_prob")
         self.optimizer = make_adam(self.agent.parameters(), cfg.lr, eps=1e-5)
         self.to_env = action_to_env(action_space, cfg)
-        self._act = deterministic_act(self.agent.get_policy_operator(), self.device, self.to_env)
+        # what the operator remembers between steps (--recurrent; nothing otherwise), and how
+        # the update replays a rollout (whole env sequences; shuffled single steps otherwise)
+        self.memory = make_memory(self.agent, cfg.rnn_seq_len)
+        self.act = PolicyAct(self.agent.get_policy_operator(), self.device, self.to_env)
         self.stats = EpisodeStats(cfg.total_envs, threshold)
         self.global_step = 0
         # --workers: rollouts come from Ray workers with copies of the operator (collect_remote)
@@ -245,16 +286,12 @@ class PPO:
             self.obs_norm.update(obs)
         return self._obs_tensor(obs)
 
-    def act(self, obs: np.ndarray) -> np.ndarray:
-        """Deterministic actions for evaluation."""
-        return self._act(obs)
-
     # -- rollout --------------------------------------------------------------------------
     @torch.no_grad()
     def collect(self) -> TensorDict:
         """Run ``n_steps`` vector steps under RANDOM exploration; returns a [T, N] batch."""
         cfg, n_envs, device = self.cfg, self.cfg.num_envs, self.device
-        keys = (self.obs_key, "action", self.log_prob_key, "state_value")
+        keys = (self.obs_key, "action", self.log_prob_key, "state_value", *self.memory.keys)
         store: dict[str, list[torch.Tensor]] = {k: [] for k in keys}
         rewards = np.empty((cfg.n_steps, n_envs), dtype=np.float32)
         dones = np.empty((cfg.n_steps, n_envs), dtype=np.float32)
@@ -263,9 +300,7 @@ class PPO:
         with set_exploration_type(ExplorationType.RANDOM), np.errstate(over="ignore"):
             for t in range(cfg.n_steps):
                 # the whole operator once: trunk, sampled action + log-prob, state value
-                td = self.agent(
-                    TensorDict({"observation": self.obs}, batch_size=[n_envs], device=device)
-                )
+                td = self.agent(self.memory.inputs(self.obs))
                 for k in keys:
                     store[k].append(td.get(k))
                 env_action = self.to_env(td.get("action"))
@@ -273,6 +308,7 @@ class PPO:
                 obs, reward, terminated, truncated, info = self.envs.step(env_action)
                 self.global_step += n_envs
                 done = terminated | truncated
+                self.memory.advance(td, done)  # the state after this step; reset where done
                 final = final_observations(info, done) if done.any() else None
                 check_env_step(obs, reward, self.global_step, final)
                 self.stats.update(reward, done, self.global_step, self.clock())
@@ -280,15 +316,11 @@ class PPO:
                 cut = truncated & ~terminated
                 if cut.any():  # bootstrap episodes cut by the time limit from their final obs
                     final = self._obs_tensor(final_observations(info, cut))
-                    v = self.value_operator(
-                        TensorDict({"observation": final}, batch_size=final.shape[:1])
-                    )["state_value"]
+                    v = self.value_operator(self.memory.inputs(final, rows=cut))["state_value"]
                     rewards[t, cut] += cfg.gamma * v.reshape(-1).cpu().numpy()
                 dones[t] = done
                 self.obs = self._observe(obs)
-            last_value = self.value_operator(
-                TensorDict({"observation": self.obs}, batch_size=[n_envs], device=device)
-            )["state_value"].reshape(-1)
+            last_value = self.value_operator(self.memory.inputs(self.obs))["state_value"].reshape(-1)
         bad = ~np.isfinite(rewards).all(1)
         if bad.any():  # finite env rewards can overflow float32 once scaled (or bootstrapped)
             t = int(np.flatnonzero(bad)[0])
@@ -359,6 +391,7 @@ class PPO:
         return gae(rewards, values, dones, last_value, self.cfg.gamma, self.cfg.gae_lambda)
 
     # -- update ---------------------------------------------------------------------------
+    @set_recurrent_mode(True)  # a recurrent trunk replays [sequences, steps] batches
     def update(self, batch: TensorDict) -> dict[str, float]:
         """Clipped-surrogate epochs over the flattened rollout."""
         cfg = self.cfg
@@ -379,15 +412,12 @@ class PPO:
             adv_full = (adv_all - adv_all.mean()) / (adv_all.std() + 1e-8)
         else:
             adv_full = adv_all
-        whole = cfg.batch_size >= n  # one minibatch per epoch: the whole rollout, no shuffling
+        n_steps, n_envs = batch.batch_size
         logged: list[torch.Tensor] = []
         grad_norms: list[torch.Tensor] = []
         for epoch in range(cfg.epochs):
-            if whole:
-                minibatches: list[torch.Tensor | None] = [None]
-            else:
-                perm = torch.randperm(n, device=self.device)
-                minibatches = [perm[i : i + cfg.batch_size] for i in range(0, n, cfg.batch_size)]
+            # shuffled steps, or whole env sequences (--recurrent); None: the whole rollout
+            minibatches = self.memory.minibatches(n_steps, n_envs, cfg.batch_size, self.device)
             for idx in minibatches:
                 if idx is None:
                     obs, action, old_lp = obs_all, act_all, old_lp_all
@@ -397,11 +427,11 @@ class PPO:
                     adv, target = adv_all[idx], target_all[idx]
                     if cfg.norm_adv and adv.shape[0] > 1:
                         adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-                td = self.trunk(TensorDict({self.obs_key: obs}, batch_size=obs.shape[:1]))
+                td = self.trunk(self.memory.replay(flat, idx, self.obs_key, obs))
                 dist = self.policy.get_dist(td)  # the operator's own distribution
                 log_ratio = dist.log_prob(action) - old_lp
                 ratio = log_ratio.exp()
-                value = self.value(td)["state_value"].reshape(-1)
+                value = self.value(td)["state_value"].reshape(target.shape)
                 policy_loss = torch.max(-adv * ratio, -adv * ratio.clamp(1 - clip, 1 + clip)).mean()
                 value_loss = (target - value).pow(2).mean()
                 loss = policy_loss + cfg.vf_coef * value_loss
@@ -420,11 +450,13 @@ class PPO:
         check_finite(self.global_step, **{"gradient (norm)": torch.stack(grad_norms)})
         check_params(self.agent, self.global_step)
         with torch.no_grad():
-            td = self.trunk(TensorDict({self.obs_key: obs_all}, batch_size=[n]))
+            idx = self.memory.whole(n_steps, n_envs, self.device)  # None: flat, as it is
+            obs, target = (obs_all, target_all) if idx is None else (obs_all[idx], target_all[idx])
+            td = self.trunk(self.memory.replay(flat, idx, self.obs_key, obs))
             entropy = _entropy(self.policy.get_dist(td)).mean()
-            values = self.value(td)["state_value"].reshape(-1)
+            values = self.value(td)["state_value"].reshape(target.shape)
             var = target_all.var()
-            explained = 1 - (target_all - values).var() / var if var > 0 else torch.tensor(0.0)
+            explained = 1 - (target - values).var() / var if var > 0 else torch.tensor(0.0)
         policy_loss, value_loss, kl, clip_frac = torch.stack(logged).mean(0).tolist()
         return {
             "policy_loss": policy_loss,
@@ -454,6 +486,7 @@ class PPO:
             "obs": self.obs.cpu() if self.collector is None else None,
             "stats": self.stats.state_dict(),
             "global_step": self.global_step,
+            "memory": self.memory.state_dict(),  # the envs' recurrent state (--recurrent)
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -468,6 +501,7 @@ class PPO:
             self.obs = state["obs"].to(self.device)
         self.stats.load_state_dict(state["stats"])
         self.global_step = int(state["global_step"])
+        self.memory.load_state_dict(state.get("memory", {}))
 
     def close(self) -> None:
         if self.collector is not None:

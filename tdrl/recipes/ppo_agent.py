@@ -2,7 +2,7 @@
 
 ``build_agent`` reads the network fields of a ``PPOConfig`` (``hidden``,
 ``head_hidden``, ``activation``, ``discrete_dist``, ``state_dependent_std``,
-``log_std_init``, ``normalize_obs``); :mod:`tdrl.recipes.ppo` holds the
+``log_std_init``, ``normalize_obs``, ``recurrent``, ``rnn_hidden``); :mod:`tdrl.recipes.ppo` holds the
 algorithm.
 
 Examples:
@@ -36,13 +36,13 @@ from tdrl.modules import (
 )
 from tdrl.recipes.blocks import (
     box_to_env,
-    deterministic_act,
     load_policy_operator,
     tanh_normal_actor,
 )
 from tdrl.recipes.config import TrainError
 from tdrl.recipes.envs import ActFn, EnvInfo, is_discrete
-from tdrl.recipes.trunks import ACTIVATIONS, build_trunk
+from tdrl.recipes.memory import PolicyAct, make_memory
+from tdrl.recipes.trunks import ACTIVATIONS, build_trunk, trunk_module
 from tdrl.recipes.user_module import build_user_module
 
 __all__ = ["AgentParts", "action_to_env", "build_agent", "check_agent", "make_act", "make_policy",
@@ -69,7 +69,7 @@ class AgentParts(NamedTuple):
     common: Any  # observation -> hidden: [obs_norm,] trunk
     policy: Any  # ProbabilisticActor: hidden -> action (+ sample_log_prob)
     value: Any  # ValueOperator: hidden -> state_value
-    trunk: Any  # the MLP as a SafeModule: obs_key -> hidden
+    trunk: Any  # obs_key [+ recurrent state, is_init] -> hidden (trunks.trunk_module)
     obs_norm: Any  # RunningObsNorm (observation -> observation_norm) or None
 
     @property
@@ -107,11 +107,13 @@ def build_agent(cfg: Any, obs_space: Any, action_space: Any) -> AgentParts:
     if getattr(cfg, "module", ""):
         return user_agent_parts(build_user_module(cfg.module, obs_space, action_space))
     body = build_trunk(obs_space, hidden=cfg.hidden, activation=cfg.activation)
-    act, trunk_mlp, hidden = ACTIVATIONS[cfg.activation], body.net, [body.features]
-    _orthogonal_init(trunk_mlp, math.sqrt(2))
+    act = ACTIVATIONS[cfg.activation]
+    _orthogonal_init(body.net, math.sqrt(2))
     obs_norm = RunningObsNorm(obs_space.shape) if cfg.normalize_obs else None
     obs_key = obs_norm.out_keys[0] if obs_norm is not None else "observation"
-    trunk = SafeModule(trunk_mlp, in_keys=[obs_key], out_keys=["hidden"])
+    trunk, width = trunk_module(body, obs_key, "hidden", recurrent=getattr(cfg, "recurrent", ""),
+                                rnn_hidden=getattr(cfg, "rnn_hidden", 64))
+    hidden = [width]
     common = trunk if obs_norm is None else SafeSequential(obs_norm, trunk)
 
     def head_mlp(out_features: int, last_gain: float) -> nn.Module:
@@ -187,12 +189,11 @@ def check_agent(parts: AgentParts, obs_space: Any, action_space: Any) -> bool | 
         >>> check_agent(parts, gym.spaces.Box(-1, 1, (4,)), gym.spaces.Discrete(2))
         False
     """
-    from tensordict import TensorDict
-
     from tdrl.envs.utils import ExplorationType, set_exploration_type
 
     agent, policy = parts.agent, parts.policy
-    extra = [k for k in agent.in_keys if k != "observation"]
+    memory = make_memory(agent)  # a recurrent trunk also reads its state and is_init
+    extra = [k for k in agent.in_keys if k != "observation" and k not in memory.keys]
     if extra:
         raise TrainError(
             f"module=: the operator reads {extra}, but PPO gives it only 'observation' "
@@ -208,7 +209,7 @@ def check_agent(parts: AgentParts, obs_space: Any, action_space: Any) -> bool | 
     device = param.device if param is not None else torch.device("cpu")
     try:
         with torch.no_grad(), set_exploration_type(ExplorationType.RANDOM):
-            out = agent(TensorDict({"observation": obs.to(device)}, [2], device=device))
+            out = agent(memory.inputs(obs.to(device)))
     except Exception as err:  # noqa: BLE001 - the user's network, reported with its message
         raise TrainError(
             f"module=: the operator failed on a batch of 2 observations of shape "
@@ -272,7 +273,7 @@ def make_act(cfg: Any, env: EnvInfo, model_state: dict, device: Any) -> ActFn:
         (3,)
     """
     policy = make_policy(cfg, env, model_state, device)
-    return deterministic_act(policy, device, action_to_env(env.action_space, cfg))
+    return PolicyAct(policy, device, action_to_env(env.action_space, cfg))
 
 
 def make_policy(cfg: Any, env: EnvInfo, model_state: dict, device: Any) -> Any:

@@ -123,6 +123,7 @@ def render_gif(
     except Exception as err:
         raise TrainError(f"cannot render {env_id}: {err}") from None
     total, done = 0.0, False
+    getattr(act, "reset", lambda done=None: None)(None)  # a recurrent policy starts fresh
     try:
         while not done:
             action = act(obs[None])[0]

@@ -6,8 +6,15 @@ Which body that is depends on the observation space alone (``obs_kind``):
 
 - ``"vector"``: a flat ``Box`` -> an ``MLP`` over the flattened observation.
 
-Other kinds (images, recurrence) are added here, as further branches of this
-one function, so the algorithm files never test for them.
+Other kinds (images) are added here, as further branches of this one
+function, so the algorithm files never test for them.
+
+:func:`trunk_module` turns the body into the TensorDict module the heads read
+from, optionally followed by a memory layer (``recurrent="lstm"`` or
+``"gru"``: a :class:`~tdrl.modules.LSTMModule` / :class:`~tdrl.modules.GRUModule`
+over the body's features). A recurrent trunk reads the recurrent state and
+``is_init`` besides the observation and writes the next state under
+``("next", key)``; :mod:`tdrl.recipes.memory` carries that state for the algorithms.
 
 Examples:
     >>> import gymnasium as gym
@@ -27,12 +34,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from tdrl.modules import MLP
+from tdrl.modules import MLP, GRUModule, LSTMModule, SafeModule, SafeSequential
 from tdrl.recipes.config import TrainError
 
-__all__ = ["ACTIVATIONS", "Trunk", "build_trunk", "obs_kind"]
+__all__ = ["ACTIVATIONS", "RECURRENT", "Trunk", "build_trunk", "obs_kind", "trunk_module"]
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}
+#: the memory layers a trunk can end with ("" = none)
+RECURRENT: dict[str, type] = {"lstm": LSTMModule, "gru": GRUModule}
 
 
 class Trunk(NamedTuple):
@@ -106,3 +115,47 @@ class _Flatten(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x.flatten(-self.ndim)
+
+
+def trunk_module(
+    body: Trunk,
+    in_key: str,
+    out_key: str,
+    *,
+    recurrent: str = "",
+    rnn_hidden: int = 64,
+) -> tuple[Any, int]:
+    """The body as a TensorDict module ``in_key -> out_key``, and the width of ``out_key``.
+
+    With ``recurrent`` (a key of :data:`RECURRENT`), the body writes
+    ``"features"`` and an LSTM / GRU of ``rnn_hidden`` units (one layer, default
+    state keys) turns them into ``out_key``: the module then also reads the
+    recurrent state and ``is_init`` and writes ``("next", <state key>)``.
+
+    Examples:
+        >>> import gymnasium as gym
+        >>> from tensordict import TensorDict
+        >>> body = build_trunk(gym.spaces.Box(-1, 1, (3,)), hidden=(8,), activation="tanh")
+        >>> trunk, width = trunk_module(body, "observation", "hidden", recurrent="lstm",
+        ...                             rnn_hidden=5)
+        >>> width, trunk.in_keys
+        (5, ['observation', 'recurrent_state_h', 'recurrent_state_c', 'is_init'])
+        >>> td = TensorDict(observation=torch.zeros(2, 3), is_init=torch.ones(2, dtype=torch.bool),
+        ...                 batch_size=[2])
+        >>> trunk(td)["next", "recurrent_state_h"].shape
+        torch.Size([2, 1, 5])
+        >>> trunk_module(body, "observation", "hidden", recurrent="rnn")
+        Traceback (most recent call last):
+        ...
+        tdrl.recipes.config.TrainError: recurrent='rnn': choose from '' (none), 'gru', 'lstm'
+    """
+    if not recurrent:
+        return SafeModule(body.net, in_keys=[in_key], out_keys=[out_key]), body.features
+    if recurrent not in RECURRENT:
+        raise TrainError(f"recurrent={recurrent!r}: choose from '' (none), "
+                         + ", ".join(repr(k) for k in sorted(RECURRENT)))
+    if rnn_hidden <= 0:
+        raise TrainError(f"rnn_hidden must be > 0, got {rnn_hidden}")
+    features = SafeModule(body.net, in_keys=[in_key], out_keys=["features"])
+    memory = RECURRENT[recurrent](body.features, rnn_hidden, in_key="features", out_key=out_key)
+    return SafeSequential(features, memory), rnn_hidden
