@@ -78,7 +78,7 @@ def export_run(
     compute = eval_dtype(env.action_space) if dtype == "auto" else getattr(torch, dtype)
     # a recurrent policy: inputs observation + state, outputs action + next state
     memory = make_memory(policy)
-    module, example, out_keys = memory.export_io(policy, example)
+    module, example, out_keys = memory.export_io(policy, example, compute)
     exported = export_policy(module, example, dtype=compute, out_keys=out_keys)
     exported.metadata.update({"algo": recipe.name, "env": cfg.env, "step": state["global_step"]})
     if memory.describe():

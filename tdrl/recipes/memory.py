@@ -32,6 +32,7 @@ Examples:
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any
 
@@ -103,8 +104,9 @@ class NoMemory:
         """The trunk's input for the minibatch ``idx`` of ``flat`` (``obs`` = ``flat[key][idx]``)."""
         return TensorDict({key: obs}, batch_size=obs.shape[:1])
 
-    def export_io(self, policy: nn.Module, obs: torch.Tensor) -> tuple[Any, Any, Any]:
-        """What ``tdrl export`` traces: (module, example input, out_keys or None)."""
+    def export_io(self, policy: nn.Module, obs: torch.Tensor,
+                  dtype: torch.dtype = torch.float32) -> tuple[Any, Any, Any]:
+        """What ``tdrl export`` traces in ``dtype``: (module, example input, out_keys or None)."""
         return policy, obs, None
 
     def describe(self) -> list[dict[str, Any]]:
@@ -216,10 +218,17 @@ class RecurrentMemory(NoMemory):
             td.set(k, flat.get(k)[idx])
         return td
 
-    def export_io(self, policy: nn.Module, obs: torch.Tensor) -> tuple[Any, Any, Any]:
+    def export_io(self, policy: nn.Module, obs: torch.Tensor,
+                  dtype: torch.dtype = torch.float32) -> tuple[Any, Any, Any]:
         """The policy without ``is_init`` (:class:`ResetFree`), an example of observation and zero
-        state, and the outputs: the action, then each next state."""
+        state, and the outputs: the action, then each next state. In float64 the layers run
+        as tdrl's python LSTM/GRU (same weights; onnxruntime's LSTM/GRU kernels are float32)."""
         example = self.inputs(obs).exclude("is_init")
+        if dtype == torch.float64:
+            policy = copy.deepcopy(policy)
+            for m in policy.modules():
+                if isinstance(m, RecurrentModuleBase):
+                    m.make_python_based()
         return ResetFree(policy), example, ["action", *self.next_keys]
 
     def describe(self) -> list[dict[str, Any]]:
