@@ -204,6 +204,12 @@ ENV_DEFAULTS: dict[str, dict[str, Any]] = {
         "total_steps": 100_000,
     },
     "Pendulum-v1": {},
+    # masked-velocity tasks (run with --recurrent): RL-Zoo's ppo_lstm entries normalize
+    # observations; CartPoleNoVel otherwise has CartPole's settings (8 envs x 32 steps, 20
+    # epochs, batch 256, gamma 0.98, lambda 0.8, lr and clip annealed from 1e-3 / 0.2)
+    "CartPoleNoVel-v1": {"total_steps": 100_000, "normalize_obs": True},
+    # Pendulum's settings; minibatches of 4 sequences of 64 steps
+    "PendulumNoVel-v1": {"normalize_obs": True, "batch_size": 256, "rnn_seq_len": 64},
 }
 # MuJoCo (the ``mujoco`` extra): SB3's PPO defaults on one env, observations normalized as in
 # RL-Zoo's MuJoCo entries (``normalize: true``); benchmarks/halfcheetah.py uses these settings.
