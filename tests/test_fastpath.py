@@ -8,6 +8,9 @@ module path from the same torch RNG state, and compares what they produce.
 
 from __future__ import annotations
 
+import copy
+
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -124,21 +127,11 @@ def test_dqn_fast_paths_equal_the_module_paths():
 
 def test_dqn_user_module_stays_on_the_module_path():
     algo = _build("dqn", "CartPole-v1", total_steps=1_000, buffer_size=500,
-                  module="tests.test_fastpath:user_qnet")
+                  module="user_nets:make_qnet")
     try:
         assert not algo.fast_act and algo.q_fn is algo.q_values
     finally:
         algo.close()
-
-
-def user_qnet(obs_space, action_space):
-    """A user's Q-network factory (``--module``)."""
-    from tdrl.data import Categorical
-    from tdrl.modules import QValueActor
-
-    net = nn.Sequential(nn.Linear(obs_space.shape[0], 8), nn.ReLU(),
-                        nn.Linear(8, int(action_space.n)))
-    return QValueActor(net, in_keys=["observation"], spec=Categorical(int(action_space.n)))
 
 
 def test_sac_fast_update_equals_the_operator_update():
@@ -178,3 +171,83 @@ def test_sac_shared_trunk_stays_on_the_operator_path():
         assert algo.fast is None
     finally:
         algo.close()
+
+
+def _ppo_pair(**overrides):
+    kw = {"total_steps": 10_000, "num_envs": 2, "n_steps": 8, "hidden": (8, 8), **overrides}
+    fast, slow = _build("ppo", "CartPole-v1", **kw), _build("ppo", "CartPole-v1", **kw)
+    assert fast.fast is not None
+    slow.fast = None
+    slow.agent.load_state_dict(fast.agent.state_dict())
+    return fast, slow
+
+
+@pytest.mark.parametrize("overrides", [
+    {"batch_size": 16, "epochs": 2},
+    {"batch_size": 4, "epochs": 2, "ent_coef": 0.01},
+    {"batch_size": 16, "epochs": 1, "norm_adv": False, "anneal_lr": False},
+], ids=["whole-rollout", "minibatches-entropy", "no-norm"])
+def test_ppo_fast_collect_and_update_equal_the_operator_path(overrides):
+    fast, slow = _ppo_pair(**overrides)
+    try:
+        for _ in range(2):
+            rng = torch.get_rng_state()
+            batch_fast = fast.collect()
+            torch.set_rng_state(rng)
+            batch_slow = slow.collect()
+            assert sorted(batch_fast.keys()) == sorted(batch_slow.keys())
+            assert batch_fast.batch_size == batch_slow.batch_size
+            for key in batch_slow.keys():
+                torch.testing.assert_close(batch_fast[key], batch_slow[key], rtol=1e-5,
+                                           atol=1e-6)
+            assert torch.equal(fast.obs, slow.obs) and fast.global_step == slow.global_step
+            rng = torch.get_rng_state()
+            row_fast = fast.update(batch_fast)
+            torch.set_rng_state(rng)
+            row_slow = slow.update(batch_slow)
+            assert sorted(row_fast) == sorted(row_slow)
+            for key in row_slow:
+                assert row_fast[key] == pytest.approx(row_slow[key], rel=1e-4, abs=1e-6), key
+            _same(list(fast.agent.parameters()), list(slow.agent.parameters()))
+        stats_fast, stats_slow = fast.stats.state_dict(), slow.stats.state_dict()
+        assert sorted(stats_fast) == sorted(stats_slow)
+        for key, value in stats_slow.items():
+            np.testing.assert_array_equal(np.asarray(stats_fast[key]), np.asarray(value))
+    finally:
+        fast.close()
+        slow.close()
+
+
+@pytest.mark.parametrize("overrides", [
+    {"discrete_dist": "onehot"},
+    {"module": "user_nets:make_agent"},
+], ids=["onehot", "user-module"])
+def test_ppo_other_agents_stay_on_the_operator_path(overrides):
+    algo = _build("ppo", "CartPole-v1", total_steps=10_000, num_envs=2, n_steps=8,
+                  batch_size=16, **overrides)
+    try:
+        assert algo.fast is None
+    finally:
+        algo.close()
+
+
+def test_ppo_replaced_policy_leaves_the_fast_path(monkeypatch):
+    """Replacing the policy operator (as the algorithm-math tests do) selects the module path."""
+    fast, slow = _ppo_pair(batch_size=16, epochs=1)
+    calls = []
+    original = type(fast.policy).get_dist
+
+    def spy(self, td):
+        calls.append(td.batch_size)
+        return original(self, td)
+
+    monkeypatch.setattr(type(fast.policy), "get_dist", spy)
+    try:
+        fast.update(fast.collect())
+        assert calls == []
+        fast.policy = copy.copy(fast.policy)  # another operator object: the module path
+        fast.update(fast.collect())
+        assert torch.Size([16]) in calls
+    finally:
+        fast.close()
+        slow.close()

@@ -43,6 +43,7 @@ from tensordict import TensorDict
 from torch import nn
 
 from tdrl.envs.utils import ExplorationType, set_exploration_type
+from tdrl.recipes import ppo_fast
 from tdrl.recipes.advantages import gae
 from tdrl.recipes.blocks import Clock, EpisodeStats, deterministic_act, linear_schedule, make_adam
 from tdrl.recipes.config import (
@@ -219,6 +220,8 @@ class PPO:
         self.value_operator = self.agent.get_value_operator()
         self.log_prob_key = getattr(self.policy, "log_prob_key", "sample_log_prob")
         self.optimizer = make_adam(self.agent.parameters(), cfg.lr, eps=1e-5)
+        # the recipe's own feed-forward categorical agent: rollout and update on tensors
+        self.fast = ppo_fast.fast_nets(cfg, parts, action_space)
         self.to_env = action_to_env(action_space, cfg)
         self._act = deterministic_act(self.agent.get_policy_operator(), self.device, self.to_env)
         self.stats = EpisodeStats(cfg.total_envs, threshold)
@@ -237,7 +240,7 @@ class PPO:
         self.obs = self._observe(obs)
 
     def _obs_tensor(self, obs: np.ndarray) -> torch.Tensor:
-        return torch.as_tensor(obs, dtype=torch.float32).to(self.device)
+        return torch.as_tensor(obs, dtype=torch.float32, device=self.device)
 
     def _observe(self, obs: np.ndarray) -> torch.Tensor:
         """A new observation from the envs: to the device, and into the running statistics."""
@@ -253,6 +256,9 @@ class PPO:
     @torch.no_grad()
     def collect(self) -> TensorDict:
         """Run ``n_steps`` vector steps under RANDOM exploration; returns a [T, N] batch."""
+        fast = self.fast
+        if fast is not None and fast.collect and self.policy is fast.policy:
+            return ppo_fast.collect(self)
         cfg, n_envs, device = self.cfg, self.cfg.num_envs, self.device
         keys = (self.obs_key, "action", self.log_prob_key, "state_value")
         store: dict[str, list[torch.Tensor]] = {k: [] for k in keys}
@@ -361,6 +367,8 @@ class PPO:
     # -- update ---------------------------------------------------------------------------
     def update(self, batch: TensorDict) -> dict[str, float]:
         """Clipped-surrogate epochs over the flattened rollout."""
+        if self.fast is not None and self.policy is self.fast.policy:
+            return ppo_fast.update(self, batch)
         cfg = self.cfg
         progress = self.global_step / cfg.total_steps
         lr = linear_schedule(cfg.lr, self.global_step, cfg.total_steps) if cfg.anneal_lr else cfg.lr
