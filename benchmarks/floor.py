@@ -284,19 +284,26 @@ def main() -> int:
     parser.add_argument("--sb3", action=argparse.BooleanOptionalAction, default=None,
                         help="also time SB3's updates (default: when stable-baselines3 is "
                         "installed)")
+    parser.add_argument("--algos", default="ppo,dqn,sac",
+                        help="comma-separated subset of ppo,dqn,sac to time")
     args = parser.parse_args()
     sb3 = sb3_available() if args.sb3 is None else args.sb3
     torch.set_num_threads(1)
     load0 = os.getloadavg()
     print(f"torch {torch.__version__}, 1 thread, {os.cpu_count()} cores, "
           f"load average {load0[0]:.1f}; times are CPU ms of this thread, median block")
+    chosen = args.algos.split(",")
+    unknown = sorted(set(chosen) - {"ppo", "dqn", "sac"})
+    if unknown:
+        parser.error(f"--algos: unknown {unknown}; choose from ppo, dqn, sac")
     res = {name: fn(args.rounds, args.block, args.profile, args.seed, sb3)
-           for name, fn in (("ppo", ppo), ("dqn", dqn), ("sac", sac))}
+           for name, fn in (("ppo", ppo), ("dqn", dqn), ("sac", sac)) if name in chosen}
     if sb3:
         print("hand-written floor against SB3 (SB3 time / hand time per update): " + ", ".join(
             f"{name} {r[2]:.2f}x" for name, r in res.items()))
-    print(f"collection: ppo {res['ppo'][1]:.2f}x, dqn {res['dqn'][1]:.2f}x "
-          f"(load average {os.getloadavg()[0]:.1f})")
+    print("collection: " + ", ".join(f"{name} {r[1]:.2f}x" for name, r in res.items()
+                                     if r[1] is not None)
+          + f" (load average {os.getloadavg()[0]:.1f})")
     print("floor: " + ", ".join(f"{name} {r[0]:.2f}x" for name, r in res.items()))
     return 0
 

@@ -13,7 +13,9 @@ wrong:
   every call through ``nn.Module.__call__``.
 - ``lerp_all_``: torch's multi-tensor ``_foreach_lerp_`` (one kernel launch
   for a whole parameter list: the Polyak target update), else ``lerp_`` per
-  tensor.
+  tensor; ``copy_all_`` likewise with ``_foreach_copy_`` (a hard target update).
+- ``clip_grad_norm_``: ``_foreach_norm`` + ``_foreach_mul_`` over the gradients,
+  else ``nn.utils.clip_grad_norm_``.
 - ``is_compiling``: ``torch.compiler.is_compiling``, else ``torch._dynamo``'s
   (torch < 2.3), else always False.
 - ``fused_rnn``: ATen's ``torch.lstm`` / ``torch.gru`` kernels called directly for
@@ -56,6 +58,8 @@ __all__ = [
     "is_compiled",
     "overwrite_error",
     "lerp_all_",
+    "copy_all_",
+    "clip_grad_norm_",
     "is_compiling",
     "fused_rnn",
     "params_reader",
@@ -298,6 +302,56 @@ def lerp_all_(targets: list[torch.Tensor], sources: list[torch.Tensor], weight: 
         else:
             for t, s in zip(targets, sources):
                 t.lerp_(s, weight)
+
+
+_FOREACH_COPY = None if FORCE_FALLBACK else getattr(torch, "_foreach_copy_", None)
+
+
+def copy_all_(targets: list[torch.Tensor], sources: list[torch.Tensor]) -> None:
+    """In place, ``t.copy_(s)`` for each pair (a hard target-network update), without autograd.
+
+    Examples:
+        >>> t, s = [torch.zeros(2), torch.zeros(1)], [torch.ones(2), torch.full((1,), 3.0)]
+        >>> copy_all_(t, s)
+        >>> t[0].tolist(), t[1].tolist()
+        ([1.0, 1.0], [3.0])
+    """
+    if len(targets) != len(sources):
+        raise ValueError(f"copy_all_: {len(targets)} targets but {len(sources)} sources")
+    with torch.no_grad():
+        if _FOREACH_COPY is not None:
+            _FOREACH_COPY(targets, sources)
+        else:
+            for t, s in zip(targets, sources):
+                t.copy_(s)
+
+
+_FOREACH_NORM = None if FORCE_FALLBACK else getattr(torch, "_foreach_norm", None)
+_FOREACH_MUL = None if FORCE_FALLBACK else getattr(torch, "_foreach_mul_", None)
+
+
+def clip_grad_norm_(params: list[torch.Tensor], max_norm: float) -> torch.Tensor:
+    """``nn.utils.clip_grad_norm_(params, max_norm)`` (L2, same math): returns the total norm.
+
+    The fast path is two multi-tensor kernels over the gradients that exist
+    (``_foreach_norm``, ``_foreach_mul_``) with none of the public function's
+    per-call grouping and checks; the fallback is the public function.
+
+    Examples:
+        >>> w = torch.zeros(2, requires_grad=True)
+        >>> (3 * w[0] + 4 * w[1]).backward()
+        >>> clip_grad_norm_([w], 1.0).item(), [round(g, 4) for g in w.grad.tolist()]
+        (5.0, [0.6, 0.8])
+    """
+    if _FOREACH_NORM is None or _FOREACH_MUL is None:
+        return nn.utils.clip_grad_norm_(params, max_norm)
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return torch.tensor(0.0)
+    # (gradients of a plain backward carry no graph: no no_grad block needed)
+    total = torch.linalg.vector_norm(torch.stack(_FOREACH_NORM(grads)))
+    _FOREACH_MUL(grads, (max_norm / (total + 1e-6)).clamp_(max=1.0))
+    return total
 
 
 try:

@@ -226,14 +226,19 @@ def test_dqn_buffer_smaller_than_one_flush_is_refused(tmp_path, capsys):
 
 
 def test_ppo_uses_operator_get_dist(monkeypatch):
-    """The loss goes through the policy operator's get_dist, not a re-implementation."""
+    """A user's operator: the loss goes through its policy's get_dist, not a re-implementation.
+
+    (The recipe's own categorical agent runs on tensors, tdrl.recipes.ppo_calls; that it computes
+    what get_dist gives is checked in tests/test_fastpath.py.)
+    """
     import gymnasium as gym
 
     from tdrl.recipes import ppo
 
     calls = []
-    cfg = ppo.PPOConfig(total_steps=256, epochs=1)
+    cfg = ppo.PPOConfig(total_steps=256, epochs=1, module="user_nets:make_agent")
     algo = ppo.PPO(cfg, EnvInfo(gym.spaces.Box(-1, 1, (4,)), gym.spaces.Discrete(2), 475.0))
+    assert type(algo.calls).__name__ == "OperatorCalls"
     original = type(algo.policy).get_dist
 
     def spy(self, td):

@@ -48,7 +48,7 @@ import torch.nn.functional as F
 from tensordict import TensorDict
 from torch import nn
 
-from tdrl._compat import lerp_all_
+from tdrl._compat import clip_grad_norm_, copy_all_, lerp_all_
 from tdrl.data import Categorical
 from tdrl.envs.utils import ExplorationType, set_exploration_type
 from tdrl.modules import MLP, EGreedyModule, QValueActor, SafeSequential
@@ -61,6 +61,7 @@ from tdrl.recipes.blocks import (
 )
 from tdrl.recipes.config import CommonConfig, TrainError, check_positive, check_range, option
 from tdrl.recipes.envs import EnvInfo, check_env_step, final_observations
+from tdrl.recipes.fastpath import plain_forward
 from tdrl.recipes.finite import check_finite, check_params
 from tdrl.recipes.offpolicy import OffPolicy, check_offpolicy
 from tdrl.recipes.protocol import Recipe
@@ -306,6 +307,19 @@ class DQN(OffPolicy):
         # the observation tensor (the actors' greedy/epsilon steps are for acting)
         self.q_values = self.qnet[0].module
         self.target_q_values = self.target[0].module
+        # the recipe's own MLP runs as a plain tensor function in the hot paths (a user's
+        # --module keeps the module calls); the same parameters either way
+        fast = None if cfg.module else plain_forward(self.q_values)
+        self.q_fn = fast or self.q_values
+        self.target_q_fn = (None if fast is None else plain_forward(self.target_q_values)) or \
+            self.target_q_values
+        self.fast_act = fast is not None
+        self.n_actions = int(action_space.n)
+        self.params = list(self.qnet.parameters())
+        self.target_params = list(self.target.parameters())
+        # hard target update: every tensor of the state dict, copied in one multi-tensor call
+        self.copy_pairs = (list(self.target.state_dict(keep_vars=True).values()),
+                           list(self.qnet.state_dict(keep_vars=True).values()))
         self._act = deterministic_act(self.qnet, self.device)
         self.egreedy = EGreedyModule(
             Categorical(int(action_space.n)),
@@ -339,9 +353,15 @@ class DQN(OffPolicy):
     def env_step(self) -> int:
         """One epsilon-greedy vector step; stores the transitions; returns the env steps."""
         n = self.cfg.num_envs
-        td = TensorDict({"observation": self.obs}, batch_size=[n], device=self.device)
-        with set_exploration_type(ExplorationType.RANDOM):
-            action = self.explorer(td)["action"]
+        if self.fast_act:  # what self.explorer does under RANDOM, the same draws
+            action = self.q_fn(self.obs).argmax(-1)  # (the first maximum on ties, as max)
+            scores = torch.rand((n, self.n_actions), device=self.device) - 0.5
+            explore = torch.rand(n, device=self.device) < self.egreedy.eps
+            action = torch.where(explore, scores.argmax(-1), action)
+        else:
+            td = TensorDict({"observation": self.obs}, batch_size=[n], device=self.device)
+            with set_exploration_type(ExplorationType.RANDOM):
+                action = self.explorer(td)["action"]
         obs, reward, terminated, truncated, info = self.envs.step(action.cpu().numpy())
         self.global_step += n
         done = terminated | truncated
@@ -408,35 +428,31 @@ class DQN(OffPolicy):
             if ready:
                 o, a, r, o2, term, disc = zip(*ready)
                 self.buffer.add(
-                    TensorDict(
-                        {
-                            "observation": self._obs_tensor(np.stack(o)),
-                            "action": torch.tensor(a, dtype=torch.long),
-                            "reward": torch.tensor(r, dtype=torch.float32),
-                            "next_observation": self._obs_tensor(np.stack(o2)),
-                            "terminated": torch.tensor(term),
-                            "discount": torch.tensor(disc, dtype=torch.float32),
-                        },
-                        batch_size=[len(ready)],
-                        device=self.device,
-                    )
+                    {
+                        "observation": self._obs_tensor(np.stack(o)),
+                        "action": torch.tensor(a, dtype=torch.long, device=self.device),
+                        "reward": torch.tensor(r, dtype=torch.float32, device=self.device),
+                        "next_observation": self._obs_tensor(np.stack(o2)),
+                        "terminated": torch.tensor(term, device=self.device),
+                        "discount": torch.tensor(disc, dtype=torch.float32, device=self.device),
+                    }
                 )
 
     # -- learning ---------------------------------------------------------------------------
     def train_step(self) -> tuple[torch.Tensor, torch.Tensor]:
         """One gradient step on a replay minibatch; returns (loss, mean Q) detached."""
         cfg = self.cfg
-        batch = self.buffer.sample(cfg.batch_size)
+        batch = self.buffer.sample_tensors(cfg.batch_size)
         obs, next_obs = batch["observation"], batch["next_observation"]
         b = obs.shape[0]
         if cfg.double_dqn:  # one online pass over [obs; next_obs]: Q(s, .) and argmax Q(s', .)
-            q_both = self.q_values(torch.cat([obs, next_obs]))
+            q_both = self.q_fn(torch.cat([obs, next_obs]))
             q_all = q_both[:b]
             next_action = q_both[b:].detach().argmax(-1, keepdim=True)
         else:
-            q_all = self.q_values(obs)
+            q_all = self.q_fn(obs)
         with torch.no_grad():
-            next_q_target = self.target_q_values(next_obs)
+            next_q_target = self.target_q_fn(next_obs)
             if cfg.double_dqn:
                 next_q = next_q_target.gather(-1, next_action).squeeze(-1)
             else:
@@ -447,11 +463,11 @@ class DQN(OffPolicy):
         loss = F.smooth_l1_loss(q, target)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        self.grad_norms.append(nn.utils.clip_grad_norm_(self.qnet.parameters(), cfg.max_grad_norm))
+        self.grad_norms.append(clip_grad_norm_(self.params, cfg.max_grad_norm))
         self.optimizer.step()
         self.updates += 1
         if cfg.tau < 1.0:
-            lerp_all_(list(self.target.parameters()), list(self.qnet.parameters()), cfg.tau)
+            lerp_all_(self.target_params, self.params, cfg.tau)
         return loss.detach(), q.detach().mean()
 
     def iterate(self) -> dict[str, float | None]:
@@ -479,7 +495,7 @@ class DQN(OffPolicy):
                     cfg.tau == 1.0
                     and self.global_step // cfg.target_update > before // cfg.target_update
                 ):
-                    self.target.load_state_dict(self.qnet.state_dict())
+                    copy_all_(*self.copy_pairs)  # = target.load_state_dict(qnet.state_dict())
             if self.collector is not None and self.updates - self.synced_at >= cfg.sync_every:
                 self.collector.update_policy_weights_()  # one ray.put, read by every worker
                 self.synced_at = self.updates

@@ -110,7 +110,7 @@ class OffPolicy:
         self.obs = self._obs_tensor(obs)
 
     def _obs_tensor(self, obs: np.ndarray) -> torch.Tensor:
-        return torch.as_tensor(obs, dtype=torch.float32).to(self.device)
+        return torch.as_tensor(obs, dtype=torch.float32, device=self.device)
 
     def act(self, obs: np.ndarray) -> np.ndarray:
         """Deterministic actions for evaluation."""

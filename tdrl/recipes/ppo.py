@@ -40,8 +40,8 @@ from typing import Any
 import numpy as np
 import torch
 from tensordict import TensorDict
-from torch import nn
 
+from tdrl._compat import clip_grad_norm_
 from tdrl.envs.utils import ExplorationType, set_exploration_type
 from tdrl.modules import set_recurrent_mode
 from tdrl.recipes.advantages import gae
@@ -73,6 +73,7 @@ from tdrl.recipes.ppo_agent import (
     make_policy,
     prepare,
 )
+from tdrl.recipes.ppo_calls import agent_calls
 from tdrl.recipes.protocol import Recipe
 from tdrl.recipes.remote import RemoteConfig, open_collector
 
@@ -267,6 +268,10 @@ class PPO:
         # what the operator remembers between steps (--recurrent; nothing otherwise), and how
         # the update replays a rollout (whole env sequences; shuffled single steps otherwise)
         self.memory = make_memory(self.agent, cfg.rnn_seq_len)
+        # how the agent is called: its operator, or plain tensor functions for the recipe's
+        # own feed-forward categorical agent (tdrl.recipes.ppo_calls)
+        self.calls = agent_calls(cfg, parts, self.memory, action_space)
+        self.params = list(self.agent.parameters())
         self.act = PolicyAct(self.agent.get_policy_operator(), self.device, self.to_env)
         self.stats = EpisodeStats(cfg.total_envs, threshold)
         self.global_step = 0
@@ -296,7 +301,7 @@ class PPO:
     @torch.no_grad()
     def collect(self) -> TensorDict:
         """Run ``n_steps`` vector steps under RANDOM exploration; returns a [T, N] batch."""
-        cfg, n_envs, device = self.cfg, self.cfg.num_envs, self.device
+        cfg, n_envs, device, calls = self.cfg, self.cfg.num_envs, self.device, self.calls
         keys = (self.obs_key, "action", self.log_prob_key, "state_value", *self.memory.keys)
         store: dict[str, list[torch.Tensor]] = {k: [] for k in keys}
         rewards = np.empty((cfg.n_steps, n_envs), dtype=np.float32)
@@ -306,10 +311,10 @@ class PPO:
         with set_exploration_type(ExplorationType.RANDOM), np.errstate(over="ignore"):
             for t in range(cfg.n_steps):
                 # the whole operator once: trunk, sampled action + log-prob, state value
-                td = self.agent(self.memory.inputs(self.obs))
+                td = calls.act(self.obs)
                 for k in keys:
-                    store[k].append(td.get(k))
-                env_action = self.to_env(td.get("action"))
+                    store[k].append(td[k])
+                env_action = self.to_env(td["action"])
                 check_policy_action(env_action)
                 obs, reward, terminated, truncated, info = self.envs.step(env_action)
                 self.global_step += n_envs
@@ -322,11 +327,11 @@ class PPO:
                 cut = truncated & ~terminated
                 if cut.any():  # bootstrap episodes cut by the time limit from their final obs
                     final = self._obs_tensor(final_observations(info, cut))
-                    v = self.value_operator(self.memory.inputs(final, rows=cut))["state_value"]
+                    v = calls.value(final, rows=cut)
                     rewards[t, cut] += cfg.gamma * v.reshape(-1).cpu().numpy()
                 dones[t] = done
                 self.obs = self._observe(obs)
-            last_value = self.value_operator(self.memory.inputs(self.obs))["state_value"].reshape(-1)
+            last_value = calls.value(self.obs).reshape(-1)
         bad = ~np.isfinite(rewards).all(1)
         if bad.any():  # finite env rewards can overflow float32 once scaled (or bootstrapped)
             t = int(np.flatnonzero(bad)[0])
@@ -413,12 +418,12 @@ class PPO:
         old_lp_all = flat[self.log_prob_key]
         adv_all = flat["advantage"]
         target_all = flat["value_target"]
-        params = list(self.agent.parameters())
+        score, params = self.calls.score, self.params
         if cfg.norm_adv and n > 1:
             adv_full = (adv_all - adv_all.mean()) / (adv_all.std() + 1e-8)
         else:
             adv_full = adv_all
-        n_steps, n_envs = batch.batch_size
+        n_steps, n_envs = batch.batch_size if batch.ndim == 2 else (n, 1)  # [T, N] rollouts
         logged: list[torch.Tensor] = []
         grad_norms: list[torch.Tensor] = []
         for epoch in range(cfg.epochs):
@@ -433,19 +438,18 @@ class PPO:
                     adv, target = adv_all[idx], target_all[idx]
                     if cfg.norm_adv and adv.shape[0] > 1:
                         adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-                td = self.trunk(self.memory.replay(flat, idx, self.obs_key, obs))
-                dist = self.policy.get_dist(td)  # the operator's own distribution
-                log_ratio = dist.log_prob(action) - old_lp
+                log_prob, entropy, value = score(flat, idx, obs, action)
+                log_ratio = log_prob - old_lp
                 ratio = log_ratio.exp()
-                value = self.value(td)["state_value"].reshape(target.shape)
+                value = value.reshape(target.shape)
                 policy_loss = torch.max(-adv * ratio, -adv * ratio.clamp(1 - clip, 1 + clip)).mean()
                 value_loss = (target - value).pow(2).mean()
                 loss = policy_loss + cfg.vf_coef * value_loss
                 if cfg.ent_coef > 0:
-                    loss = loss - cfg.ent_coef * _entropy(dist).mean()
+                    loss = loss - cfg.ent_coef * entropy().mean()
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                grad_norms.append(nn.utils.clip_grad_norm_(params, cfg.max_grad_norm))
+                grad_norms.append(clip_grad_norm_(params, cfg.max_grad_norm))
                 self.optimizer.step()
                 if epoch == cfg.epochs - 1:  # log the last epoch's minibatches
                     with torch.no_grad():
@@ -457,10 +461,10 @@ class PPO:
         check_params(self.agent, self.global_step)
         with torch.no_grad():
             idx = self.memory.whole(n_steps, n_envs, self.device)  # None: flat, as it is
-            obs, target = (obs_all, target_all) if idx is None else (obs_all[idx], target_all[idx])
-            td = self.trunk(self.memory.replay(flat, idx, self.obs_key, obs))
-            entropy = _entropy(self.policy.get_dist(td)).mean()
-            values = self.value(td)["state_value"].reshape(target.shape)
+            obs, action, target = ((obs_all, act_all, target_all) if idx is None
+                                   else (obs_all[idx], act_all[idx], target_all[idx]))
+            _, entropy, values = score(flat, idx, obs, action)
+            entropy, values = entropy().mean(), values.reshape(target.shape)
             var = target_all.var()
             explained = 1 - (target - values).var() / var if var > 0 else torch.tensor(0.0)
         policy_loss, value_loss, kl, clip_frac = torch.stack(logged).mean(0).tolist()
@@ -514,15 +518,6 @@ class PPO:
             self.collector.shutdown()
         else:
             self.envs.close()
-
-
-def _entropy(dist: Any) -> torch.Tensor:
-    """Exact entropy when the distribution has one, else a one-sample estimate."""
-    try:
-        return dist.entropy()
-    except NotImplementedError:
-        sample = dist.rsample() if dist.has_rsample else dist.sample()
-        return -dist.log_prob(sample)
 
 
 RECIPE = Recipe(

@@ -90,6 +90,21 @@ class ReplayBuffer:
         idx = torch.randint(0, self.size, (batch_size,))
         return self.storage[idx]
 
+    def sample_tensors(self, batch_size: int) -> dict[str, torch.Tensor]:
+        """:meth:`sample` as a plain ``{key: tensor}`` dict (the same draw; no ``TensorDict``).
+
+        Examples:
+            >>> rb = ReplayBuffer(capacity=4)
+            >>> rb.add({"x": torch.arange(4.0)})
+            >>> _ = torch.manual_seed(0); a = rb.sample(3)["x"]
+            >>> _ = torch.manual_seed(0); torch.equal(rb.sample_tensors(3)["x"], a)
+            True
+        """
+        if self.size == 0:
+            raise RuntimeError("cannot sample from an empty replay buffer")
+        idx = torch.randint(0, self.size, (batch_size,))
+        return {key: value[idx] for key, value in self.storage.items()}
+
     def state_dict(self) -> dict[str, Any]:
         storage = None if self.storage is None else self.storage[: self.size].clone()
         return {"storage": storage, "pos": self.pos, "size": self.size}

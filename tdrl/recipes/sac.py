@@ -71,6 +71,7 @@ from tdrl.recipes.blocks import (
 )
 from tdrl.recipes.config import CommonConfig, TrainError, check_positive, option
 from tdrl.recipes.envs import EnvInfo, check_env_step, check_policy_action, final_observations
+from tdrl.recipes.fastpath import plain_forward
 from tdrl.recipes.offpolicy import OffPolicy, check_offpolicy
 from tdrl.recipes.protocol import Recipe
 from tdrl.recipes.twin_q import TwinQ
@@ -282,6 +283,32 @@ class SAC(OffPolicy):
         self.open_envs()
         self.envs.action_space.seed(cfg.seed)
         self._act = deterministic_act(parts.policy, self.device, box_to_env(action_space))
+        self.fast = self._fast_nets()
+
+    def _fast_nets(self) -> tuple | None:
+        """The recipe's own separate networks as tensor functions for :meth:`update`, or None.
+
+        ``(actor: obs -> (loc, scale), twin Q, target twin Q, the policy operator they
+        stand for)``, on the operator's very
+        parameters; None (the generic operator path) for a shared trunk or any network
+        that is not the one :func:`build_agent` makes.
+        """
+        parts = self.parts
+        if self.cfg.shared_trunk or getattr(self.cfg, "module", ""):
+            return None
+        net = parts.act_net
+        if not (isinstance(net, nn.Sequential) and len(net) == 2
+                and isinstance(net[1], NormalParamExtractor) and type(parts.twin) is TwinQ):
+            return None
+        mlp, extract = plain_forward(net[0]), net[1]
+        target = [m for m in self.target_agent.modules() if type(m) is TwinQ]
+        if mlp is None or len(target) != 1:
+            return None
+
+        def actor(obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            return extract(mlp(obs))
+
+        return actor, parts.twin.forward, target[0].forward, parts.policy
 
     # -- acting -----------------------------------------------------------------------------
     @torch.no_grad()
@@ -292,7 +319,7 @@ class SAC(OffPolicy):
             action = self.envs.action_space.sample().astype(np.float32)
         else:
             # what parts.policy samples under ExplorationType.RANDOM, without a TensorDict
-            loc, scale = self.parts.act_net(self.obs)
+            loc, scale = (self.parts.act_net if self.fast is None else self.fast[0])(self.obs)
             action = TanhNormal(loc, scale, **self.bounds).sample().cpu().numpy()
             check_policy_action(action)
         obs, reward, terminated, truncated, info = self.envs.step(
@@ -321,6 +348,8 @@ class SAC(OffPolicy):
     # -- learning ---------------------------------------------------------------------------
     def update(self) -> torch.Tensor:
         """One gradient step on a replay minibatch; returns the logged values, detached."""
+        if self.fast is not None and self.parts.policy is self.fast[3]:  # (parts not replaced)
+            return self._update_fast()
         cfg, parts = self.cfg, self.parts
         batch = self.buffer.sample(cfg.batch_size)
         obs, next_obs, action = batch["observation"], batch["next_observation"], batch["action"]
@@ -351,6 +380,42 @@ class SAC(OffPolicy):
             q_pi = parts.critic_head(
                 TensorDict({parts.feature_key: features, "action": a_pi}, batch_size=[b])
             ).get("state_action_value")
+        actor_loss = (alpha * log_prob_pi - q_pi.min(-1).values).mean()
+        loss = critic_loss + actor_loss
+        if cfg.autotune:
+            alpha_loss = -(self.log_alpha * (log_prob_pi.detach() + self.target_entropy)).mean()
+            loss = loss + alpha_loss
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        lerp_all_(self.polyak_pairs[0], self.polyak_pairs[1], cfg.tau)
+        self.updates += 1
+        return torch.stack([critic_loss, actor_loss, alpha, -log_prob_pi.mean(), q.mean()]).detach()
+
+    def _update_fast(self) -> torch.Tensor:
+        """:meth:`update` for the recipe's own networks: the same math, called on tensors.
+
+        What the operator path computes, step for step: the policy's ``TanhNormal`` draw and
+        log-probability (``rsample_and_log_prob``, as the actor under RANDOM), the twin critics
+        on the replayed and the fresh actions, the target twin on the next ones.
+        """
+        cfg = self.cfg
+        actor, twin, target_twin, _ = self.fast
+        batch = self.buffer.sample_tensors(cfg.batch_size)
+        obs, next_obs, action = batch["observation"], batch["next_observation"], batch["action"]
+        reward, terminated = batch["reward"], batch["terminated"]
+        alpha = self.log_alpha.detach().exp()
+        a_pi, log_prob_pi = TanhNormal(*actor(obs), **self.bounds).rsample_and_log_prob()
+        with torch.no_grad():
+            a_next, log_prob_next = TanhNormal(
+                *actor(next_obs), **self.bounds
+            ).rsample_and_log_prob()
+            next_q = target_twin(next_obs, a_next).min(-1).values
+            target = reward + cfg.gamma * (1.0 - terminated) * (next_q - alpha * log_prob_next)
+        q = twin(obs, action)
+        critic_loss = 0.5 * (q - target.unsqueeze(-1)).pow(2).mean(0).sum()
+        with self.parts.twin.frozen():
+            q_pi = twin(obs, a_pi)
         actor_loss = (alpha * log_prob_pi - q_pi.min(-1).values).mean()
         loss = critic_loss + actor_loss
         if cfg.autotune:

@@ -1,0 +1,98 @@
+"""The recipes' own networks as plain tensor functions, for the training hot paths.
+
+A recipe that built a network itself (not a user's ``--module``) knows it is a
+chain of ``nn.Linear`` layers and activations. :func:`plain_forward` turns such
+a chain into a function that calls ``F.linear`` and the activation functions on
+the very same parameter tensors: the same math, without one ``nn.Module`` call
+per layer. The modules, their parameters and ``state_dict`` are untouched (the
+optimizer steps and ``load_state_dict`` write into the same tensors), so the
+acting and learning hot paths can use the function while everything else
+(evaluation, export, checkpoints) goes through the modules. Forward hooks on
+these internal networks are not run on the fast path.
+
+Examples:
+    >>> import torch
+    >>> from tdrl.modules import MLP
+    >>> net = MLP(in_features=3, out_features=2, num_cells=[8], activation_class=torch.nn.Tanh)
+    >>> fn = plain_forward(net)
+    >>> x = torch.randn(5, 3)
+    >>> torch.equal(fn(x), net(x))
+    True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["plain_forward"]
+
+Fn = Callable[[torch.Tensor], torch.Tensor]
+
+
+def _activation(m: nn.Module) -> Fn | None:
+    """The function an activation module computes, or None for anything else."""
+    if type(m) is nn.ReLU:
+        return torch.relu
+    if type(m) is nn.Tanh:
+        return torch.tanh
+    if type(m) is nn.ELU:
+        alpha = m.alpha
+        return lambda x: F.elu(x, alpha)
+    return None
+
+
+def _layers(net: nn.Module) -> list[nn.Module] | None:
+    if isinstance(net, nn.Sequential):
+        if getattr(net, "_out_shape", None) is not None:  # an MLP reshaping its output
+            return None
+        out: list[nn.Module] = []
+        for child in net:
+            sub = _layers(child)
+            if sub is None:
+                return None
+            out.extend(sub)
+        return out
+    if type(net) is nn.Linear or _activation(net) is not None:
+        return [net]
+    return None
+
+
+def plain_forward(net: nn.Module) -> Fn | None:
+    """``x -> net(x)`` on the same parameters without module calls; None if ``net`` is not
+    (nested ``nn.Sequential`` s of) ``nn.Linear`` layers and ReLU / Tanh / ELU activations.
+
+    ``tdrl.modules.MLP`` qualifies when built without dropout or normalization
+    layers, for a single input tensor.
+
+    Examples:
+        >>> import torch
+        >>> fn = plain_forward(torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.ReLU()))
+        >>> fn(torch.zeros(4, 2)).shape
+        torch.Size([4, 3])
+        >>> plain_forward(torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.Dropout())) is None
+        True
+    """
+    layers = _layers(net)
+    if not layers or type(layers[0]) is not nn.Linear:
+        return None
+    # (weight, bias or None, activation or None) per Linear; activations apply in order
+    steps: list[tuple[torch.Tensor, torch.Tensor | None, list[Fn]]] = []
+    for m in layers:
+        if type(m) is nn.Linear:
+            steps.append((m.weight, m.bias, []))
+        else:
+            steps[-1][2].append(_activation(m))
+    frozen = tuple((w, b, tuple(acts)) for w, b, acts in steps)
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        for w, b, acts in frozen:
+            x = F.linear(x, w, b)
+            for act in acts:
+                x = act(x)
+        return x
+
+    return forward
