@@ -6,9 +6,9 @@ into plain tensor functions (:func:`tdrl.recipes.fastpath.plain_forward`) over t
 operator's own parameters. :func:`collect` and :func:`update` are then ``PPO.collect`` and
 ``PPO.update`` step for step (the same draws from the torch RNG, the same checks, stats,
 bootstrap, GAE, losses, clipping, schedules and logged values) without a ``TensorDict``
-or a distribution object per step: the categorical log-probabilities are
-``log_softmax`` + ``gather`` and the draw is ``multinomial`` on their exponent, as
-``torch.distributions.Categorical`` samples. Any other agent (user modules, continuous or
+or a distribution object per step: the categorical log-probabilities are the normalized
+logits + ``gather`` and the draw is ``multinomial`` on their softmax, the very ops of
+``torch.distributions.Categorical`` (a seeded run is bit for bit the operator path's). Any other agent (user modules, continuous or
 one-hot heads, observation normalization for the rollout, recurrent trunks) keeps the
 operator path in :mod:`tdrl.recipes.ppo`; ``tests/test_fastpath.py`` checks both agree.
 
@@ -99,8 +99,8 @@ def collect(algo: Any) -> TensorDict:
     with np.errstate(over="ignore"):  # an overflowing scaled reward is reported below
         for t in range(cfg.n_steps):
             hidden = trunk(obs_t)
-            logp = head(hidden).log_softmax(-1)
-            action = torch.multinomial(logp.exp(), 1, True)  # as Categorical.sample draws
+            logp = _normalized(head(hidden))
+            action = torch.multinomial(torch.softmax(logp, -1), 1, True)  # Categorical.sample
             obs_l.append(obs_t)
             act_l.append(action.squeeze(-1))
             lp_l.append(logp.gather(-1, action).squeeze(-1))
@@ -193,7 +193,7 @@ def update(algo: Any, batch: TensorDict) -> dict[str, float]:
                 if norm_adv and adv.shape[0] > 1:
                     adv = (adv - adv.mean()) / (adv.std() + 1e-8)
             hidden = trunk(obs)
-            logp = head(hidden).log_softmax(-1)
+            logp = _normalized(head(hidden))
             log_ratio = logp.gather(-1, action).squeeze(-1) - old_lp
             ratio = log_ratio.exp()
             value = value_fn(hidden).reshape(-1)
@@ -216,7 +216,7 @@ def update(algo: Any, batch: TensorDict) -> dict[str, float]:
     check_params(algo.agent, algo.global_step)
     with torch.no_grad():
         hidden = trunk(obs_all)
-        entropy = _entropy(head(hidden).log_softmax(-1)).mean()
+        entropy = _entropy(_normalized(head(hidden))).mean()
         values = value_fn(hidden).reshape(-1)
         var = target_all.var()
         explained = 1 - (target_all - values).var() / var if var > 0 else torch.tensor(0.0)
@@ -232,7 +232,13 @@ def update(algo: Any, batch: TensorDict) -> dict[str, float]:
     }
 
 
+def _normalized(logits: torch.Tensor) -> torch.Tensor:
+    """Log-probabilities from logits, by the very ops ``torch.distributions.Categorical`` uses
+    (``logits - logsumexp``, not ``log_softmax``: bit for bit the same rollouts and updates)."""
+    return logits - logits.logsumexp(dim=-1, keepdim=True)
+
+
 def _entropy(logp: torch.Tensor) -> torch.Tensor:
-    """Categorical entropy from log-probabilities (``-inf`` entries contribute 0, as torch's)."""
+    """``Categorical.entropy`` from normalized logits (``-inf`` entries contribute 0)."""
     clamped = logp.clamp(min=torch.finfo(logp.dtype).min)
-    return -(clamped * logp.exp()).sum(-1)
+    return -(clamped * torch.softmax(logp, -1)).sum(-1)
