@@ -15,9 +15,9 @@ way to get them:
 :mod:`tdrl.recipes.memory`). :class:`TensorCalls` serves the recipe's own
 feed-forward categorical agent: the trunk and heads run as plain ``F.linear``
 chains (:func:`tdrl.recipes.fastpath.plain_forward`) on the operator's own
-parameters, the log-probabilities are ``log_softmax`` + ``gather`` and the draw
-is ``multinomial``, as ``torch.distributions.Categorical`` samples; it draws
-the same numbers from the torch RNG as the operator (``tests/test_fastpath.py``).
+parameters, with the very ops of ``torch.distributions.Categorical`` (log-probabilities
+``logits - logsumexp`` + ``gather``, the draw ``multinomial`` on their softmax), so a
+seeded run is bit for bit the operator path's (``tests/test_fastpath.py``).
 
 Examples:
     >>> import gymnasium as gym
@@ -129,8 +129,8 @@ class TensorCalls:
     def act(self, obs: torch.Tensor) -> Mapping[str, torch.Tensor]:
         x = self._input(obs)
         hidden = self.trunk(x)
-        logp = self.logits(hidden).log_softmax(-1)
-        action = torch.multinomial(logp.exp(), 1, True)  # as Categorical.sample draws
+        logp = _normalized(self.logits(hidden))
+        action = torch.multinomial(torch.softmax(logp, -1), 1, True)  # Categorical.sample
         return {self.obs_key: x, "action": action.squeeze(-1),
                 self.log_prob_key: logp.gather(-1, action).squeeze(-1),
                 "state_value": self.value_fn(hidden)}
@@ -141,12 +141,18 @@ class TensorCalls:
     def score(self, flat: TensorDictBase, idx: torch.Tensor | None, obs: torch.Tensor,
               action: torch.Tensor) -> Score:
         hidden = self.trunk(obs)
-        logp = self.logits(hidden).log_softmax(-1)
+        logp = _normalized(self.logits(hidden))
         log_prob = logp.gather(-1, action.unsqueeze(-1)).squeeze(-1)
         return log_prob, partial(_categorical_entropy, logp), self.value_fn(hidden)
 
 
+def _normalized(logits: torch.Tensor) -> torch.Tensor:
+    """Log-probabilities from logits by ``Categorical``'s own ops (``logits - logsumexp``, not
+    ``log_softmax``: bit for bit the same rollouts and updates)."""
+    return logits - logits.logsumexp(dim=-1, keepdim=True)
+
+
 def _categorical_entropy(logp: torch.Tensor) -> torch.Tensor:
-    """Categorical entropy from log-probabilities (``-inf`` entries contribute 0, as torch's)."""
+    """``Categorical.entropy`` from normalized logits (``-inf`` entries contribute 0)."""
     clamped = logp.clamp(min=torch.finfo(logp.dtype).min)
-    return -(clamped * logp.exp()).sum(-1)
+    return -(clamped * torch.softmax(logp, -1)).sum(-1)

@@ -45,6 +45,7 @@ class ReplayBuffer:
         self.capacity = capacity
         self.device = torch.device(device)
         self.storage: TensorDict | None = None
+        self._columns: dict[str, torch.Tensor] = {}  # the storage's tensors, by key
         self.pos = 0
         self.size = 0
 
@@ -57,6 +58,7 @@ class ReplayBuffer:
             batch_size=[self.capacity],
             device=self.device,
         )
+        self._columns = dict(self.storage.items())
 
     def add(self, batch: TensorDict | Mapping[str, torch.Tensor]) -> None:
         """Append a batch of transitions (the oldest are overwritten once full).
@@ -73,13 +75,15 @@ class ReplayBuffer:
             idx = (torch.arange(n) + self.pos) % self.capacity
             self.storage[idx] = batch
         else:  # no wrap-around: one slice write per key
-            if batch.keys() != self.storage.keys():
+            columns = self._columns
+            if set(batch.keys()) != columns.keys():
                 raise KeyError(
                     f"replay batch keys {sorted(batch.keys())} differ from the stored "
-                    f"{sorted(self.storage.keys())}"
+                    f"{sorted(columns)}"
                 )
+            end = self.pos + n
             for key, value in batch.items():
-                self.storage.get(key)[self.pos : self.pos + n] = value
+                columns[key][self.pos : end] = value
         self.pos = (self.pos + n) % self.capacity
         self.size = min(self.size + n, self.capacity)
 
@@ -103,7 +107,7 @@ class ReplayBuffer:
         if self.size == 0:
             raise RuntimeError("cannot sample from an empty replay buffer")
         idx = torch.randint(0, self.size, (batch_size,))
-        return {key: value[idx] for key, value in self.storage.items()}
+        return {key: value[idx] for key, value in self._columns.items()}
 
     def state_dict(self) -> dict[str, Any]:
         storage = None if self.storage is None else self.storage[: self.size].clone()
