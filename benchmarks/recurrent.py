@@ -18,7 +18,12 @@ Three parts, each skippable, in one invocation:
   last 10 finished training episodes first reaches 475, and the mean of 10
   deterministic episodes (the env seeds of tdrl's final evaluation, the LSTM
   state carried and reset at episode starts).
-- ``report``: the table (markdown) of both, and the tdrl / sb3 steps/s ratio.
+- ``speed``: the steps/s ratio measured in one process, robust to a shared
+  machine: tdrl's ``PPO.iterate()`` (collect 8 x 32 + 20 epochs) and
+  sb3-contrib's ``learn()`` of the same 256 steps, at the same settings, in
+  alternating blocks, in CPU time of this thread (``time.thread_time``), median
+  block. Also splits tdrl's time into collection and update.
+- ``report``: the table (markdown) of both, and the tdrl / sb3 steps/s ratios.
 
     python benchmarks/recurrent.py --out /work/runs/recurrent           # everything
     python benchmarks/recurrent.py --parts learn --seeds 0 1 2
@@ -151,6 +156,58 @@ def sb3_worker(seed: int, total: int, out: Path) -> None:
     }, indent=2) + "\n")
 
 
+def speed(rounds: int = 5, block: int = 4) -> dict:
+    """CPU seconds per 256-step iteration, tdrl vs sb3-contrib, alternating blocks (one process)."""
+    import torch
+    from sb3_contrib import RecurrentPPO
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    from tdrl.recipes.envs import probe_env
+    from tdrl.recipes.novel_envs import register_builtin_envs
+    from tdrl.recipes.ppo import PPO, PPOConfig
+
+    torch.set_num_threads(1)
+    register_builtin_envs()
+    cfg = PPOConfig(env="CartPoleNoVel-v1", recurrent="lstm", normalize_obs=True,
+                    total_steps=100_000)
+    algo = PPO(cfg, probe_env(cfg.env))
+    h = ZOO
+    venv = VecNormalize(make_vec_env("CartPoleNoVel-v1", n_envs=h["n_envs"], seed=0),
+                        norm_obs=True, norm_reward=False)
+    model = RecurrentPPO(
+        "MlpLstmPolicy", venv, n_steps=h["n_steps"], batch_size=h["batch_size"],
+        n_epochs=h["n_epochs"], gamma=h["gamma"], gae_lambda=h["gae_lambda"],
+        learning_rate=h["lr"], clip_range=h["clip"], seed=0, device="cpu", verbose=0,
+        policy_kwargs=dict(ortho_init=False, activation_fn=torch.nn.ReLU,
+                           lstm_hidden_size=h["lstm"], enable_critic_lstm=True,
+                           net_arch=dict(pi=[64], vf=[64])),
+    )
+    steps = h["n_envs"] * h["n_steps"]
+    model.learn(steps, reset_num_timesteps=True)  # warm-up
+    algo.iterate()
+    ours, theirs, coll, upd = [], [], [], []
+    for _ in range(rounds):
+        t = time.thread_time()
+        for _ in range(block):
+            t1 = time.thread_time()
+            batch = algo.collect()
+            t2 = time.thread_time()
+            algo.update(batch)
+            coll.append(t2 - t1)
+            upd.append(time.thread_time() - t2)
+        ours.append((time.thread_time() - t) / block)
+        t = time.thread_time()
+        model.learn(steps * block, reset_num_timesteps=False)
+        theirs.append((time.thread_time() - t) / block)
+    algo.close()
+    med = statistics.median
+    return {"steps_per_iteration": steps, "tdrl_s": med(ours), "sb3_s": med(theirs),
+            "tdrl_collect_s": med(coll), "tdrl_update_s": med(upd),
+            "tdrl_steps_per_cpu_s": steps / med(ours), "sb3_steps_per_cpu_s": steps / med(theirs),
+            "ratio": med(theirs) / med(ours), "load_average": os.getloadavg()[0]}
+
+
 def run_sb3(seed: int, root: Path, total: int) -> dict:
     out = root / f"sb3-cartpolenovel-lstm-s{seed}.json"
     if out.exists():
@@ -194,8 +251,8 @@ def report(rows: dict[str, list[dict]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--parts", nargs="+", default=["learn", "sb3", "report"],
-                   choices=["learn", "sb3", "report"])
+    p.add_argument("--parts", nargs="+", default=["learn", "sb3", "speed", "report"],
+                   choices=["learn", "sb3", "speed", "report"])
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--runs", nargs="+", default=[r[0] for r in RUNS],
                    choices=[r[0] for r in RUNS])
@@ -216,6 +273,9 @@ def main(argv: list[str] | None = None) -> int:
     if "sb3" in args.parts:
         total = args.total_steps or 100_000
         rows["sb3-recurrentppo-cartpolenovel"] = [run_sb3(s, args.out, total) for s in args.seeds]
+    if "speed" in args.parts:
+        res = speed()
+        (args.out / "speed.json").write_text(json.dumps(res, indent=2) + "\n")
     if "report" in args.parts:
         for name, _, _ in RUNS:  # runs finished earlier (reused)
             if name not in rows:
@@ -226,6 +286,13 @@ def main(argv: list[str] | None = None) -> int:
             rows["sb3-recurrentppo-cartpolenovel"] = [json.loads(f.read_text()) for f in found
                                                       if f.exists()]
         text = report(rows)
+        if (args.out / "speed.json").exists():
+            sp = json.loads((args.out / "speed.json").read_text())
+            text += (
+                f"\nCPU time per 256-step iteration (one process, alternating blocks, median): "
+                f"tdrl {sp['tdrl_s'] * 1e3:.0f} ms (collect {sp['tdrl_collect_s'] * 1e3:.0f}, "
+                f"update {sp['tdrl_update_s'] * 1e3:.0f}), sb3-contrib {sp['sb3_s'] * 1e3:.0f} ms "
+                f"-> tdrl {sp['ratio']:.2f}x sb3-contrib's steps per CPU second")
         print(text)
         (args.out / "report.md").write_text(text + "\n")
     return 0

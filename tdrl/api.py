@@ -274,6 +274,11 @@ class TrainedPolicy(TensorDictModuleBase):
         """Deterministic env actions for a batch of observations (as the final evaluation)."""
         return self._act(np.asarray(obs, dtype=np.float32))
 
+    def reset(self, done: Any = None) -> None:
+        """A recurrent policy (``--recurrent``) carries its state across :meth:`act` calls: forget
+        the envs marked in ``done`` (a bool per env), or all with ``None``; no-op otherwise."""
+        getattr(self._act, "reset", lambda done=None: None)(done)
+
 
 def load_run(run_dir: Path) -> tuple[Any, Any, dict[str, Any]]:
     """``(recipe, config, checkpoint state)`` of a run directory (raises ``TrainError``).

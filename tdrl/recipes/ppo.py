@@ -423,7 +423,8 @@ class PPO:
             adv_full = (adv_all - adv_all.mean()) / (adv_all.std() + 1e-8)
         else:
             adv_full = adv_all
-        n_steps, n_envs = batch.batch_size if batch.ndim == 2 else (n, 1)  # [T, N] rollouts
+        # a rollout is [T, N] (time-major); a flat batch of steps counts as one env's
+        n_steps, n_envs = batch.batch_size if batch.ndim == 2 else (n, 1)
         logged: list[torch.Tensor] = []
         grad_norms: list[torch.Tensor] = []
         for epoch in range(cfg.epochs):
