@@ -22,7 +22,9 @@ DQN, batch 64; SAC on Pendulum-v1: 256x256, batch 256) it
    32 x 8 rollout with GAE) and DQN (``DQN.env_step``: one epsilon-greedy step
    of 4 envs into the replay), against the hand-written loop over an identical
    gymnasium vector env, and the bare ``env.step`` loop with random actions
-   (the env's share);
+   (the env's share); and PPO's whole training iteration (``PPO.iterate``:
+   rollout + update, 256 env steps) against the hand-written rollout + update
+   and SB3's ``learn`` loop at the same settings, as env steps per second;
 4. with ``--profile`` (default on), counts per update the Python function calls
    (cProfile) and ATen ops (torch.profiler) of both, and lists the ATen ops
    tdrl runs more often than the hand-written update.
@@ -58,7 +60,7 @@ from floor_checks import (  # noqa: E402
     fill,
     ppo_flat,
 )
-from floor_sb3 import sb3_available, sb3_dqn, sb3_ppo, sb3_sac  # noqa: E402
+from floor_sb3 import sb3_available, sb3_dqn, sb3_ppo, sb3_ppo_iteration, sb3_sac  # noqa: E402
 from ppo_by_hand import HandPPO  # noqa: E402
 from sac_by_hand import HandSAC  # noqa: E402
 
@@ -198,6 +200,25 @@ def ppo(rounds: int, block: int, prof: bool, seed: int, sb3: bool) -> tuple:
     ms = alternate({"tdrl": tdrl_collect, "hand": hand_collect,
                     "env.step only": lambda n: env_only(n * algo.cfg.n_steps)}, rounds, block)
     collect = report(f"collect ({algo.cfg.n_steps} steps x {algo.cfg.num_envs} envs)", ms)
+    steps = algo.cfg.n_steps * algo.cfg.num_envs
+
+    def tdrl_iteration(n: int) -> None:  # the training loop: rollout + update
+        for _ in range(n):
+            algo.iterate()
+
+    def hand_iteration(n: int) -> None:
+        for _ in range(n):
+            flat_n, state["obs"] = hand.collect(envs, state["obs"], algo.cfg.n_steps, returns)
+            hand.update(flat_n, progress)
+
+    ms_iter = alternate(with_sb3({"tdrl": tdrl_iteration, "hand": hand_iteration},
+                                 sb3 and sb3_ppo_iteration, seed), rounds, block)
+    report(f"training iteration ({steps} env steps: collect + update)", ms_iter)
+    rate = {k: steps / v * 1e3 for k, v in ms_iter.items()}
+    print("  steps/s (thread CPU): " + ", ".join(f"{k} {v:,.0f}" for k, v in rate.items())
+          + ("" if "sb3" not in rate else
+             f"; tdrl / SB3 {rate['tdrl'] / rate['sb3']:.2f}x, by hand / SB3 "
+             f"{rate['hand'] / rate['sb3']:.2f}x"), flush=True)
     if prof:
         profile_pair("update", tdrl_update, hand_update, 2)
         profile_pair("collect", tdrl_collect, hand_collect, 2)

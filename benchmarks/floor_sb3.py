@@ -43,6 +43,24 @@ def sb3_ppo(seed: int) -> Fn:
     return run
 
 
+def sb3_ppo_iteration(seed: int) -> Fn:
+    """SB3 PPO's training loop on CartPole-v1 (RL-Zoo settings): ``n`` iterations of
+    ``collect_rollouts`` (32 steps x 8 envs) + ``train()``, through ``learn``."""
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.env_util import make_vec_env
+
+    env = make_vec_env("CartPole-v1", n_envs=8, seed=seed)
+    model = PPO("MlpPolicy", env, n_steps=32, batch_size=256, gae_lambda=0.8, gamma=0.98,
+                n_epochs=20, ent_coef=0.0, learning_rate=lambda p: p * 1e-3,
+                clip_range=lambda p: p * 0.2, seed=seed, device="cpu", verbose=0)
+    model.learn(256)
+
+    def run(n: int) -> None:
+        model.learn(256 * n, reset_num_timesteps=False)
+
+    return run
+
+
 def sb3_dqn(seed: int) -> Fn:
     """SB3 DQN on CartPole-v1 with tdrl's network (128x128) and batch; ``n`` gradient steps."""
     from stable_baselines3 import DQN

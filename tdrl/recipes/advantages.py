@@ -28,8 +28,9 @@ def gae(
     advantages = torch.empty_like(rewards)
     next_adv = torch.zeros_like(last_value)
     next_value = last_value
+    not_dones = 1.0 - dones
     for t in range(rewards.shape[0] - 1, -1, -1):
-        not_done = 1.0 - dones[t]
+        not_done = not_dones[t]
         delta = rewards[t] + gamma * next_value * not_done - values[t]
         next_adv = delta + gamma * lam * not_done * next_adv
         advantages[t] = next_adv
