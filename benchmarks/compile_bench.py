@@ -1,6 +1,6 @@
 """Does ``torch.compile`` pay off for the recipes' updates and acting at their default budgets?
 
-Run: ``PYTHONPATH=. .venv/bin/python benchmarks/compile_bench.py`` (a few minutes; one thread).
+Run: ``.venv/bin/python benchmarks/compile_bench.py`` (several minutes, mostly compiling; one thread).
 
 For each recipe at its defaults (PPO and DQN on CartPole-v1, SAC on Pendulum-v1) it takes
 the recipe's own hot path, the tensor functions of :mod:`tdrl.recipes.fastpath` (PPO's
