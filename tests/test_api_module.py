@@ -128,7 +128,3 @@ def test_dqn_refuses_a_q_network_that_does_not_fit(tmp_path, module, message):
         tdrl.train("dqn", module=module, out=tmp_path / "run", log=None)
     assert not (tmp_path / "run").exists()
 
-
-def test_sac_refuses_module_for_now(tmp_path):
-    with pytest.raises(TrainError, match=re.escape("module= is not supported by sac yet")):
-        tdrl.train("sac", module=make_agent(*CARTPOLE), out=tmp_path / "run", log=None)
