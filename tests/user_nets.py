@@ -86,3 +86,15 @@ def make_sac_pair(observation_space, action_space, *, dist="tanh", critic_key="a
                           in_keys=["observation"], out_keys=["hidden"])
         return ActorCriticOperator(body, actor, critic)
     return actor, critic
+
+
+def make_c51_qnet(observation_space, action_space, *, support=None, n=None, atoms=None):
+    """A user's DistributionalQValueActor: [B, atoms, n] logits over ``support`` (index actions)."""
+    from tdrl.modules import MLP, DistributionalQValueActor
+
+    support = torch.linspace(0.0, 100.0, 51) if support is None else support
+    n, atoms = n or int(action_space.n), atoms or support.numel()
+    net = nn.Sequential(MLP(in_features=observation_space.shape[0], out_features=atoms * n,
+                            num_cells=[64]), nn.Unflatten(-1, (atoms, n)))
+    return DistributionalQValueActor(net, support=support, in_keys=["observation"],
+                                     action_space="categorical")
