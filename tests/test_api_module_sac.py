@@ -63,13 +63,18 @@ def test_resume_of_a_user_module_run_is_exact(tmp_path, monkeypatch):
     assert resumed.summary["final_eval_returns"] == whole.summary["final_eval_returns"]
 
 
-def test_cli_factory_returning_a_pair(tmp_path):
+def test_cli_factory_returning_a_pair_gives_the_api_metrics(tmp_path):
     argv = ["train", "sac", "--module", "user_nets:make_sac_pair", "--out", str(tmp_path / "run"),
             "--total-steps", "200", "--learning-starts", "100", "--batch-size", "16",
             "--log-every", "100", "--eval-episodes", "1", "--no-progress"]
     assert main(argv) == 0
     state = torch.load(tmp_path / "run/checkpoint.pt", weights_only=False)
     assert state["config"]["module"] == "user_nets:make_sac_pair" and state["user_module"] is None
+    tdrl.train("sac", module="user_nets:make_sac_pair", out=tmp_path / "api", total_steps=200,
+               learning_starts=100, batch_size=16, log_every=100, eval_episodes=1, log=None)
+    rows = metrics_rows(tmp_path / "run/metrics.csv")
+    assert len(rows) == 2 and rows[1]["updates"] == "100"
+    assert rows == metrics_rows(tmp_path / "api/metrics.csv")
 
 
 def test_one_critic_becomes_twins_with_fresh_weights_and_an_ensemble_is_kept():
