@@ -190,7 +190,7 @@ def train(
             to resume, and they cannot go to Ray workers.
         module: the network to train instead of the recipe's (PPO: an
             ``ActorValueOperator`` reading ``observation`` and writing ``action``,
-            its log-prob and ``state_value``; DQN: a ``QValueActor`` or a
+            its log-prob and ``state_value``, or a ``(policy, value)`` pair; DQN: a ``QValueActor`` or a
             ``DistributionalQValueActor``; SAC: an ``ActorCriticOperator``, an
             ``ActorCriticWrapper`` or an ``(actor, critic)`` pair, see
             :mod:`tdrl.recipes.sac_user`), or an importable factory

@@ -171,3 +171,25 @@ def test_dqn_trains_a_user_distributional_actor_with_c51(tmp_path, monkeypatch, 
     algo = make_algorithm(cfg, probe_env("CartPole-v1"))
     assert isinstance(algo, DistributionalDQN)
     algo.close()
+
+
+def test_ppo_trains_a_policy_value_pair(tmp_path, monkeypatch):
+    """TorchRL's docs' pair: a ProbabilisticActor and a ValueOperator, both on observation."""
+    from tdrl.modules import ProbabilisticActor, SafeModule, ValueOperator
+
+    policy = ProbabilisticActor(
+        SafeModule(torch.nn.Linear(4, 2), in_keys=["observation"], out_keys=["logits"]),
+        in_keys=["logits"], distribution_class=torch.distributions.Categorical,
+        return_log_prob=True)
+    value = ValueOperator(torch.nn.Linear(4, 1), in_keys=["observation"])
+    run = tmp_path / "run"
+    result = tdrl.train("ppo", env="CartPole-v1", module=(policy, value), out=run, **RUN)
+    assert result.summary["config"]["module"] == "python:ActorCriticWrapper"
+    monkeypatch.setattr(user_module, "_TEMPLATES", {})
+    loaded = tdrl.load(run)
+    assert loaded(TensorDict({"observation": torch.zeros(3, 4)}, [3]))["action"].shape == (3,)
+    bad = ValueOperator(torch.nn.Linear(4, 1), in_keys=["obs"])
+    with pytest.raises(TrainError, match=re.escape(
+            "module=: the (policy, value) pair must both read 'observation'")):
+        tdrl.train("ppo", env="CartPole-v1", module=(policy, bad), out=tmp_path / "bad", **RUN)
+    assert not (tmp_path / "bad").exists()
