@@ -190,7 +190,10 @@ def train(
             to resume, and they cannot go to Ray workers.
         module: the network to train instead of the recipe's (PPO: an
             ``ActorValueOperator`` reading ``observation`` and writing ``action``,
-            its log-prob and ``state_value``), or an importable factory
+            its log-prob and ``state_value``, or a ``(policy, value)`` pair; DQN: a ``QValueActor`` or a
+            ``DistributionalQValueActor``; SAC: an ``ActorCriticOperator``, an
+            ``ActorCriticWrapper`` or an ``(actor, critic)`` pair, see
+            :mod:`tdrl.recipes.sac_user`), or an importable factory
             ``(observation_space, action_space) -> module``. Checked on a probe
             batch before anything is written. A module object is pickled into
             the checkpoints, so resume, eval, export and :func:`load` rebuild it.
@@ -228,7 +231,7 @@ def train(
         from tdrl.recipes.user_module import module_id_for
 
         if "module" not in {f.name for f in dataclasses.fields(get_recipe(algo).config)}:
-            raise TrainError(f"module= is not supported by {algo} yet (ppo and dqn take it)")
+            raise TrainError(f"module= is not supported by {algo}")
         given["module"] = module_id_for(module)
     if logger is not None:
         given["logger"] = logger if isinstance(logger, str) else ",".join(logger)

@@ -5,15 +5,18 @@ import json
 import re
 
 import gymnasium as gym
+import numpy as np
 import pytest
 import torch
 from tensordict import TensorDict
-from user_nets import make_agent, make_qnet
+from train_helpers import metrics_rows
+from user_nets import make_agent, make_c51_qnet, make_qnet
 
 import tdrl
 from tdrl.cli import main
 from tdrl.recipes import user_module
 from tdrl.recipes.config import TrainError
+from tdrl.recipes.envs import probe_env
 
 CARTPOLE = (gym.spaces.Box(-1, 1, (4,)), gym.spaces.Discrete(2))
 RUN = {"total_steps": 512, "n_steps": 32, "epochs": 2, "eval_episodes": 3, "log": None}
@@ -120,7 +123,13 @@ def test_dqn_trains_a_user_qvalue_actor_and_every_command_rebuilds_it(tmp_path, 
          "actions: build the QValueActor with action_space='categorical'"),
         (make_qnet(*CARTPOLE, n=3), "module=: the network gives action values of shape (2, 3) "
          "for a batch of 2; Discrete(2) needs (2, 2)"),
-        (make_agent(*CARTPOLE), "module=: DQN trains a QValueActor, got ActorValueOperator"),
+        (make_agent(*CARTPOLE), "module=: DQN trains a QValueActor or a "
+         "DistributionalQValueActor, got ActorValueOperator"),
+        (make_c51_qnet(*CARTPOLE, support=torch.tensor([0.0, 1.0, 3.0])),
+         "module=: the DistributionalQValueActor's support must be evenly spaced and increasing "
+         "(C51 projects onto it), got [0.0, 1.0, 3.0]"),
+        (make_c51_qnet(*CARTPOLE, n=3), "module=: the network gives action values of shape "
+         "(2, 51, 3) for a batch of 2; Discrete(2) needs (2, 51, 2) (atoms, actions)"),
     ],
 )
 def test_dqn_refuses_a_q_network_that_does_not_fit(tmp_path, module, message):
@@ -129,6 +138,58 @@ def test_dqn_refuses_a_q_network_that_does_not_fit(tmp_path, module, message):
     assert not (tmp_path / "run").exists()
 
 
-def test_sac_refuses_module_for_now(tmp_path):
-    with pytest.raises(TrainError, match=re.escape("module= is not supported by sac yet")):
-        tdrl.train("sac", module=make_agent(*CARTPOLE), out=tmp_path / "run", log=None)
+
+def test_dqn_trains_a_user_distributional_actor_with_c51(tmp_path, monkeypatch, capsys):
+    from tdrl.api import load_run
+    from tdrl.recipes.dqn import make_algorithm
+    from tdrl.recipes.dqn_distributional import DistributionalDQN
+
+    run, qnet = tmp_path / "run", make_c51_qnet(*CARTPOLE)
+    # no schedule that depends on --total-steps, so a shorter run resumed is the longer one
+    flags = {"learning_starts": 128, "train_freq": 64, "gradient_steps": 8, "log_every": 256,
+             "eval_episodes": 2, "log": None, "anneal_lr": False, "eps_init": 0.1, "eps_end": 0.1}
+    result = tdrl.train("dqn", module=qnet, out=run, total_steps=1024, **flags)
+    assert result.summary["config"]["module"] == "python:DistributionalQValueActor"
+    rows = metrics_rows(run / "metrics.csv")
+    assert rows[-1]["updates"] == "112" and 0 < float(rows[-1]["loss"]) < float(np.log(51))
+    monkeypatch.setattr(user_module, "_TEMPLATES", {})
+    policy = tdrl.load(run)
+    assert type(policy.module).__name__ == "DistributionalQValueActor"
+    capsys.readouterr()
+    assert main(["eval", str(run), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["mean_return"] == result.summary["final_eval_return"]
+    assert main(["export", str(run), "--format", "pt2"]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(run), "--policy", str(run / "policy.pt2"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["mean_return"] == result.summary["final_eval_return"]
+    # resume: the same rows as one uninterrupted run
+    tdrl.train("dqn", module=qnet, out=tmp_path / "part", total_steps=512, **flags)
+    monkeypatch.setattr(user_module, "_TEMPLATES", {})
+    tdrl.train("dqn", out=tmp_path / "part", resume=True, total_steps=1024, log=None)
+    assert metrics_rows(tmp_path / "part/metrics.csv") == rows
+    _, cfg, _ = load_run(run)
+    algo = make_algorithm(cfg, probe_env("CartPole-v1"))
+    assert isinstance(algo, DistributionalDQN)
+    algo.close()
+
+
+def test_ppo_trains_a_policy_value_pair(tmp_path, monkeypatch):
+    """TorchRL's docs' pair: a ProbabilisticActor and a ValueOperator, both on observation."""
+    from tdrl.modules import ProbabilisticActor, SafeModule, ValueOperator
+
+    policy = ProbabilisticActor(
+        SafeModule(torch.nn.Linear(4, 2), in_keys=["observation"], out_keys=["logits"]),
+        in_keys=["logits"], distribution_class=torch.distributions.Categorical,
+        return_log_prob=True)
+    value = ValueOperator(torch.nn.Linear(4, 1), in_keys=["observation"])
+    run = tmp_path / "run"
+    result = tdrl.train("ppo", env="CartPole-v1", module=(policy, value), out=run, **RUN)
+    assert result.summary["config"]["module"] == "python:ActorCriticWrapper"
+    monkeypatch.setattr(user_module, "_TEMPLATES", {})
+    loaded = tdrl.load(run)
+    assert loaded(TensorDict({"observation": torch.zeros(3, 4)}, [3]))["action"].shape == (3,)
+    bad = ValueOperator(torch.nn.Linear(4, 1), in_keys=["obs"])
+    with pytest.raises(TrainError, match=re.escape(
+            "module=: the (policy, value) pair must both read 'observation'")):
+        tdrl.train("ppo", env="CartPole-v1", module=(policy, bad), out=tmp_path / "bad", **RUN)
+    assert not (tmp_path / "bad").exists()

@@ -77,3 +77,35 @@ def test_name_importable_at_torchrl_path(module, name):
     obj = getattr(importlib.import_module(module), name)
     # one object per concept, whatever the path
     assert obj is getattr(importlib.import_module(PATHS_CANONICAL.get(name, module)), name)
+
+
+
+OPTIONAL = ("gymnasium", "ray", "onnx", "onnxruntime", "matplotlib", "tensorboard",
+            "torch.utils.tensorboard", "wandb", "mlflow", "rich")
+PARTS = ("tdrl", "tdrl.data", "tdrl.envs", "tdrl.modules", "tdrl.api", "tdrl.recipes")
+
+
+@pytest.mark.parametrize(
+    ("statement", "loaded"),
+    [
+        ("import tdrl", ["tdrl"]),  # only tdrl/__init__.py: the subpackages load on first use
+        ("import tdrl.modules", ["tdrl", "tdrl.data", "tdrl.envs", "tdrl.modules"]),
+        ("import tdrl; tdrl.modules.QValueActor", ["tdrl", "tdrl.data", "tdrl.envs",
+                                                   "tdrl.modules"]),
+        ("import tdrl.api", ["tdrl", "tdrl.api", "tdrl.envs"]),
+    ],
+)
+def test_import_loads_no_optional_dependency(statement, loaded):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (f"import sys, tensordict; before = set(sys.modules); {statement}; "
+            "new = set(sys.modules) - before; "
+            f"print(sorted(m for m in {OPTIONAL!r} if m in sys.modules)); "
+            "print(sorted(m for m in new if m.split('.')[0] != 'tdrl')); "
+            f"print(sorted(m for m in {PARTS!r} if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).parents[1]).stdout.splitlines()
+    # no optional extra, nothing outside tdrl beyond tensordict, and only the parts used
+    assert out == ["[]", "[]", str(loaded)]

@@ -24,11 +24,11 @@ def test_from_python_examples(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "__main__", main)
     section = _section("From Python")
     blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
-    assert len(blocks) == 4 and all(">>> " in b for b in blocks)
+    assert len(blocks) == 6 and all(">>> " in b for b in blocks)
     parser, runner = doctest.DocTestParser(), doctest.DocTestRunner(
         optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     test = parser.get_doctest("\n".join(blocks), {}, "README From Python", str(README), 0)
     test.globs = main.__dict__
     runner.run(test, clear_globs=False)
     results = runner.summarize(verbose=False)
-    assert results.failed == 0 and results.attempted >= 15
+    assert results.failed == 0 and results.attempted >= 25

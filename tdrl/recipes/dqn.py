@@ -51,7 +51,13 @@ from torch import nn
 from tdrl._compat import clip_grad_norm_, copy_all_, lerp_all_
 from tdrl.data import Categorical
 from tdrl.envs.utils import ExplorationType, set_exploration_type
-from tdrl.modules import MLP, EGreedyModule, QValueActor, SafeSequential
+from tdrl.modules import (
+    MLP,
+    DistributionalQValueActor,
+    EGreedyModule,
+    QValueActor,
+    SafeSequential,
+)
 from tdrl.recipes.blocks import (
     Clock,
     EpisodeStats,
@@ -116,7 +122,8 @@ class DQNConfig(ApexConfig, CommonConfig):
         "",
         "train this network instead of the recipe's: package.module:factory, called as "
         "factory(observation_space, action_space) -> QValueActor with index actions "
-        "(action_space='categorical') reading observation; tdrl.train(module=...) also takes "
+        "(action_space='categorical') reading observation, or a DistributionalQValueActor "
+        "(trained with C51's loss on its support); tdrl.train(module=...) also takes "
         "the module itself",
     )
 
@@ -145,8 +152,11 @@ def build_qnet(cfg: DQNConfig, obs_space: Any, action_space: Any) -> Any:
     """
     if cfg.module:
         qnet = build_user_module(cfg.module, obs_space, action_space)
-        if not isinstance(qnet, QValueActor):
-            raise TrainError(f"module=: DQN trains a QValueActor, got {type(qnet).__name__}")
+        if not isinstance(qnet, QValueActor | DistributionalQValueActor):
+            raise TrainError(
+                "module=: DQN trains a QValueActor or a DistributionalQValueActor, got "
+                f"{type(qnet).__name__}"
+            )
         return qnet
     act = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}[cfg.activation]
     mlp = MLP(
@@ -162,8 +172,10 @@ def prepare(cfg: DQNConfig, env: EnvInfo) -> None:
     """Build the Q-network once before anything is written and check what DQN needs of it.
 
     It must read only ``observation``; its network (the actor's first step) must
-    map a batch of observations to ``[batch, n]`` action values; the actor must
-    write index actions (DQN stores them as indices). Raises ``TrainError``.
+    map a batch of observations to ``[batch, n]`` action values (a
+    ``DistributionalQValueActor``: ``[batch, n_atoms, n]`` logits over an evenly
+    spaced support); the actor must write index actions (DQN stores them as
+    indices). Raises ``TrainError``.
 
     Examples:
         >>> import gymnasium as gym
@@ -189,10 +201,18 @@ def prepare(cfg: DQNConfig, env: EnvInfo) -> None:
             f"module=: the Q-network failed on a batch of 2 observations of shape "
             f"{tuple(obs_space.shape)}: {type(err).__name__}: {err}"
         ) from None
-    if tuple(values.shape) != (2, n):
+    expected = (2, n)
+    if isinstance(qnet, DistributionalQValueActor):
+        from tdrl.recipes.dqn_distributional import check_support
+
+        support = qnet.qvalue_module.support
+        check_support(support)
+        expected = (2, support.numel(), n)
+    if tuple(values.shape) != expected:
+        what = " (atoms, actions)" if len(expected) == 3 else ""
         raise TrainError(
             f"module=: the network gives action values of shape {tuple(values.shape)} for a "
-            f"batch of 2; {action_space} needs (2, {n})"
+            f"batch of 2; {action_space} needs {expected}{what}"
         )
     if tuple(action.shape) != (2,) or action.is_floating_point():
         raise TrainError(
@@ -298,10 +318,14 @@ class DQN(OffPolicy):
 
     loss_columns = ["loss", "q_mean", "epsilon", "lr", "updates"]
 
-    def __init__(self, cfg: DQNConfig, env: EnvInfo, clock: Clock | None = None) -> None:
+    def __init__(
+        self, cfg: DQNConfig, env: EnvInfo, clock: Clock | None = None, qnet: Any = None
+    ) -> None:
         obs_space, action_space, threshold = env
         super().__init__(cfg, threshold, clock)
-        self.qnet = build_qnet(cfg, obs_space, action_space).to(self.device)
+        if qnet is None:
+            qnet = build_qnet(cfg, obs_space, action_space)
+        self.qnet = qnet.to(self.device)
         self.target = copy.deepcopy(self.qnet).requires_grad_(False)
         # the learner needs only the action values: the network step of each actor, called on
         # the observation tensor (the actors' greedy/epsilon steps are for acting)
@@ -548,12 +572,22 @@ class DQN(OffPolicy):
             super().close()
 
 
+def make_algorithm(cfg: DQNConfig, env: EnvInfo, clock: Clock | None = None) -> DQN:
+    """The run's algorithm: :class:`DQN`, or C51's for a user's ``DistributionalQValueActor``."""
+    qnet = build_qnet(cfg, env.observation_space, env.action_space)
+    if isinstance(qnet, DistributionalQValueActor):
+        from tdrl.recipes.dqn_distributional import DistributionalDQN
+
+        return DistributionalDQN(cfg, env, clock, qnet=qnet)
+    return DQN(cfg, env, clock, qnet=qnet)
+
+
 RECIPE = Recipe(
     name="dqn",
     summary="DQN on gymnasium vector envs, with a QValueActor and EGreedyModule.",
     config=DQNConfig,
     action_spaces=("discrete",),
-    algorithm=DQN,
+    algorithm=make_algorithm,
     make_act=make_act,
     env_defaults=ENV_DEFAULTS,
     make_policy=make_policy,

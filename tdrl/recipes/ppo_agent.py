@@ -25,6 +25,7 @@ from torch import nn
 from tdrl.data import Categorical, OneHot
 from tdrl.modules import (
     MLP,
+    ActorCriticWrapper,
     ActorValueOperator,
     NormalParamExtractor,
     OneHotCategorical,
@@ -156,6 +157,9 @@ def build_agent(cfg: Any, obs_space: Any, action_space: Any) -> AgentParts:
 def user_agent_parts(agent: Any) -> AgentParts:
     """The parts PPO trains of a user-built ``ActorValueOperator`` (trunk, policy head, value head).
 
+    A ``(policy, value)`` pair (an ``ActorCriticWrapper``), both reading ``observation``,
+    gets a no-op trunk (``observation`` in, ``observation`` out).
+
     Examples:
         >>> from tdrl.modules import ActorValueOperator, SafeModule, ValueOperator
         >>> bad = SafeModule(nn.Linear(4, 2), in_keys=["observation"], out_keys=["logits"])
@@ -164,6 +168,8 @@ def user_agent_parts(agent: Any) -> AgentParts:
         ...
         tdrl.recipes.config.TrainError: module=: PPO trains an ActorValueOperator (trunk, policy head, value head), got SafeModule
     """
+    if isinstance(agent, ActorCriticWrapper):  # a (policy, value) pair: no trunk of its own
+        agent = _with_identity_trunk(agent)
     if not isinstance(agent, ActorValueOperator):
         raise TrainError(
             "module=: PPO trains an ActorValueOperator (trunk, policy head, value head), "
@@ -171,6 +177,18 @@ def user_agent_parts(agent: Any) -> AgentParts:
         )
     common, policy, value = agent.module[0], agent.get_policy_head(), agent.get_value_head()
     return AgentParts(agent, common, policy, value, common, None)
+
+
+def _with_identity_trunk(pair: Any) -> Any:
+    """``(policy, value)`` reading ``observation`` as an ``ActorValueOperator`` with a no-op trunk."""
+    policy, value = pair.get_policy_operator(), pair.get_value_operator()
+    trunk = SafeModule(nn.Identity(), in_keys=["observation"], out_keys=["observation"])
+    try:
+        return ActorValueOperator(trunk, policy, value)
+    except (TypeError, ValueError) as err:
+        raise TrainError(
+            f"module=: the (policy, value) pair must both read 'observation': {err}"
+        ) from None
 
 
 def check_agent(parts: AgentParts, obs_space: Any, action_space: Any) -> bool | None:

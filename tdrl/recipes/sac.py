@@ -74,7 +74,9 @@ from tdrl.recipes.envs import EnvInfo, check_env_step, check_policy_action, fina
 from tdrl.recipes.fastpath import plain_forward
 from tdrl.recipes.offpolicy import OffPolicy, check_offpolicy
 from tdrl.recipes.protocol import Recipe
+from tdrl.recipes.sac_user import check_parts, sampler, user_sac_parts
 from tdrl.recipes.twin_q import TwinQ
+from tdrl.recipes.user_module import build_user_module
 
 
 @dataclasses.dataclass
@@ -114,6 +116,15 @@ class SACConfig(CommonConfig):
         "(ActorCriticOperator) instead of separate networks (ActorCriticWrapper)",
     )
     log_every: int = option(1_000, "environment steps between metrics.csv rows")
+    module: str = option(
+        "",
+        "train these networks instead of the recipe's: package.module:factory, called as "
+        "factory(observation_space, action_space) -> an ActorCriticOperator, an "
+        "ActorCriticWrapper or an (actor, critic) pair: a ProbabilisticActor sampling a "
+        "reparameterizable distribution inside the Box (TanhNormal on its bounds) with its "
+        "log-prob, and a Q(s, a) critic reading action (one column: SAC adds a fresh copy as "
+        "its twin); tdrl.train(module=...) also takes the module itself",
+    )
 
     def validate(self) -> None:
         """Check the numbers before anything is created (raises ``TrainError``)."""
@@ -139,9 +150,10 @@ class AgentParts(NamedTuple):
     policy: Any  # observation -> action, sample_log_prob (get_policy_operator())
     qvalue: Any  # observation + given action -> state_action_value [.., 2]
     critic_head: Any  # the critic ValueOperator (reads observation or hidden, and action)
-    twin: TwinQ  # the critic head's network
+    twin: Any  # TwinQ (the critic head's network) or TwinCritic (module=): has frozen()
     feature_key: str  # what the critic head reads besides the action
-    act_net: nn.Module  # observation tensor -> (loc, scale): the policy's networks, for acting
+    act_net: nn.Module | None  # obs -> (loc, scale) for acting; None: sample the user's policy
+    log_prob_key: str = "sample_log_prob"  # where the policy writes log pi(a|s)
 
 
 def build_agent(cfg: SACConfig, obs_space: Any, action_space: Any) -> AgentParts:
@@ -155,6 +167,9 @@ def build_agent(cfg: SACConfig, obs_space: Any, action_space: Any) -> AgentParts
         >>> parts.qvalue(td)["state_action_value"].shape, td["action"].unique().tolist()
         (torch.Size([4, 2]), [1.0])
     """
+    if cfg.module:  # the user's networks (tdrl.recipes.sac_user states the contract)
+        user = build_user_module(cfg.module, obs_space, action_space)
+        return AgentParts(**user_sac_parts(user, obs_space, action_space))
     obs_dim = int(np.prod(obs_space.shape))
     act_dim = int(np.prod(action_space.shape))
     hidden = list(cfg.hidden)
@@ -225,6 +240,19 @@ def make_policy(cfg: SACConfig, env: EnvInfo, model_state: dict, device: Any) ->
     return load_policy_operator(agent, model_state, device)
 
 
+def prepare(cfg: SACConfig, env: EnvInfo) -> None:
+    """Build the networks once before anything is written; check the user's (``module=``).
+
+    Examples:
+        >>> import gymnasium as gym
+        >>> prepare(SACConfig(hidden=(8,)), EnvInfo(gym.spaces.Box(-1, 1, (3,)),
+        ...                                         gym.spaces.Box(-2, 2, (1,)), None))
+    """
+    parts = build_agent(cfg, env.observation_space, env.action_space)
+    if cfg.module:
+        check_parts(parts, env.observation_space, env.action_space)
+
+
 # ----------------------------------------------------------------------------- algorithm
 class SAC(OffPolicy):
     """One SAC run: envs, actor, twin critics and their targets, temperature, replay buffer.
@@ -252,12 +280,12 @@ class SAC(OffPolicy):
         parts = build_agent(cfg, obs_space, action_space)
         self.parts = parts
         self.agent = parts.agent.to(self.device)
-        self.log_prob_key = getattr(parts.policy, "log_prob_key", "sample_log_prob")
+        self.log_prob_key = parts.log_prob_key
         # target critics (and trunk): a frozen copy of the operator, read through the same getter
         self.target_agent = copy.deepcopy(self.agent).requires_grad_(False)
         self.target_qvalue = (
             self.target_agent.get_qvalue_operator()
-            if cfg.shared_trunk
+            if isinstance(self.agent, ActorCriticOperator)
             else self.target_agent.get_value_operator()
         )
         online = list(self.agent.trunk_parameters()) + list(self.agent.value_parameters())
@@ -284,6 +312,7 @@ class SAC(OffPolicy):
         self.envs.action_space.seed(cfg.seed)
         self._act = deterministic_act(parts.policy, self.device, box_to_env(action_space))
         self.fast = self._fast_nets()
+        self._sample = sampler(parts.policy, self.device) if parts.act_net is None else None
 
     def _fast_nets(self) -> tuple | None:
         """The recipe's own separate networks as tensor functions for :meth:`update`, or None.
@@ -317,6 +346,9 @@ class SAC(OffPolicy):
         n = self.cfg.num_envs
         if self.global_step < self.cfg.learning_starts:
             action = self.envs.action_space.sample().astype(np.float32)
+        elif self._sample is not None:  # module=: the user's actor draws from its distribution
+            action = self._sample(self.obs)
+            check_policy_action(action)
         else:
             # what parts.policy samples under ExplorationType.RANDOM, without a TensorDict
             loc, scale = (self.parts.act_net if self.fast is None else self.fast[0])(self.obs)
@@ -467,4 +499,5 @@ RECIPE = Recipe(
     make_act=make_act,
     env_defaults=ENV_DEFAULTS,
     make_policy=make_policy,
+    prepare=prepare,
 )

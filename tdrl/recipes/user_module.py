@@ -5,7 +5,8 @@ The ``module`` field of a config is a string, like ``env``:
 - ``package.module:make_agent``: a factory another process can import, called
   as ``make_agent(observation_space, action_space)`` to build the network (the
   CLI's ``--module``); nothing else is stored;
-- ``python:<ClassName>``: a module object handed to :func:`tdrl.train`. A copy
+- ``python:<ClassName>``: a module object handed to :func:`tdrl.train` (a pair
+  ``(actor, critic)`` of TensorDict modules becomes an ``ActorCriticWrapper``). A copy
   of it (as given, before training) is pickled into every checkpoint under
   ``"user_module"``, so ``--resume``, ``tdrl eval``, ``tdrl export`` and
   :func:`tdrl.load` rebuild it from the run directory. Checkpoints are pickles:
@@ -34,7 +35,10 @@ from torch import nn
 from tdrl.recipes.config import TrainError
 from tdrl.recipes.env_ids import PYTHON_PREFIX, _importable_name, _split
 
-__all__ = ["build_user_module", "checkpoint_entry", "module_id_for", "restore_from_checkpoint"]
+__all__ = [
+    "build_user_module", "checkpoint_entry", "module_id_for", "pair_to_module",
+    "restore_from_checkpoint",
+]
 
 # python:<name> -> the module as the user gave it (copied before each build)
 _TEMPLATES: dict[str, nn.Module] = {}
@@ -53,6 +57,7 @@ def module_id_for(module: Any) -> str:
     """
     if isinstance(module, str):
         return module
+    module = pair_to_module(module)
     if isinstance(module, nn.Module):
         module_id = PYTHON_PREFIX + type(module).__name__
         _TEMPLATES[module_id] = copy.deepcopy(module)
@@ -69,6 +74,26 @@ def module_id_for(module: Any) -> str:
         "module= must be a torch module or an importable factory (observation_space, "
         f"action_space) -> module, got {type(module).__name__}"
     )
+
+
+def pair_to_module(obj: Any) -> Any:
+    """An ``(actor, critic)`` pair of modules as an ``ActorCriticWrapper``; anything else as is.
+
+    Examples:
+        >>> from tdrl.modules import SafeModule, ValueOperator
+        >>> actor = SafeModule(nn.Linear(3, 1), in_keys=["observation"], out_keys=["action"])
+        >>> type(pair_to_module((actor, ValueOperator(nn.Linear(3, 1), ["observation"])))).__name__
+        'ActorCriticWrapper'
+    """
+    if isinstance(obj, tuple | list) and len(obj) == 2 and all(
+            isinstance(m, nn.Module) for m in obj):
+        from tdrl.modules import ActorCriticWrapper
+
+        try:
+            return ActorCriticWrapper(*obj)
+        except TypeError as err:
+            raise TrainError(f"module=: the (actor, critic) pair: {err}") from None
+    return obj
 
 
 def build_user_module(module_id: str, observation_space: Any, action_space: Any) -> nn.Module:
@@ -91,7 +116,7 @@ def build_user_module(module_id: str, observation_space: Any, action_space: Any)
     factory = getattr(module, name, None)
     if factory is None or not callable(factory):
         raise TrainError(f"--module {module_id!r}: {module.__name__!r} has no factory {name!r}")
-    built = factory(observation_space, action_space)
+    built = pair_to_module(factory(observation_space, action_space))
     if not isinstance(built, nn.Module):
         raise TrainError(
             f"--module {module_id!r} returned a {type(built).__name__}, not a torch module"
