@@ -70,6 +70,7 @@ from tdrl.recipes.blocks import (
 from tdrl.recipes.config import CommonConfig, TrainError, check_positive, check_range, option
 from tdrl.recipes.envs import EnvInfo, check_env_step, final_observations
 from tdrl.recipes.finite import check_finite, check_params
+from tdrl.recipes.frame_replay import FrameReplay, stores_frames
 from tdrl.recipes.offpolicy import OffPolicy, check_offpolicy
 from tdrl.recipes.protocol import Recipe
 from tdrl.recipes.remote import ApexConfig, open_apex_collector
@@ -358,6 +359,8 @@ class DQN(OffPolicy):
     def __init__(self, cfg: DQNConfig, env: EnvInfo, clock: Clock | None = None) -> None:
         obs_space, action_space, threshold = env
         super().__init__(cfg, threshold, clock)
+        if stores_frames(obs_space):  # stacked Atari frames: each frame stored once
+            self.buffer = FrameReplay(cfg.buffer_size, self.device)
         self.qnet = build_qnet(cfg, obs_space, action_space).to(self.device)
         self.target = copy.deepcopy(self.qnet).requires_grad_(False)
         # the learner needs only the action values: the network step of each actor, called on

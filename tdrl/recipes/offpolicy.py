@@ -98,8 +98,10 @@ class OffPolicy:
         self.clock = clock if clock is not None else Clock()
         self.device = torch.device(cfg.device)
         self.buffer = ReplayBuffer(cfg.buffer_size, self.device)
-        # Atari: the statistics are whole games' unclipped scores (final_info), not lives
-        self.stats = EpisodeStats(cfg.num_envs, threshold, game_score=reports_game_score(cfg.env))
+        # Atari: the statistics are whole games' unclipped scores (final_info), not lives (with
+        # --workers the infos stay with the workers: lives and clipped rewards)
+        self.stats = EpisodeStats(cfg.num_envs, threshold, game_score=reports_game_score(cfg.env)
+                                  and not getattr(cfg, "workers", 0))
         self.global_step = 0
         self.updates = 0
         self.since_train = 0
