@@ -226,7 +226,9 @@ class EnvRunner:
 
         with set_exploration_type(self.exploration_type):
             for t in range(steps):
-                obs_t = torch.as_tensor(self.obs, dtype=torch.float32, device=self.device)
+                # uint8 image frames stay uint8 (image networks scale them); the rest float32
+                dtype = np.uint8 if np.asarray(self.obs).dtype == np.uint8 else np.float32
+                obs_t = torch.as_tensor(np.asarray(self.obs, dtype=dtype), device=self.device)
                 try:
                     td = self.policy(TensorDict({"observation": obs_t}, batch_size=[n]))
                 except Exception:  # the env's data, or the policy's own failure?
@@ -241,14 +243,14 @@ class EnvRunner:
                     raise CollectorError(
                         f"the policy did not write {missing}; it wrote {sorted(td.keys())}"
                     )
-                put("observation", np.asarray(self.obs, dtype=np.float32))
+                put("observation", np.asarray(self.obs, dtype=dtype))
                 for k in keys:
                     put(k, td.get(k).cpu().numpy())
                 next_obs, reward, terminated, truncated, info = self.envs.step(
                     self.action_to_env(td.get("action"))
                 )
                 done = terminated | truncated
-                true_next = np.array(next_obs, dtype=np.float32)
+                true_next = np.array(next_obs, dtype=dtype)
                 if done.any():  # same-step autoreset: the episode's last obs is in info
                     for i in np.flatnonzero(done):
                         true_next[i] = info["final_obs"][i]

@@ -60,13 +60,14 @@ def export_run(
 
     ``dtype="auto"`` computes in the dtype of the run's final evaluation
     (float64 for continuous actions, see :mod:`tdrl.recipes.eval_act`), so the
-    file replays it exactly; ``"float32"`` / ``"float64"`` force one. Inputs and
-    outputs stay float32. Returns the path written (its JSON sidecar is
+    file replays it exactly; ``"float32"`` / ``"float64"`` force one. Inputs keep
+    the observations' dtype (uint8 frames, else float32); outputs stay float32. Returns the path written (its JSON sidecar is
     ``<path>.json``); raises ``TrainError`` when the recipe offers no policy module.
     ``policy`` is :func:`run_policy`'s module when the caller built it already.
     """
     import torch
 
+    from tdrl.recipes.blocks import obs_tensor
     from tdrl.recipes.envs import probe_env
     from tdrl.recipes.eval_act import eval_dtype
     from tdrl.recipes.memory import make_memory
@@ -74,7 +75,7 @@ def export_run(
     if policy is None:
         policy = run_policy(recipe, cfg, state)
     env = probe_env(cfg.env)
-    example = torch.as_tensor(np.stack([env.observation_space.sample()]), dtype=torch.float32)
+    example = obs_tensor(np.stack([env.observation_space.sample()]))  # uint8 frames stay uint8
     compute = eval_dtype(env.action_space) if dtype == "auto" else getattr(torch, dtype)
     # a recurrent policy: inputs observation + state, outputs action + next state
     memory = make_memory(policy)

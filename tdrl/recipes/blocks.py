@@ -33,6 +33,7 @@ __all__ = [
     "linear_schedule",
     "load_policy_operator",
     "make_adam",
+    "obs_tensor",
     "tanh_normal_actor",
 ]
 
@@ -43,18 +44,37 @@ class EpisodeStats:
     A run is solved at the first step where the mean return of the last
     ``window`` (10) finished episodes reaches ``threshold`` (the env's
     ``reward_threshold``); ``solved_at_step``/``solved_at_s`` stay ``None``
-    otherwise or when the env has no threshold.
+    otherwise or when the env has no threshold. ``last(100)`` is the mean of up
+    to the last ``LONG_WINDOW`` (100) episodes.
+
+    With ``game_score=True`` (Atari, whose training episodes end at each lost
+    life and see clipped rewards) an episode counts only when the vector env's
+    ``info["final_info"]`` reports the whole game's ``episode_score`` (and
+    ``episode_steps``): the statistics are the unclipped game scores.
 
     Examples:
         >>> stats = EpisodeStats(num_envs=1, threshold=1.0, window=1)
         >>> stats.update(np.array([1.0]), np.array([True]), step=1, wall_s=0.5)
         >>> stats.solved_at_step, stats.solved_at_s, stats.summary()["return_mean"]
         (1, 0.5, 1.0)
+        >>> game = EpisodeStats(num_envs=2, threshold=None, game_score=True)
+        >>> info = {"final_info": {"episode_score": np.array([0.0, 7.0]),
+        ...                        "_episode_score": np.array([False, True]),
+        ...                        "episode_steps": np.array([0, 90])}}
+        >>> game.update(np.ones(2), np.array([True, True]), step=2, wall_s=0.1, info=info)
+        >>> game.episodes, list(game.recent), list(game.recent_length)
+        (1, [7.0], [90])
     """
 
-    def __init__(self, num_envs: int, threshold: float | None, window: int = 10) -> None:
+    LONG_WINDOW = 100
+
+    def __init__(
+        self, num_envs: int, threshold: float | None, window: int = 10, game_score: bool = False
+    ) -> None:
         self.threshold = threshold
         self.window = window
+        self.game_score = game_score
+        self.recent_long: deque[float] = deque(maxlen=self.LONG_WINDOW)
         self.running_return = np.zeros(num_envs, dtype=np.float64)
         self.running_length = np.zeros(num_envs, dtype=np.int64)
         self.recent: deque[float] = deque(maxlen=window)
@@ -63,15 +83,30 @@ class EpisodeStats:
         self.solved_at_step: int | None = None
         self.solved_at_s: float | None = None
 
-    def update(self, reward: np.ndarray, done: np.ndarray, step: int, wall_s: float) -> None:
-        """Add one vector step of rewards; ``done`` = terminated | truncated."""
+    def update(
+        self, reward: np.ndarray, done: np.ndarray, step: int, wall_s: float,
+        info: dict | None = None,
+    ) -> None:
+        """Add one vector step of rewards; ``done`` = terminated | truncated.
+
+        ``info``: the vector env's info of this step (read for game scores).
+        """
         self.running_return += reward
         self.running_length += 1
         if not done.any():
             return
-        for i in np.flatnonzero(done):  # episodes ending together count in env order
-            self.recent.append(float(self.running_return[i]))
-            self.recent_length.append(int(self.running_length[i]))
+        if self.game_score:
+            final = (info or {}).get("final_info", {})
+            scored = np.asarray(final.get("_episode_score", np.zeros(len(done), bool)))
+            ended = np.flatnonzero(done & scored)
+            returns = np.asarray(final.get("episode_score", np.zeros(len(done))), np.float64)
+            lengths = np.asarray(final.get("episode_steps", self.running_length), np.int64)
+        else:
+            ended, returns, lengths = np.flatnonzero(done), self.running_return, self.running_length
+        for i in ended:  # episodes ending together count in env order
+            self.recent.append(float(returns[i]))
+            self.recent_long.append(float(returns[i]))
+            self.recent_length.append(int(lengths[i]))
             self.episodes += 1
             if (
                 self.solved_at_step is None
@@ -83,6 +118,12 @@ class EpisodeStats:
                 self.solved_at_s = float(wall_s)
         self.running_return[done] = 0.0
         self.running_length[done] = 0
+
+    def last(self, n: int = LONG_WINDOW) -> float:
+        """Mean return of the last ``n`` (<= ``LONG_WINDOW``) finished episodes (NaN before any)."""
+        if not self.recent_long:
+            return float("nan")
+        return float(np.mean(list(self.recent_long)[-n:]))
 
     def summary(self) -> dict[str, float]:
         """Stats of the last ``window`` finished episodes (NaN before the first one)."""
@@ -102,6 +143,7 @@ class EpisodeStats:
             "running_length": self.running_length.copy(),
             "recent": list(self.recent),
             "recent_length": list(self.recent_length),
+            "recent_long": list(self.recent_long),
             "episodes": self.episodes,
             "solved_at_step": self.solved_at_step,
             "solved_at_s": self.solved_at_s,
@@ -112,6 +154,7 @@ class EpisodeStats:
         self.running_length = np.asarray(state["running_length"], dtype=np.int64).copy()
         self.recent = deque(state["recent"], maxlen=self.window)
         self.recent_length = deque(state["recent_length"], maxlen=self.window)
+        self.recent_long = deque(state.get("recent_long", state["recent"]), maxlen=self.LONG_WINDOW)
         self.episodes = int(state["episodes"])
         self.solved_at_step = state["solved_at_step"]
         self.solved_at_s = state["solved_at_s"]
@@ -201,6 +244,22 @@ def box_to_env(action_space: Any) -> Callable[[torch.Tensor], np.ndarray]:
     return lambda a: a.cpu().numpy().reshape(a.shape[0], *shape)
 
 
+def obs_tensor(obs: Any, device: Any = "cpu") -> torch.Tensor:
+    """Observations as a tensor on ``device``: ``uint8`` frames stay ``uint8``, the rest float32.
+
+    Image networks scale their ``uint8`` input themselves (``ScaleFrames``), so
+    rollouts, replay buffers and exported policies keep frames at one byte a pixel.
+
+    Examples:
+        >>> obs_tensor(np.zeros((2, 4, 10, 10), dtype=np.uint8)).dtype
+        torch.uint8
+        >>> obs_tensor(np.zeros((2, 3))).dtype
+        torch.float32
+    """
+    t = torch.as_tensor(obs)
+    return t.to(device=device, dtype=torch.float32 if t.dtype != torch.uint8 else torch.uint8)
+
+
 def deterministic_act(
     policy: Any, device: Any, to_env: Callable[[torch.Tensor], np.ndarray] | None = None
 ) -> Callable[[np.ndarray], np.ndarray]:
@@ -219,7 +278,7 @@ def deterministic_act(
     convert = to_env or (lambda a: a.cpu().numpy())
 
     def act(obs: np.ndarray) -> np.ndarray:
-        obs_t = torch.as_tensor(obs, dtype=torch.float32, device=device)
+        obs_t = obs_tensor(obs, device)
         td = TensorDict({"observation": obs_t}, batch_size=obs_t.shape[:1], device=device)
         with torch.no_grad(), set_exploration_type(ExplorationType.DETERMINISTIC):
             return convert(policy(td)["action"])

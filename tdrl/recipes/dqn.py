@@ -54,6 +54,8 @@ from tdrl.envs.utils import ExplorationType, set_exploration_type
 from tdrl.modules import (
     MLP,
     DistributionalQValueActor,
+    DuelingCnnDQNet,
+    DuelingMlpDQNet,
     EGreedyModule,
     QValueActor,
     SafeSequential,
@@ -64,14 +66,17 @@ from tdrl.recipes.blocks import (
     deterministic_act,
     linear_schedule,
     make_adam,
+    obs_tensor,
 )
 from tdrl.recipes.config import CommonConfig, TrainError, check_positive, check_range, option
 from tdrl.recipes.envs import EnvInfo, check_env_step, final_observations
 from tdrl.recipes.fastpath import plain_forward
 from tdrl.recipes.finite import check_finite, check_params
+from tdrl.recipes.frame_replay import FrameReplay, stores_frames
 from tdrl.recipes.offpolicy import OffPolicy, check_offpolicy
 from tdrl.recipes.protocol import Recipe
 from tdrl.recipes.remote import ApexConfig, open_apex_collector
+from tdrl.recipes.trunks import image_features, obs_kind
 from tdrl.recipes.user_module import build_user_module
 
 
@@ -117,6 +122,15 @@ class DQNConfig(ApexConfig, CommonConfig):
     max_grad_norm: float = option(10.0, "gradient norm clipping")
     hidden: tuple = option((128, 128), "Q-network layers")
     activation: str = option("relu", "activation", choices=["relu", "tanh", "elu"])
+    dueling: bool = option(
+        False, "dueling Q-network (value + advantage heads; DuelingCnnDQNet on images)"
+    )
+    cnn: str = option(
+        "auto",
+        "image observations: the convolutions before --hidden (nature: 32@8x8/4, 64@4x4/2, "
+        "64@3x3/1; minatar: 16@3x3/1; auto: nature from 36x36 frames up)",
+        choices=["auto", "nature", "minatar"],
+    )
     log_every: int = option(1_000, "env steps between metrics.csv rows")
     module: str = option(
         "",
@@ -137,6 +151,24 @@ class DQNConfig(ApexConfig, CommonConfig):
         check_range(self, ["eps_init", "eps_end", "exploration_fraction", "lr"], 0.0, 1.0)
 
 ENV_DEFAULTS: dict[str, dict[str, Any]] = {"CartPole-v1": {}}
+# Pixels (the atari / minatar extras): RL-Zoo's Atari DQN (one env, 100k buffer, lr 1e-4,
+# batch 32, a gradient step every 4 env steps, target copied every 1,000, epsilon to 0.01 over
+# 10% of the run, one-step vanilla DQN; Nature CNN + 512). MinAtar's 1M-step budget: learning
+# starts after 5k steps (not 100k), the MinAtar paper's small network (16@3x3 + 128), and 8 envs
+# acting together with 2 gradient steps per 8 env steps (the same 1 per 4, in fewer phases).
+_ATARI_DQN = {
+    "num_envs": 1, "lr": 1e-4, "anneal_lr": False, "gamma": 0.99, "buffer_size": 100_000,
+    "batch_size": 32, "learning_starts": 100_000, "train_freq": 4, "gradient_steps": 1,
+    "target_update": 1_000, "tau": 1.0, "eps_init": 1.0, "eps_end": 0.01,
+    "exploration_fraction": 0.1, "n_step": 1, "double_dqn": False, "max_grad_norm": 10.0,
+    "hidden": (512,), "activation": "relu", "total_steps": 10_000_000, "log_every": 10_000,
+    "checkpoint_every": 100_000,
+}
+ENV_DEFAULTS["ALE/*"] = _ATARI_DQN
+ENV_DEFAULTS["MinAtar/*"] = {
+    **_ATARI_DQN, "learning_starts": 5_000, "hidden": (128,), "total_steps": 1_000_000,
+    "num_envs": 8, "train_freq": 8, "gradient_steps": 2,
+}
 
 
 def build_qnet(cfg: DQNConfig, obs_space: Any, action_space: Any) -> Any:
@@ -159,13 +191,35 @@ def build_qnet(cfg: DQNConfig, obs_space: Any, action_space: Any) -> Any:
             )
         return qnet
     act = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}[cfg.activation]
+    n = int(action_space.n)
+    if obs_kind(obs_space) == "image":  # ScaleFrames + ConvNet, then dense layers: uint8 in
+        features, width = image_features(obs_space, cfg.cnn)
+        if cfg.dueling:
+            dueling = DuelingCnnDQNet(n, mlp_kwargs={"in_features": width, "num_cells": list(
+                cfg.hidden), "depth": len(cfg.hidden), "activation_class": act})
+            dueling.features = features  # the same convolutions, reading uint8 frames
+            net: nn.Module = dueling
+        else:
+            head = MLP(in_features=width, out_features=n, num_cells=list(cfg.hidden),
+                       activation_class=act)
+            net = nn.Sequential(features, head)
+        return QValueActor(net, in_keys=["observation"], spec=Categorical(n))
+    if cfg.dueling:
+        net = DuelingMlpDQNet(  # the hidden layers shared, then linear value/advantage heads
+            n,
+            mlp_kwargs_feature={"in_features": int(np.prod(obs_space.shape)),
+                                "num_cells": list(cfg.hidden[:-1]), "depth": len(cfg.hidden) - 1,
+                                "out_features": cfg.hidden[-1], "activation_class": act},
+            mlp_kwargs_output={"in_features": cfg.hidden[-1], "num_cells": [], "depth": 0},
+        )
+        return QValueActor(net, in_keys=["observation"], spec=Categorical(n))
     mlp = MLP(
         in_features=int(np.prod(obs_space.shape)),
-        out_features=int(action_space.n),
+        out_features=n,
         num_cells=list(cfg.hidden),
         activation_class=act,
     )
-    return QValueActor(mlp, in_keys=["observation"], spec=Categorical(int(action_space.n)))
+    return QValueActor(mlp, in_keys=["observation"], spec=Categorical(n))
 
 
 def prepare(cfg: DQNConfig, env: EnvInfo) -> None:
@@ -189,7 +243,7 @@ def prepare(cfg: DQNConfig, env: EnvInfo) -> None:
         raise TrainError(
             f"module=: the Q-network reads {list(qnet.in_keys)}; DQN gives it only 'observation'"
         )
-    obs = torch.as_tensor(np.stack([obs_space.sample(), obs_space.sample()]), dtype=torch.float32)
+    obs = obs_tensor(np.stack([obs_space.sample(), obs_space.sample()]))
     param = next(qnet.parameters(), None)
     obs = obs.to(param.device if param is not None else "cpu")
     try:
@@ -323,6 +377,8 @@ class DQN(OffPolicy):
     ) -> None:
         obs_space, action_space, threshold = env
         super().__init__(cfg, threshold, clock)
+        if stores_frames(obs_space):  # stacked Atari frames: each frame stored once
+            self.buffer = FrameReplay(cfg.buffer_size, self.device)
         if qnet is None:
             qnet = build_qnet(cfg, obs_space, action_space)
         self.qnet = qnet.to(self.device)
@@ -391,7 +447,7 @@ class DQN(OffPolicy):
         done = terminated | truncated
         final = final_observations(info, done) if done.any() else None
         check_env_step(obs, reward, self.global_step, final)
-        self.stats.update(reward, done, self.global_step, self.clock())
+        self.stats.update(reward, done, self.global_step, self.clock(), info)
         next_obs = obs
         if final is not None:  # same-step autoreset: the true last observation is in info
             next_obs = obs.copy()

@@ -33,6 +33,7 @@ __all__ = [
     "check_env_step",
     "check_network_size",
     "check_policy_action",
+    "env_factory",
     "evaluate",
     "final_observations",
     "is_discrete",
@@ -95,6 +96,36 @@ def check_env_id(env_id: str) -> None:
     raise TrainError(f"unknown environment id {env_id!r}; {hint}")
 
 
+def env_factory(env_id: str, train: bool = True, **kwargs: Any) -> Callable[[], Any]:
+    """A picklable no-argument factory of one env for ``env_id``.
+
+    ``ALE/...`` and ``MinAtar/...`` ids go to
+    :func:`~tdrl.recipes.pixels.make_pixel_env` (``train=False``: the evaluation
+    variant, whole games with the game's own rewards); every other id to
+    :func:`~tdrl.recipes.env_ids.make_env` (``train`` does not matter there).
+
+    Examples:
+        >>> env_factory("CartPole-v1")().spec.id
+        'CartPole-v1'
+        >>> env_factory("ALE/Breakout-v5", train=False).keywords
+        {'train': False}
+    """
+    from tdrl.recipes.pixels import make_pixel_env, pixel_family
+
+    if pixel_family(env_id) is not None:
+        return functools.partial(make_pixel_env, env_id, train=train, **kwargs)
+    return functools.partial(make_env, env_id, **kwargs)
+
+
+def _supported_obs(space: Any) -> bool:
+    """A flat ``Box`` (vector) or a 3-D ``uint8`` ``Box`` (image frames)."""
+    import gymnasium as gym
+
+    if not isinstance(space, gym.spaces.Box):
+        return False
+    return len(space.shape) == 1 or (len(space.shape) == 3 and space.dtype == np.uint8)
+
+
 def probe_env(env_id: str) -> EnvInfo:
     """Make one env to read its spaces and reward threshold (raises :class:`TrainError`).
 
@@ -102,12 +133,16 @@ def probe_env(env_id: str) -> EnvInfo:
         >>> obs_space, act_space, threshold = probe_env("CartPole-v1")
         >>> obs_space.shape, act_space.n, threshold
         ((4,), np.int64(2), 475.0)
+        >>> import pytest; _ = pytest.importorskip("minatar", reason="the minatar extra")
+        >>> probe_env("MinAtar/Breakout-v1").observation_space
+        Box(0, 1, (4, 10, 10), uint8)
     """
-    import gymnasium as gym
+    from tdrl.recipes.pixels import pixel_family
 
-    check_env_id(env_id)
+    if pixel_family(env_id) is None:  # pixel ids are checked by their own factories
+        check_env_id(env_id)
     try:
-        env = make_env(env_id)
+        env = env_factory(env_id)()
     except TrainError:
         raise
     except Exception as err:  # missing extras (box2d, mujoco...) and the like
@@ -116,10 +151,10 @@ def probe_env(env_id: str) -> EnvInfo:
         obs_space, act_space, spec = env.observation_space, env.action_space, env.spec
     finally:
         env.close()
-    if not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) != 1:
+    if not _supported_obs(obs_space):
         raise TrainError(
             f"{env_id} has observation space {obs_space}; the recipes need a flat Box "
-            "observation (vector of floats)"
+            "observation (vector of floats) or uint8 image frames (a 3-D Box: C,H,W or H,W,C)"
         )
     return EnvInfo(obs_space, act_space, getattr(spec, "reward_threshold", None))
 
@@ -258,8 +293,10 @@ def check_network_size(cfg: Any, obs_space: Any, action_space: Any) -> None:
         )
 
 
-def make_vec_env(env_id: str, num_envs: int, **make_kwargs: Any) -> Any:
+def make_vec_env(env_id: str, num_envs: int, train: bool = True, **make_kwargs: Any) -> Any:
     """A gymnasium ``SyncVectorEnv`` in same-step autoreset mode.
+
+    ``train=False`` makes the evaluation variant of pixel envs (:func:`env_factory`).
 
     When a sub-env ends, ``step`` returns the first observation of the next
     episode and puts the last one in ``info["final_obs"]`` (masked by
@@ -276,7 +313,7 @@ def make_vec_env(env_id: str, num_envs: int, **make_kwargs: Any) -> Any:
     """
     from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
-    fns = [functools.partial(make_env, env_id, **make_kwargs) for _ in range(num_envs)]
+    fns = [env_factory(env_id, train, **make_kwargs) for _ in range(num_envs)]
     return SyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)
 
 
@@ -312,11 +349,11 @@ def check_env_step(
         ...
         tdrl.recipes.config.NonFiniteError: non-finite final observation of an ended episode from the env at step 2
     """
-    if not np.isfinite(obs).all():
+    if obs.dtype.kind == "f" and not np.isfinite(obs).all():  # integer frames are finite
         raise NonFiniteError("observation from the env", step)
     if not np.isfinite(reward).all():
         raise NonFiniteError("reward from the env", step)
-    if final_obs is not None and not np.isfinite(final_obs).all():
+    if final_obs is not None and final_obs.dtype.kind == "f" and not np.isfinite(final_obs).all():
         raise NonFiniteError("final observation of an ended episode from the env", step)
 
 
@@ -329,7 +366,7 @@ def check_env_reset(obs: np.ndarray, step: int = 0) -> None:
         ...
         tdrl.recipes.config.NonFiniteError: non-finite reset observation from the env at step 0
     """
-    if not np.isfinite(obs).all():
+    if obs.dtype.kind == "f" and not np.isfinite(obs).all():
         raise NonFiniteError("reset observation from the env", step)
 
 
@@ -358,13 +395,14 @@ def evaluate(act: ActFn, env_id: str, episodes: int, seed: int) -> np.ndarray:
     recipes pass their deterministic policy. A stateful ``act`` (a recurrent
     policy, :class:`~tdrl.recipes.memory.PolicyAct`) has ``reset(done)``: it is
     called with ``None`` before the first step and with the ended envs after each.
+    Pixel envs play their evaluation variant (whole games, the game's own score).
 
     Examples:
         >>> rets = evaluate(lambda obs: np.zeros(len(obs), dtype=np.int64), "CartPole-v1", 3, 0)
         >>> rets.shape, bool((rets > 0).all())
         ((3,), True)
     """
-    envs = make_vec_env(env_id, episodes)
+    envs = make_vec_env(env_id, episodes, train=False)
     # a policy with memory (recurrent) starts fresh and forgets the episodes that end
     reset = getattr(act, "reset", lambda done=None: None)
     try:

@@ -557,6 +557,7 @@ class _Run:
             "final_eval_episodes": int(len(returns)),
             "final_eval_returns": [float(r) for r in returns],
             "train_return_last10": stats.summary()["return_mean"],
+            "train_return_last100": stats.last(100),
             "stopped_early_at_step": self.stopped_early,
             "episodes": stats.episodes,
             "threads": torch.get_num_threads(),

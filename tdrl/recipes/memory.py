@@ -164,8 +164,10 @@ class RecurrentMemory(NoMemory):
             is_init = torch.zeros(n, dtype=torch.bool, device=obs.device)
         td = TensorDict({"observation": obs, "is_init": is_init}, batch_size=[n],
                         device=obs.device)
+        # the state in the observations' float dtype (float32 for uint8 frames)
+        dtype = obs.dtype if obs.is_floating_point() else torch.float32
         for k in self.state_keys:
-            td.set(k, state.get(k).to(obs.dtype))
+            td.set(k, state.get(k).to(dtype))
         return td
 
     def advance(self, td: TensorDictBase, done: Any = None) -> None:

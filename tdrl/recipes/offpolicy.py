@@ -28,9 +28,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from tdrl.recipes.blocks import Clock, EpisodeStats
+from tdrl.recipes.blocks import Clock, EpisodeStats, obs_tensor
 from tdrl.recipes.config import TrainError, check_positive, check_range
 from tdrl.recipes.envs import check_env_reset, make_vec_env
+from tdrl.recipes.pixels import reports_game_score
 from tdrl.recipes.replay import ReplayBuffer
 
 __all__ = ["OffPolicy", "check_offpolicy"]
@@ -97,7 +98,10 @@ class OffPolicy:
         self.clock = clock if clock is not None else Clock()
         self.device = torch.device(cfg.device)
         self.buffer = ReplayBuffer(cfg.buffer_size, self.device)
-        self.stats = EpisodeStats(cfg.num_envs, threshold)
+        # Atari: the statistics are whole games' unclipped scores (final_info), not lives (with
+        # --workers the infos stay with the workers: lives and clipped rewards)
+        self.stats = EpisodeStats(cfg.num_envs, threshold, game_score=reports_game_score(cfg.env)
+                                  and not getattr(cfg, "workers", 0))
         self.global_step = 0
         self.updates = 0
         self.since_train = 0
@@ -110,7 +114,7 @@ class OffPolicy:
         self.obs = self._obs_tensor(obs)
 
     def _obs_tensor(self, obs: np.ndarray) -> torch.Tensor:
-        return torch.as_tensor(obs, dtype=torch.float32, device=self.device)
+        return obs_tensor(obs, self.device)  # uint8 frames stay uint8 (the network scales them)
 
     def act(self, obs: np.ndarray) -> np.ndarray:
         """Deterministic actions for evaluation."""

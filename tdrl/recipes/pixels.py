@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["make_pixel_env", "pixel_family"]
+__all__ = ["make_pixel_env", "pixel_family", "reports_game_score"]
 
 
 def pixel_family(env_id: str) -> str | None:
@@ -29,6 +29,17 @@ def pixel_family(env_id: str) -> str | None:
     if env_id.startswith("MinAtar/"):
         return "minatar"
     return None
+
+
+def reports_game_score(env_id: str) -> bool:
+    """Whether training episodes differ from games (Atari: lives, clipped rewards), so the
+    training statistics read the game score from ``info["final_info"]["episode_score"]``.
+
+    Examples:
+        >>> reports_game_score("ALE/Breakout-v5"), reports_game_score("MinAtar/Breakout-v1")
+        (True, False)
+    """
+    return pixel_family(env_id) == "atari"
 
 
 def make_pixel_env(env_id: str, *, train: bool = True, **kwargs: Any) -> Any:

@@ -45,7 +45,7 @@ from tdrl._compat import clip_grad_norm_
 from tdrl.envs.utils import ExplorationType, set_exploration_type
 from tdrl.modules import set_recurrent_mode
 from tdrl.recipes.advantages import gae
-from tdrl.recipes.blocks import Clock, EpisodeStats, linear_schedule, make_adam
+from tdrl.recipes.blocks import Clock, EpisodeStats, linear_schedule, make_adam, obs_tensor
 from tdrl.recipes.config import (
     CommonConfig,
     NonFiniteError,
@@ -65,6 +65,7 @@ from tdrl.recipes.envs import (
 )
 from tdrl.recipes.finite import check_finite, check_params
 from tdrl.recipes.memory import PolicyAct, make_memory
+from tdrl.recipes.pixels import reports_game_score
 from tdrl.recipes.ppo_agent import (
     AgentParts,
     action_to_env,
@@ -148,6 +149,12 @@ class PPOConfig(RemoteConfig, CommonConfig):
     rnn_seq_len: int = option(
         0, "--recurrent: length of the replayed sequences (truncated BPTT); 0 = n_steps"
     )
+    cnn: str = option(
+        "auto",
+        "image observations: the trunk's convolutions before --hidden (nature: 32@8x8/4, "
+        "64@4x4/2, 64@3x3/1; minatar: 16@3x3/1; auto: nature from 36x36 frames up)",
+        choices=["auto", "nature", "minatar"],
+    )
 
     def validate(self) -> None:
         """Check the numbers before anything is created (raises ``TrainError``)."""
@@ -224,6 +231,18 @@ MUJOCO_ENVS = ("Ant", "HalfCheetah", "Hopper", "Humanoid", "HumanoidStandup",
                "InvertedDoublePendulum", "InvertedPendulum", "Pusher", "Reacher", "Swimmer",
                "Walker2d")
 ENV_DEFAULTS.update({f"{name}-v{v}": _MUJOCO for v in (5, 4) for name in MUJOCO_ENVS})
+# Pixels (the atari / minatar extras): CleanRL's / RL-Zoo's Atari PPO (8 envs x 128 steps,
+# 4 epochs of 4 minibatches, lr and clip annealed, Nature CNN + 512); MinAtar keeps them with
+# the MinAtar paper's small network (16@3x3 + 128) and a 1M-step budget.
+_ATARI_PPO = {
+    "num_envs": 8, "n_steps": 128, "batch_size": 256, "epochs": 4, "lr": 2.5e-4,
+    "anneal_lr": True, "gamma": 0.99, "gae_lambda": 0.95, "clip": 0.1, "anneal_clip": True,
+    "ent_coef": 0.01, "vf_coef": 0.5, "max_grad_norm": 0.5, "reward_scale": 1.0,
+    "hidden": (512,), "activation": "relu", "total_steps": 10_000_000,
+    "checkpoint_every": 100_000,
+}
+ENV_DEFAULTS["ALE/*"] = _ATARI_PPO
+ENV_DEFAULTS["MinAtar/*"] = {**_ATARI_PPO, "hidden": (128,), "total_steps": 1_000_000}
 
 
 # ----------------------------------------------------------------------------- algorithm
@@ -273,7 +292,9 @@ class PPO:
         self.calls = agent_calls(cfg, parts, self.memory, action_space)
         self.params = list(self.agent.parameters())
         self.act = PolicyAct(self.agent.get_policy_operator(), self.device, self.to_env)
-        self.stats = EpisodeStats(cfg.total_envs, threshold)
+        # Atari: the statistics are whole games' unclipped scores (final_info), not lives
+        self.stats = EpisodeStats(cfg.total_envs, threshold,
+                                  game_score=reports_game_score(cfg.env) and not cfg.workers)
         self.global_step = 0
         # --workers: rollouts come from Ray workers with copies of the operator (collect_remote)
         keys = ["action", self.log_prob_key, "state_value"]
@@ -289,7 +310,7 @@ class PPO:
         self.obs = self._observe(obs)
 
     def _obs_tensor(self, obs: np.ndarray) -> torch.Tensor:
-        return torch.as_tensor(obs, dtype=torch.float32).to(self.device)
+        return obs_tensor(obs, self.device)  # uint8 frames stay uint8 (the network scales them)
 
     def _observe(self, obs: np.ndarray) -> torch.Tensor:
         """A new observation from the envs: to the device, and into the running statistics."""
@@ -322,7 +343,7 @@ class PPO:
                 self.memory.advance(td, done)  # the state after this step; reset where done
                 final = final_observations(info, done) if done.any() else None
                 check_env_step(obs, reward, self.global_step, final)
-                self.stats.update(reward, done, self.global_step, self.clock())
+                self.stats.update(reward, done, self.global_step, self.clock(), info)
                 rewards[t] = reward * cfg.reward_scale
                 cut = truncated & ~terminated
                 if cut.any():  # bootstrap episodes cut by the time limit from their final obs

@@ -38,6 +38,7 @@ from tdrl.modules import (
 from tdrl.recipes.blocks import (
     box_to_env,
     load_policy_operator,
+    obs_tensor,
     tanh_normal_actor,
 )
 from tdrl.recipes.config import TrainError
@@ -80,7 +81,7 @@ class AgentParts(NamedTuple):
 
 
 def _orthogonal_init(module: nn.Module, gain: float, last_gain: float | None = None) -> None:
-    linears = [m for m in module.modules() if isinstance(m, nn.Linear)]
+    linears = [m for m in module.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
     for i, m in enumerate(linears):
         g = last_gain if (last_gain is not None and i == len(linears) - 1) else gain
         nn.init.orthogonal_(m.weight, g)
@@ -107,9 +108,15 @@ def build_agent(cfg: Any, obs_space: Any, action_space: Any) -> AgentParts:
     """
     if getattr(cfg, "module", ""):
         return user_agent_parts(build_user_module(cfg.module, obs_space, action_space))
-    body = build_trunk(obs_space, hidden=cfg.hidden, activation=cfg.activation)
+    body = build_trunk(obs_space, hidden=cfg.hidden, activation=cfg.activation,
+                       cnn=getattr(cfg, "cnn", "auto"))
     act = ACTIVATIONS[cfg.activation]
     _orthogonal_init(body.net, math.sqrt(2))
+    if cfg.normalize_obs and body.kind == "image":
+        raise TrainError(
+            "--normalize-obs is for vector observations; image frames are scaled by their "
+            "high (255) inside the network: pass --no-normalize-obs"
+        )
     obs_norm = RunningObsNorm(obs_space.shape) if cfg.normalize_obs else None
     obs_key = obs_norm.out_keys[0] if obs_norm is not None else "observation"
     trunk, width = trunk_module(body, obs_key, "hidden", recurrent=getattr(cfg, "recurrent", ""),
@@ -222,7 +229,7 @@ def check_agent(parts: AgentParts, obs_space: Any, action_space: Any) -> bool | 
             f"module=: the policy head ({type(policy).__name__}) has no get_dist(); PPO needs a "
             "ProbabilisticActor to score its actions"
         )
-    obs = torch.as_tensor(np.stack([obs_space.sample(), obs_space.sample()]), dtype=torch.float32)
+    obs = obs_tensor(np.stack([obs_space.sample(), obs_space.sample()]))
     param = next(agent.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
     try:

@@ -95,7 +95,8 @@ class Recipe:
       the networks (raise ``TrainError``), settle fields that depend on them;
     - ``env_defaults``: per-env defaults applied over the dataclass defaults:
       first those of the action kind (key ``"discrete"`` or ``"box"``), then
-      those of the env id.
+      those of the env's family (a key ending in ``/*``, e.g. ``"ALE/*"``,
+      matches every id it prefixes), then those of the env id.
 
     Examples:
         >>> import gymnasium as gym
@@ -118,6 +119,9 @@ class Recipe:
         """The per-env defaults that apply to ``env_id`` (action kind first, then the env's)."""
         out: dict[str, Any] = {}
         out.update(self.env_defaults.get(action_kind(action_space) or "", {}))
+        for key, values in self.env_defaults.items():  # families: "ALE/*" matches ALE/Pong-v5
+            if key.endswith("/*") and env_id.startswith(key[:-1]):
+                out.update(values)
         out.update(self.env_defaults.get(env_id, {}))
         return out
 

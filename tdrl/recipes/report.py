@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from tdrl.recipes.config import TrainError, WriteError
-from tdrl.recipes.envs import ActFn
+from tdrl.recipes.envs import ActFn, env_factory
 from tdrl.recipes.runfiles import atomic_write_bytes, read_metrics
 
 __all__ = ["ProgressBar", "plot_learning_curve", "render_gif", "versions"]
@@ -111,13 +111,12 @@ def render_gif(
         >>> ret, frames = render_gif(lambda o: np.zeros(len(o), dtype=np.int64),
         ...                          "CartPole-v1", p, seed=0)  # doctest: +SKIP
     """
-    import gymnasium as gym
     from PIL import Image
 
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # headless pygame, no display needed
     os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
     try:
-        env = gym.make(env_id, render_mode="rgb_array")
+        env = env_factory(env_id, train=False, render_mode="rgb_array")()  # pixels: game frames
         obs, _ = env.reset(seed=seed)
         frames = [env.render()]
     except Exception as err:
