@@ -13,12 +13,13 @@ from train_helpers import (
     ROOT,
     SMALL_DQN,
     SMALL_PPO,
+    algorithm_class,
     metrics_rows,
     summary,
 )
 
 from tdrl.cli import main
-from tdrl.recipes import get_recipe, runfiles
+from tdrl.recipes import runfiles
 from tdrl.recipes.config import CheckpointError, WriteError
 from tdrl.recipes.runfiles import (
     load_checkpoint,
@@ -37,7 +38,7 @@ def test_crash_then_resume_matches_uninterrupted_run(algo, flags, tmp_path, monk
     full, crashed = tmp_path / "full", tmp_path / "crashed"
     assert main(["train", algo, *flags, "--out", str(full)]) == 0
 
-    cls = get_recipe(algo).algorithm
+    cls = algorithm_class(algo)  # the class whose iterate() the loop calls
     original = cls.iterate
 
     def crash_after_first_checkpoint(self):

@@ -181,6 +181,11 @@ class FrameReplay:
             out[key] = self.frames[ids % self.num_frames]
         return out
 
+    def sample_tensors(self, batch_size: int) -> dict[str, torch.Tensor]:
+        """:meth:`sample` as a plain ``{key: tensor}`` dict (the same draw), as
+        :meth:`~tdrl.recipes.replay.ReplayBuffer.sample_tensors`."""
+        return dict(self.sample(batch_size).items())
+
     def state_dict(self) -> dict[str, Any]:
         kept = min(self.frames_written, self.num_frames)
         return {
