@@ -141,8 +141,8 @@ def test_dqn_refuses_a_q_network_that_does_not_fit(tmp_path, module, message):
 
 def test_dqn_trains_a_user_distributional_actor_with_c51(tmp_path, monkeypatch, capsys):
     from tdrl.api import load_run
-    from tdrl.recipes.dqn import make_algorithm
-    from tdrl.recipes.dqn_distributional import DistributionalDQN
+    from tdrl.recipes.dqn import DQN
+    from tdrl.recipes.dqn_distributional import C51Update
 
     run, qnet = tmp_path / "run", make_c51_qnet(*CARTPOLE)
     # no schedule that depends on --total-steps, so a shorter run resumed is the longer one
@@ -168,8 +168,8 @@ def test_dqn_trains_a_user_distributional_actor_with_c51(tmp_path, monkeypatch, 
     tdrl.train("dqn", out=tmp_path / "part", resume=True, total_steps=1024, log=None)
     assert metrics_rows(tmp_path / "part/metrics.csv") == rows
     _, cfg, _ = load_run(run)
-    algo = make_algorithm(cfg, probe_env("CartPole-v1"))
-    assert isinstance(algo, DistributionalDQN)
+    algo = DQN(cfg, probe_env("CartPole-v1"))
+    assert isinstance(algo.train_step, C51Update)
     algo.close()
 
 

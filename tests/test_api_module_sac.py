@@ -130,3 +130,12 @@ def test_sac_refuses_networks_that_do_not_fit_before_anything_is_written(tmp_pat
     with pytest.raises(TrainError, match=re.escape(message)):
         tdrl.train("sac", module=module, out=tmp_path / "run", **RUN)
     assert not (tmp_path / "run").exists()
+
+
+def test_shared_trunk_flag_with_a_user_module_is_refused(tmp_path):
+    with pytest.raises(TrainError, match=re.escape(
+            "--shared-trunk applies to the recipe's own networks only; with --module pass an "
+            "ActorCriticOperator")):
+        tdrl.train("sac", module=make_sac_pair(*PENDULUM), shared_trunk=True,
+                   out=tmp_path / "run", **RUN)
+    assert not (tmp_path / "run").exists()

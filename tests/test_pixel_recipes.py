@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 from tensordict import TensorDict
-from train_helpers import algorithm_class, metrics_rows
+from train_helpers import metrics_rows
 
 from tdrl.cli import main
 from tdrl.recipes import get_recipe
@@ -76,7 +76,7 @@ def test_resume_is_exact(run, tmp_path, monkeypatch):
     algo, flags, full = run
     crash_at = CRASH_AT["atari" if "ALE/Breakout-v5" in flags else "minatar"]
     crashed = tmp_path / "crashed"
-    cls = algorithm_class(algo)  # the class whose iterate() the loop calls
+    cls = get_recipe(algo).algorithm
     original = cls.iterate
 
     def crash(self):

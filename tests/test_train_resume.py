@@ -13,7 +13,6 @@ from train_helpers import (
     ROOT,
     SMALL_DQN,
     SMALL_PPO,
-    algorithm_class,
     metrics_rows,
     summary,
 )
@@ -38,7 +37,7 @@ def test_crash_then_resume_matches_uninterrupted_run(algo, flags, tmp_path, monk
     full, crashed = tmp_path / "full", tmp_path / "crashed"
     assert main(["train", algo, *flags, "--out", str(full)]) == 0
 
-    cls = algorithm_class(algo)  # the class whose iterate() the loop calls
+    cls = get_recipe(algo).algorithm
     original = cls.iterate
 
     def crash_after_first_checkpoint(self):

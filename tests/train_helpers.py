@@ -41,13 +41,3 @@ def metrics_rows(path: Path, drop_wall: bool = True) -> list[dict[str, str]]:
 def summary(run: Path) -> dict:
     return json.loads((run / "summary.json").read_text())
 
-
-def algorithm_class(name: str) -> type:
-    """The class whose ``iterate()`` the training loop calls for recipe ``name`` (DQN's recipe
-    builds its algorithm with a factory: ``DQN``, or its C51 subclass for a user's
-    ``DistributionalQValueActor``)."""
-    from tdrl.recipes import get_recipe
-    from tdrl.recipes.dqn import DQN
-
-    algorithm = get_recipe(name).algorithm
-    return algorithm if isinstance(algorithm, type) else {"dqn": DQN}[name]

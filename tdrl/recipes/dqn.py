@@ -372,16 +372,12 @@ class DQN(OffPolicy):
 
     loss_columns = ["loss", "q_mean", "epsilon", "lr", "updates"]
 
-    def __init__(
-        self, cfg: DQNConfig, env: EnvInfo, clock: Clock | None = None, qnet: Any = None
-    ) -> None:
+    def __init__(self, cfg: DQNConfig, env: EnvInfo, clock: Clock | None = None) -> None:
         obs_space, action_space, threshold = env
         super().__init__(cfg, threshold, clock)
         if stores_frames(obs_space):  # stacked Atari frames: each frame stored once
             self.buffer = FrameReplay(cfg.buffer_size, self.device)
-        if qnet is None:
-            qnet = build_qnet(cfg, obs_space, action_space)
-        self.qnet = qnet.to(self.device)
+        self.qnet = build_qnet(cfg, obs_space, action_space).to(self.device)
         self.target = copy.deepcopy(self.qnet).requires_grad_(False)
         # the learner needs only the action values: the network step of each actor, called on
         # the observation tensor (the actors' greedy/epsilon steps are for acting)
@@ -400,6 +396,10 @@ class DQN(OffPolicy):
         # hard target update: every tensor of the state dict, copied in one multi-tensor call
         self.copy_pairs = (list(self.target.state_dict(keep_vars=True).values()),
                            list(self.qnet.state_dict(keep_vars=True).values()))
+        if isinstance(self.qnet, DistributionalQValueActor):  # module=: C51's update instead
+            from tdrl.recipes.dqn_distributional import C51Update
+
+            self.train_step = C51Update(self)
         self._act = deterministic_act(self.qnet, self.device)
         self.egreedy = EGreedyModule(
             Categorical(int(action_space.n)),
@@ -628,22 +628,12 @@ class DQN(OffPolicy):
             super().close()
 
 
-def make_algorithm(cfg: DQNConfig, env: EnvInfo, clock: Clock | None = None) -> DQN:
-    """The run's algorithm: :class:`DQN`, or C51's for a user's ``DistributionalQValueActor``."""
-    qnet = build_qnet(cfg, env.observation_space, env.action_space)
-    if isinstance(qnet, DistributionalQValueActor):
-        from tdrl.recipes.dqn_distributional import DistributionalDQN
-
-        return DistributionalDQN(cfg, env, clock, qnet=qnet)
-    return DQN(cfg, env, clock, qnet=qnet)
-
-
 RECIPE = Recipe(
     name="dqn",
     summary="DQN on gymnasium vector envs, with a QValueActor and EGreedyModule.",
     config=DQNConfig,
     action_spaces=("discrete",),
-    algorithm=make_algorithm,
+    algorithm=DQN,
     make_act=make_act,
     env_defaults=ENV_DEFAULTS,
     make_policy=make_policy,

@@ -8,7 +8,8 @@ network's choice with Double DQN, the target network's without), projected back
 onto the support by :func:`project_onto_support`, against the online
 log-probabilities of the replayed action, by cross-entropy. Everything else
 (replay, n-step returns, epsilon-greedy acting, target updates, learning-rate
-decay, gradient clipping, checkpoints, ``--workers``) is :class:`~tdrl.recipes.dqn.DQN`'s.
+decay, gradient clipping, checkpoints, ``--workers``) is :class:`~tdrl.recipes.dqn.DQN`'s,
+which uses :class:`C51Update` as its ``train_step`` for such a network.
 
 Examples:
     >>> support = torch.tensor([0.0, 1.0, 2.0])
@@ -26,9 +27,8 @@ from torch import nn
 
 from tdrl._compat import lerp_all_
 from tdrl.recipes.config import TrainError
-from tdrl.recipes.dqn import DQN
 
-__all__ = ["DistributionalDQN", "check_support", "project_onto_support"]
+__all__ = ["C51Update", "check_support", "project_onto_support"]
 
 
 def check_support(support: torch.Tensor) -> None:
@@ -81,36 +81,40 @@ def project_onto_support(
     return torch.einsum("bi,bij->bj", probs, weights)
 
 
-class DistributionalDQN(DQN):
-    """:class:`~tdrl.recipes.dqn.DQN` with C51's categorical loss (for a ``DistributionalQValueActor``).
+class C51Update:
+    """C51's gradient step for a :class:`~tdrl.recipes.dqn.DQN` run on a ``DistributionalQValueActor``.
 
-    ``q_mean`` in ``metrics.csv`` is the mean expected value of the replayed
-    actions; ``loss`` is the cross-entropy to the projected target.
+    ``DQN`` puts it in place of its ``train_step`` when the Q-network is
+    distributional; it reads the run's replay buffer, networks, optimizer and
+    config. ``q_mean`` in ``metrics.csv`` is then the mean expected value of the
+    replayed actions and ``loss`` the cross-entropy to the projected target.
     """
 
-    def __init__(self, cfg: Any, env: Any, clock: Any = None, qnet: Any = None) -> None:
-        super().__init__(cfg, env, clock, qnet=qnet)
-        self.support = self.qnet.qvalue_module.support.to(self.device)
+    def __init__(self, algo: Any) -> None:
+        self.algo = algo
+        self.support = algo.qnet.qvalue_module.support.to(algo.device)
 
-    def _log_probs(self, net: nn.Module, obs: torch.Tensor) -> torch.Tensor:
+    @staticmethod
+    def _log_probs(net: nn.Module, obs: torch.Tensor) -> torch.Tensor:
         # [B, atoms, n]; log_softmax of log-probabilities (make_log_softmax=False) is a no-op
         return torch.log_softmax(net(obs), dim=-2)
 
-    def train_step(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(self) -> tuple[torch.Tensor, torch.Tensor]:
         """One C51 gradient step on a replay minibatch; returns (loss, mean Q) detached."""
-        cfg, support = self.cfg, self.support
-        batch = self.buffer.sample(cfg.batch_size)
+        algo, support = self.algo, self.support
+        cfg = algo.cfg
+        batch = algo.buffer.sample(cfg.batch_size)
         obs, next_obs = batch["observation"], batch["next_observation"]
         b, atoms = obs.shape[0], support.numel()
         if cfg.double_dqn:
-            log_both = self._log_probs(self.q_values, torch.cat([obs, next_obs]))
+            log_both = self._log_probs(algo.q_values, torch.cat([obs, next_obs]))
             log_p = log_both[:b]
             with torch.no_grad():
                 next_q = (log_both[b:].exp() * support.unsqueeze(-1)).sum(-2)
         else:
-            log_p = self._log_probs(self.q_values, obs)
+            log_p = self._log_probs(algo.q_values, obs)
         with torch.no_grad():
-            next_p = self._log_probs(self.target_q_values, next_obs).exp()
+            next_p = self._log_probs(algo.target_q_values, next_obs).exp()
             if not cfg.double_dqn:
                 next_q = (next_p * support.unsqueeze(-1)).sum(-2)
             best = next_q.argmax(-1).view(b, 1, 1).expand(b, atoms, 1)
@@ -122,12 +126,14 @@ class DistributionalDQN(DQN):
         action = batch["action"].view(b, 1, 1).expand(b, atoms, 1)
         log_p_action = log_p.gather(-1, action).squeeze(-1)  # [B, atoms]
         loss = -(target * log_p_action).sum(-1).mean()
-        self.optimizer.zero_grad(set_to_none=True)
+        algo.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        self.grad_norms.append(nn.utils.clip_grad_norm_(self.qnet.parameters(), cfg.max_grad_norm))
-        self.optimizer.step()
-        self.updates += 1
+        algo.grad_norms.append(
+            nn.utils.clip_grad_norm_(algo.qnet.parameters(), cfg.max_grad_norm)
+        )
+        algo.optimizer.step()
+        algo.updates += 1
         if cfg.tau < 1.0:
-            lerp_all_(list(self.target.parameters()), list(self.qnet.parameters()), cfg.tau)
+            lerp_all_(list(algo.target.parameters()), list(algo.qnet.parameters()), cfg.tau)
         q = (log_p_action.detach().exp() * support).sum(-1)
         return loss.detach(), q.mean()

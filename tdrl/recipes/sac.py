@@ -24,6 +24,10 @@ One file, top to bottom, in the CleanRL spirit:
    steps, except that the actor reads the critics from before this step's
    update, where SB3 reads them after); target critics are Polyak-averaged.
 
+With ``module=`` (``--module``) the networks are the user's, completed into
+twin critics and checked before anything is written: :mod:`tdrl.recipes.sac_user`
+states the contract; the update is the same.
+
 Acting samples under ``ExplorationType.RANDOM`` (uniform random actions
 before ``learning_starts``); evaluation uses ``ExplorationType.DETERMINISTIC``
 (``TanhNormal``'s ``deterministic_sample``, the squashed loc, as SB3).
@@ -133,6 +137,11 @@ class SACConfig(CommonConfig):
         check_positive(self, ["init_alpha"])
         if self.target_entropy is not None and not math.isfinite(self.target_entropy):
             raise TrainError(f"--target-entropy must be finite, got {self.target_entropy}")
+        if self.module and self.shared_trunk:
+            raise TrainError(
+                "--shared-trunk applies to the recipe's own networks only; with --module pass an "
+                "ActorCriticOperator (your trunk under the actor and critic heads)"
+            )
 
 
 # Per-env defaults on top of the dataclass defaults (RL-Zoo's hyperparams/sac.yml).
@@ -248,8 +257,8 @@ def prepare(cfg: SACConfig, env: EnvInfo) -> None:
         >>> prepare(SACConfig(hidden=(8,)), EnvInfo(gym.spaces.Box(-1, 1, (3,)),
         ...                                         gym.spaces.Box(-2, 2, (1,)), None))
     """
-    parts = build_agent(cfg, env.observation_space, env.action_space)
-    if cfg.module:
+    if cfg.module:  # the recipe's own networks need no check
+        parts = build_agent(cfg, env.observation_space, env.action_space)
         check_parts(parts, env.observation_space, env.action_space)
 
 
