@@ -222,3 +222,24 @@ def test_box_actions_eval_in_float64_carries_state(tmp_path, capsys):
 def test_recipe_lists_recurrent_flags():
     names = {f.name for f in __import__("dataclasses").fields(get_recipe("ppo").config)}
     assert {"recurrent", "rnn_hidden", "rnn_seq_len"} <= names
+
+
+def test_bootstrap_input_continues_the_ended_episode_state():
+    """A time-limit bootstrap scores the final observation with the state after the last step
+    (is_init False), although the env's next step restarts from zeros."""
+    from tdrl.modules import LSTMModule
+
+    lstm = LSTMModule(2, 3, in_key="observation", out_key="y")
+    memory = make_memory(lstm)
+    with torch.no_grad():
+        td = lstm(memory.inputs(torch.randn(3, 2)))
+        memory.advance(td, np.array([False, True, False]))
+    assert memory.is_init.tolist() == [False, True, False]
+    final = memory.inputs(torch.ones(1, 2), rows=np.array([False, True, False]))
+    assert final["is_init"].tolist() == [False]
+    torch.testing.assert_close(final["recurrent_state_h"], td["next", "recurrent_state_h"][1:2])
+    assert final["recurrent_state_h"].abs().sum() > 0
+    memory.reset(np.array([True, False, False]))
+    assert memory.is_init.tolist() == [True, True, False]
+    memory.reset()
+    assert memory.inputs(torch.zeros(2, 2))["is_init"].tolist() == [True, True]
