@@ -6,6 +6,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from train_helpers import QUIET, metrics_rows, summary
 
 from tdrl.cli import main
@@ -243,3 +245,21 @@ def test_bootstrap_input_continues_the_ended_episode_state():
     assert memory.is_init.tolist() == [True, True, False]
     memory.reset()
     assert memory.inputs(torch.zeros(2, 2))["is_init"].tolist() == [True, True]
+
+
+@settings(max_examples=40, deadline=None)
+@given(chunks=st.integers(1, 4), seq_len=st.integers(1, 5), n_envs=st.integers(1, 4),
+       per=st.integers(1, 6), seed=st.integers(0, 100))
+def test_minibatches_property(chunks, seq_len, n_envs, per, seed):
+    from tdrl.modules import GRUModule
+
+    n_steps = chunks * seq_len
+    memory = RecurrentMemory([GRUModule(2, 3, in_key="x", out_key="y")], seq_len=seq_len)
+    torch.manual_seed(seed)
+    batches = memory.minibatches(n_steps, n_envs, per * seq_len, "cpu")
+    every = torch.cat([b.reshape(-1) for b in batches])
+    assert sorted(every.tolist()) == list(range(n_steps * n_envs))
+    assert all(b.shape[1] == seq_len and b.shape[0] <= per for b in batches)
+    for seq in torch.cat(batches):
+        env, t = seq % n_envs, seq // n_envs
+        assert (env == env[0]).all() and (t.diff() == 1).all() and int(t[0]) % seq_len == 0
