@@ -250,6 +250,7 @@ def report(rows: dict[str, list[dict]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    sys.path.insert(0, str(ROOT))  # the checkout this script is in, for the in-process parts
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--parts", nargs="+", default=["learn", "sb3", "speed", "report"],
                    choices=["learn", "sb3", "speed", "report"])

@@ -6,6 +6,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from train_helpers import QUIET, metrics_rows, summary
 
 from tdrl.cli import main
@@ -222,3 +224,42 @@ def test_box_actions_eval_in_float64_carries_state(tmp_path, capsys):
 def test_recipe_lists_recurrent_flags():
     names = {f.name for f in __import__("dataclasses").fields(get_recipe("ppo").config)}
     assert {"recurrent", "rnn_hidden", "rnn_seq_len"} <= names
+
+
+def test_bootstrap_input_continues_the_ended_episode_state():
+    """A time-limit bootstrap scores the final observation with the state after the last step
+    (is_init False), although the env's next step restarts from zeros."""
+    from tdrl.modules import LSTMModule
+
+    lstm = LSTMModule(2, 3, in_key="observation", out_key="y")
+    memory = make_memory(lstm)
+    with torch.no_grad():
+        td = lstm(memory.inputs(torch.randn(3, 2)))
+        memory.advance(td, np.array([False, True, False]))
+    assert memory.is_init.tolist() == [False, True, False]
+    final = memory.inputs(torch.ones(1, 2), rows=np.array([False, True, False]))
+    assert final["is_init"].tolist() == [False]
+    torch.testing.assert_close(final["recurrent_state_h"], td["next", "recurrent_state_h"][1:2])
+    assert final["recurrent_state_h"].abs().sum() > 0
+    memory.reset(np.array([True, False, False]))
+    assert memory.is_init.tolist() == [True, True, False]
+    memory.reset()
+    assert memory.inputs(torch.zeros(2, 2))["is_init"].tolist() == [True, True]
+
+
+@settings(max_examples=40, deadline=None)
+@given(chunks=st.integers(1, 4), seq_len=st.integers(1, 5), n_envs=st.integers(1, 4),
+       per=st.integers(1, 6), seed=st.integers(0, 100))
+def test_minibatches_property(chunks, seq_len, n_envs, per, seed):
+    from tdrl.modules import GRUModule
+
+    n_steps = chunks * seq_len
+    memory = RecurrentMemory([GRUModule(2, 3, in_key="x", out_key="y")], seq_len=seq_len)
+    torch.manual_seed(seed)
+    batches = memory.minibatches(n_steps, n_envs, per * seq_len, "cpu")
+    every = torch.cat([b.reshape(-1) for b in batches])
+    assert sorted(every.tolist()) == list(range(n_steps * n_envs))
+    assert all(b.shape[1] == seq_len and b.shape[0] <= per for b in batches)
+    for seq in torch.cat(batches):
+        env, t = seq % n_envs, seq // n_envs
+        assert (env == env[0]).all() and (t.diff() == 1).all() and int(t[0]) % seq_len == 0

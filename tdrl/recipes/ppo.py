@@ -17,6 +17,13 @@ One file, top to bottom, in the CleanRL spirit:
    The new log-probabilities come from the policy head's ``get_dist`` (the
    trunk runs once per minibatch and feeds both heads).
 
+With ``--recurrent lstm|gru`` the trunk ends with an LSTM/GRU
+(:func:`tdrl.recipes.trunks.trunk_module`) and ``self.memory``
+(:mod:`tdrl.recipes.memory`) supplies each step's input (observation, the envs'
+recurrent state, ``is_init``), carries the state after each step, and cuts the
+rollout into minibatches of whole env sequences that the update replays from
+their stored state; without it the same calls are the feed-forward path.
+
 Evaluation acts under ``ExplorationType.DETERMINISTIC``. With ``--normalize-obs`` (the
 default on MuJoCo envs) a ``RunningObsNorm`` runs before the trunk: ``collect`` adds each
 observation to its statistics as it arrives and stores it normalized; evaluation, checkpoints
