@@ -25,7 +25,7 @@ lint: $(STAMP)
 # Ray's tests start one local Ray instance per module (2 CPUs): `make test-ray` runs them
 # serially, after the rest (two pytest-xdist workers would start two instances on 2 cores,
 # and split a module's order-dependent tests). Each test has a hard pytest-timeout limit.
-RAY_TESTS := tests/test_ray_train.py tests/test_ray_collector.py tests/test_ray_hostile.py
+RAY_TESTS := tests/test_ray_train.py tests/test_ray_collector.py tests/test_ray_hostile.py tests/test_ray_pixels.py
 
 test: $(STAMP)
 	$(BIN)/ruff check .
