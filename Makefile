@@ -26,7 +26,7 @@ lint: $(STAMP)
 # serially, after the rest (two pytest-xdist workers would start two instances on 2 cores,
 # and split a module's order-dependent tests). Each test has a hard pytest-timeout limit.
 RAY_TESTS := tests/test_ray_train.py tests/test_ray_collector.py tests/test_ray_hostile.py \
-	tests/test_ray_user_module.py
+	tests/test_ray_user_module.py tests/test_ray_pixels.py
 
 test: $(STAMP)
 	$(BIN)/ruff check .

@@ -18,7 +18,7 @@ from train_helpers import (
 )
 
 from tdrl.cli import main
-from tdrl.recipes import runfiles
+from tdrl.recipes import get_recipe, runfiles
 from tdrl.recipes.config import CheckpointError, WriteError
 from tdrl.recipes.runfiles import (
     load_checkpoint,

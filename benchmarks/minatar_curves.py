@@ -1,0 +1,71 @@
+"""Learning curves and the bars of the 1M-step MinAtar Breakout runs (benchmarks/minatar_runs.sh).
+
+Reads ``<runs>/<algo>-minatar-breakout-s<seed>/metrics.csv`` (and ``summary.json`` when the
+run finished), writes one PNG per algorithm (mean game score of the last 10 training
+episodes against env steps, one line per seed, random play and the bar of 5 drawn) and
+prints a table: steps reached, final evaluation (10 games), mean of the last 100 training
+episodes, whether both bars (>= 5) hold.
+
+    PYTHONPATH=. python benchmarks/minatar_curves.py [--runs /work/runs/pixels] [--out docs/pixels]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+from pathlib import Path
+
+RANDOM_PLAY = 0.38  # MinAtar Breakout, uniform random actions (issue 20)
+BAR = 5.0
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from tdrl.recipes.runfiles import read_metrics
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--runs", default="/work/runs/pixels")
+    p.add_argument("--out", default="docs/pixels")
+    p.add_argument("--seeds", default="0,1,2")
+    args = p.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for algo in ("ppo", "dqn"):
+        fig = Figure(figsize=(7, 4), layout="constrained")
+        FigureCanvasAgg(fig)
+        ax = fig.subplots()
+        for seed in args.seeds.split(","):
+            run = Path(args.runs) / f"{algo}-minatar-breakout-s{seed}"
+            if not (run / "metrics.csv").exists():
+                continue
+            m = read_metrics(run / "metrics.csv")
+            ax.plot(m["step"], m["return_mean"], label=f"seed {seed}")
+            row = {"algo": algo, "seed": int(seed), "steps": int(m["step"][-1])}
+            if (run / "summary.json").exists():
+                s = json.loads((run / "summary.json").read_text())
+                row.update(final_eval=s["final_eval_return"],
+                           train_last100=round(s["train_return_last100"], 2),
+                           wall_s=round(s["wall_s"]))
+                row["bars"] = row["final_eval"] >= BAR and row["train_last100"] >= BAR
+            rows.append(row)
+        ax.axhline(RANDOM_PLAY, color="gray", linestyle=":", label="random play")
+        ax.axhline(BAR, color="tab:green", linestyle="--", label=f"bar {BAR:g}")
+        ax.set_xlabel("environment steps")
+        ax.set_ylabel("game score, mean of the last 10 episodes")
+        ax.set_title(f"tdrl train {algo} --env MinAtar/Breakout-v1 (defaults)")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower right")
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=90)
+        (out / f"minatar_breakout_{algo}.png").write_bytes(buf.getvalue())
+    for r in rows:
+        print(json.dumps(r))
+    return rows
+
+
+if __name__ == "__main__":
+    main()
