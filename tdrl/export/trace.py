@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -315,7 +316,10 @@ def trace_policy(
     policy = wrapper.policy
     batch = torch.export.Dim("batch", min=1)
     shapes = tuple({0: batch} for _ in inputs)
-    with _tracing_mode(policy):
+    with _tracing_mode(policy), warnings.catch_warnings():
+        # nn.LSTM / nn.GRU re-point their _flat_weights list at the traced parameters: torch
+        # warns that plain attributes were assigned; the weights are parameters, folded below
+        warnings.filterwarnings("ignore", message=r"The tensor attributes .*_flat_weights")
         try:
             wrapper(*inputs)
         except Exception as err:
