@@ -119,10 +119,18 @@ def test_dqn_learner_reads_action_values_without_running_the_actor():
     calls = {"actor": 0, "target": 0}
     algo.qnet.register_forward_pre_hook(lambda *a: calls.__setitem__("actor", calls["actor"] + 1))
     algo.target.register_forward_pre_hook(lambda *a: calls.__setitem__("target", calls["target"] + 1))
+    # the recipe's own MLP acts as a plain tensor function (tdrl.recipes.fastpath): no module call
+    assert algo.fast_act
+    algo.env_step()
+    assert calls == {"actor": 0, "target": 0}
+    algo.fast_act = False  # the module path: acting runs the QValueActor (and the explorer)
     for _ in range(4):
         algo.env_step()
     before = calls["actor"]
-    assert before == 4  # acting runs the QValueActor (greedy action for the explorer)
+    assert before == 4
+    loss, q = algo.train_step()
+    assert calls == {"actor": before, "target": 0}
+    algo.q_fn, algo.target_q_fn = algo.q_values, algo.target_q_values  # the learner's module path
     loss, q = algo.train_step()
     assert calls == {"actor": before, "target": 0}
     assert torch.isfinite(loss) and torch.isfinite(q)
