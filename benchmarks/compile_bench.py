@@ -34,28 +34,28 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from floor_checks import build, fill  # noqa: E402
 
-from tdrl.recipes import ppo_fast  # noqa: E402
+from tdrl.recipes import ppo_calls  # noqa: E402
 from tdrl.recipes.sac import TanhNormal  # noqa: E402
 
 
 def ppo_case() -> tuple[dict[str, Callable[[], object]], dict[str, int]]:
     algo = build("ppo", "CartPole-v1", 0)
     batch = algo.collect().reshape(-1)
-    fast = algo.fast
+    fast = algo.calls  # TensorCalls: the recipe's own agent as tensor functions
     obs, action = batch["observation"], batch["action"].unsqueeze(-1)
     old, adv, target = batch["sample_log_prob"], batch["advantage"], batch["value_target"]
 
     def loss(obs, act, old, adv, target):
         hidden = fast.trunk(obs)
-        logp = ppo_fast._normalized(fast.logits(hidden))
+        logp = ppo_calls._normalized(fast.logits(hidden))
         ratio = (logp.gather(-1, act).squeeze(-1) - old).exp()
-        value = fast.value(hidden).reshape(-1)
+        value = fast.value_fn(hidden).reshape(-1)
         policy = torch.max(-adv * ratio, -adv * ratio.clamp(0.8, 1.2)).mean()
         return policy + 0.5 * (target - value).pow(2).mean()
 
     def act(obs):
         hidden = fast.trunk(obs)
-        return ppo_fast._normalized(fast.logits(hidden)), fast.value(hidden)
+        return ppo_calls._normalized(fast.logits(hidden)), fast.value_fn(hidden)
 
     obs8 = obs[:8]
     calls = {"update step": 20 * 391, "acting step": 100_000 // 8}

@@ -237,12 +237,11 @@ def test_nan_gradient_is_named(algo, tmp_path, capsys, monkeypatch):
     def nan_grad(norm, args):
         return torch.full_like(norm, float("nan"))
 
-    from tdrl.recipes import dqn, ppo_fast
+    from tdrl.recipes import dqn, ppo
 
     # the 3rd gradient step: PPO's 2nd update (two minibatches each), DQN's 2nd phase (two steps);
-    # the recipes clip through tdrl._compat.clip_grad_norm_ (the name each hot path imported),
-    # PPO's operator path through torch's
-    for module in {"ppo": [ppo_fast, torch.nn.utils], "dqn": [dqn]}[algo]:
+    # the recipes clip through tdrl._compat.clip_grad_norm_ (the name each recipe imported)
+    for module in {"ppo": [ppo], "dqn": [dqn]}[algo]:
         _poison_step(monkeypatch, module, "clip_grad_norm_", 3, nan_grad)
     out = tmp_path / "run"
     assert main(["train", algo, *FLAGS[algo], *COMMON, "--out", str(out)]) == 1
