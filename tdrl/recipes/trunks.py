@@ -157,10 +157,11 @@ def image_features(obs_space: Any, cnn: str = "auto") -> tuple[nn.Module, int]:
         raise TrainError(f"--cnn {cnn!r}: choose from auto, {', '.join(CNN_SPECS)}")
     channels_last, (c, h, w) = image_layout(obs_space.shape)
     spec = CNN_SPECS[name]
+    frame = f"{h}x{w}"
     for k, s in zip(spec["kernel_sizes"], spec["strides"]):
         if h < k or w < k:
             raise TrainError(
-                f"the {name!r} CNN does not fit {h}x{w} frames (observation shape "
+                f"the {name!r} CNN does not fit {frame} frames (observation shape "
                 f"{tuple(obs_space.shape)}); choose --cnn minatar for small frames"
             )
         h, w = (h - k) // s + 1, (w - k) // s + 1
