@@ -247,3 +247,22 @@ def test_frame_tensor_dtype_is_kept():
     assert seen == [torch.uint8]
     assert build_trunk(gym.spaces.Box(0, 1, (4, 10, 10), np.uint8), hidden=(4,),
                        activation="relu").kind == "image"
+
+
+def test_dqn_image_networks_plain_and_dueling():
+    from tdrl.modules import DuelingCnnDQNet
+    from tdrl.recipes.dqn import DQNConfig, build_qnet, prepare
+    from tdrl.recipes.envs import EnvInfo
+    from tdrl.recipes.trunks import ScaleFrames
+
+    space, actions = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8), gym.spaces.Discrete(4)
+    frames = torch.as_tensor(np.stack([space.sample() for _ in range(3)]))
+    for dueling in (False, True):
+        cfg = DQNConfig(hidden=(32,), dueling=dueling)
+        qnet = build_qnet(cfg, space, actions)
+        net = qnet[0].module
+        assert isinstance(net, DuelingCnnDQNet) == dueling
+        assert any(isinstance(m, ScaleFrames) for m in net.modules())
+        values = qnet(TensorDict(observation=frames, batch_size=[3]))["action_value"]
+        assert values.shape == (3, 4) and values.dtype == torch.float32
+        prepare(cfg, EnvInfo(space, actions, None))

@@ -166,11 +166,11 @@ def image_features(obs_space: Any, cnn: str = "auto") -> tuple[nn.Module, int]:
         raise TrainError(f"--cnn {cnn!r}: choose from auto, {', '.join(CNN_SPECS)}")
     channels_last, (c, h, w) = image_layout(obs_space.shape)
     spec = CNN_SPECS[name]
-    height, width = h, w
+    frame = f"{h}x{w}"
     for k, s in zip(spec["kernel_sizes"], spec["strides"]):
         if h < k or w < k:  # the frame (as the earlier layers leave it) is smaller than a kernel
             raise TrainError(
-                f"the {name!r} CNN does not fit {height}x{width} frames (observation shape "
+                f"the {name!r} CNN does not fit {frame} frames (observation shape "
                 f"{tuple(obs_space.shape)}); choose --cnn minatar for small frames"
             )
         h, w = (h - k) // s + 1, (w - k) // s + 1
