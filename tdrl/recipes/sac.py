@@ -421,17 +421,7 @@ class SAC(OffPolicy):
             q_pi = parts.critic_head(
                 TensorDict({parts.feature_key: features, "action": a_pi}, batch_size=[b])
             ).get("state_action_value")
-        actor_loss = (alpha * log_prob_pi - q_pi.min(-1).values).mean()
-        loss = critic_loss + actor_loss
-        if cfg.autotune:
-            alpha_loss = -(self.log_alpha * (log_prob_pi.detach() + self.target_entropy)).mean()
-            loss = loss + alpha_loss
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        lerp_all_(self.polyak_pairs[0], self.polyak_pairs[1], cfg.tau)
-        self.updates += 1
-        return torch.stack([critic_loss, actor_loss, alpha, -log_prob_pi.mean(), q.mean()]).detach()
+        return self._step(critic_loss, q, q_pi, log_prob_pi, alpha)
 
     def _update_fast(self) -> torch.Tensor:
         """:meth:`update` for the recipe's own networks: the same math, called on tensors.
@@ -457,15 +447,21 @@ class SAC(OffPolicy):
         critic_loss = 0.5 * (q - target.unsqueeze(-1)).pow(2).mean(0).sum()
         with self.parts.twin.frozen():
             q_pi = twin(obs, a_pi)
+        return self._step(critic_loss, q, q_pi, log_prob_pi, alpha)
+
+    def _step(self, critic_loss: torch.Tensor, q: torch.Tensor, q_pi: torch.Tensor,
+              log_prob_pi: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+        """The actor (and temperature) losses on the critics' ``q_pi``, one optimizer step on
+        the sum with the critic loss, the Polyak target update; returns the logged values."""
         actor_loss = (alpha * log_prob_pi - q_pi.min(-1).values).mean()
         loss = critic_loss + actor_loss
-        if cfg.autotune:
+        if self.cfg.autotune:
             alpha_loss = -(self.log_alpha * (log_prob_pi.detach() + self.target_entropy)).mean()
             loss = loss + alpha_loss
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        lerp_all_(self.polyak_pairs[0], self.polyak_pairs[1], cfg.tau)
+        lerp_all_(self.polyak_pairs[0], self.polyak_pairs[1], self.cfg.tau)
         self.updates += 1
         return torch.stack([critic_loss, actor_loss, alpha, -log_prob_pi.mean(), q.mean()]).detach()
 
