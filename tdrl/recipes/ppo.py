@@ -287,7 +287,6 @@ class PPO:
         # --normalize-obs: obs_norm runs before the trunk, which reads obs_key; rollouts store
         # the observations as normalized when collected, and the update runs the trunk on them
         self.trunk, self.obs_norm, self.obs_key = parts.trunk, parts.obs_norm, parts.obs_key
-        self.value_operator = self.agent.get_value_operator()
         self.log_prob_key = getattr(self.policy, "log_prob_key", "sample_log_prob")
         self.optimizer = make_adam(self.agent.parameters(), cfg.lr, eps=1e-5)
         self.to_env = action_to_env(action_space, cfg)
@@ -404,12 +403,9 @@ class PPO:
         cut = batch["next", "truncated"] & ~batch["next", "terminated"]
         if cut.any():  # bootstrap episodes cut by the time limit from their final obs
             final = batch["next", "observation"][cut]
-            v = self.value_operator(TensorDict({"observation": final}, batch_size=[len(final)]))
-            rewards[cut] += cfg.gamma * v["state_value"].reshape(-1)
+            rewards[cut] += cfg.gamma * self.calls.value(final).reshape(-1)
         last_obs = batch["next", "observation"][-1]  # (ended envs: masked by done in gae)
-        last_value = self.value_operator(
-            TensorDict({"observation": last_obs}, batch_size=[n_envs])
-        )["state_value"].reshape(-1)
+        last_value = self.calls.value(last_obs).reshape(-1)
         out = batch.select("observation", "action", self.log_prob_key, "state_value")
         if self.obs_norm is not None:  # normalized as the workers did, then into the statistics
             self.obs_norm(out)
