@@ -19,11 +19,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from tensordict import TensorDict
 
 from tdrl.data import Bounded
-from tdrl.envs.utils import ExplorationType, set_exploration_type
 from tdrl.modules import ProbabilisticActor, SafeModule, TanhNormal
+from tdrl.recipes.memory import PolicyAct
 
 __all__ = [
     "Clock",
@@ -267,6 +266,7 @@ def deterministic_act(
 
     ``policy`` reads ``observation`` and writes ``action`` (no gradients);
     ``to_env`` turns that tensor into the env's format (default: as is, on the CPU).
+    A :class:`~tdrl.recipes.memory.PolicyAct` (it carries a recurrent policy's state).
 
     Examples:
         >>> from tdrl.modules import QValueActor
@@ -275,15 +275,11 @@ def deterministic_act(
         >>> deterministic_act(qnet, "cpu")(np.zeros((3, 4), dtype=np.float32)).shape
         (3,)
     """
-    convert = to_env or (lambda a: a.cpu().numpy())
+    return PolicyAct(policy, device, to_env or _cpu_numpy)
 
-    def act(obs: np.ndarray) -> np.ndarray:
-        obs_t = obs_tensor(obs, device)
-        td = TensorDict({"observation": obs_t}, batch_size=obs_t.shape[:1], device=device)
-        with torch.no_grad(), set_exploration_type(ExplorationType.DETERMINISTIC):
-            return convert(policy(td)["action"])
 
-    return act
+def _cpu_numpy(action: torch.Tensor) -> np.ndarray:
+    return action.cpu().numpy()
 
 
 def load_policy_operator(agent: Any, model_state: Any, device: Any) -> Any:

@@ -261,8 +261,8 @@ class PolicyAct:
     """``obs batch (numpy) -> env actions``: a policy under DETERMINISTIC exploration, step by
     step, carrying its memory; ``reset(done)`` forgets ended episodes (``None``: all).
 
-    Observations become float32 tensors, then ``dtype``; ``convert`` turns the action
-    tensor into the env's format.
+    Observations become float32 tensors, then ``dtype`` (``uint8`` frames stay ``uint8``);
+    ``convert`` turns the action tensor into the env's format.
 
     Examples:
         >>> from tdrl.modules import LSTMModule, SafeModule, SafeSequential
@@ -288,7 +288,9 @@ class PolicyAct:
         self.memory = make_memory(policy)
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:
-        obs_t = torch.as_tensor(obs, dtype=torch.float32, device=self.device).to(self.dtype)
+        obs_t = torch.as_tensor(obs, device=self.device)
+        if obs_t.dtype != torch.uint8:  # frames stay uint8: image networks scale them
+            obs_t = obs_t.to(torch.float32).to(self.dtype)
         td = self.memory.inputs(obs_t)
         with torch.no_grad(), set_exploration_type(ExplorationType.DETERMINISTIC):
             td = self.policy(td)
