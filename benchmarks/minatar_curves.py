@@ -4,7 +4,8 @@ Reads ``<runs>/<algo>-minatar-breakout-s<seed>/metrics.csv`` (and ``summary.json
 run finished), writes one PNG per algorithm (mean game score of the last 10 training
 episodes against env steps, one line per seed, random play and the bar of 5 drawn) and
 prints a table: steps reached, final evaluation (10 games), mean of the last 100 training
-episodes, whether both bars (>= 5) hold.
+episodes, whether both bars (>= 5) hold. SB3's PPO at the same settings
+(``benchmarks/minatar_sb3.py``), where its run directory exists, is drawn and listed beside them.
 
     PYTHONPATH=. python benchmarks/minatar_curves.py [--runs /work/runs/pixels] [--out docs/pixels]
 """
@@ -15,6 +16,8 @@ import argparse
 import io
 import json
 from pathlib import Path
+
+import numpy as np
 
 RANDOM_PLAY = 0.38  # MinAtar Breakout, uniform random actions (issue 20)
 BAR = 5.0
@@ -52,6 +55,20 @@ def main(argv: list[str] | None = None) -> list[dict]:
                            wall_s=round(s["wall_s"]))
                 row["bars"] = row["final_eval"] >= BAR and row["train_last100"] >= BAR
             rows.append(row)
+        sb3 = Path(args.runs) / f"sb3-{algo}-minatar-breakout-s0"
+        if (sb3 / "episodes.csv").exists():  # benchmarks/minatar_sb3.py at the same settings
+            steps, scores = np.loadtxt(sb3 / "episodes.csv", delimiter=",", skiprows=1,
+                                       ndmin=2).T
+            # the same statistic as tdrl's return_mean: mean of the last 10 episodes
+            means = np.convolve(scores, np.ones(10) / 10, mode="valid")
+            ax.plot(steps[9:], means, color="black", linewidth=0.8, label="SB3, seed 0")
+            if (sb3 / "summary.json").exists():
+                s = json.loads((sb3 / "summary.json").read_text())
+                rows.append({"algo": f"sb3-{algo}", "seed": 0, "steps": s["steps"],
+                             "final_eval": s["final_eval_deterministic"],
+                             "final_eval_sampled": s["final_eval_sampled"],
+                             "train_last100": round(s["train_return_last100"], 2),
+                             "wall_s": round(s["seconds"])})
         ax.axhline(RANDOM_PLAY, color="gray", linestyle=":", label="random play")
         ax.axhline(BAR, color="tab:green", linestyle="--", label=f"bar {BAR:g}")
         ax.set_xlabel("environment steps")
