@@ -36,7 +36,7 @@ TINY = {
             "--epochs", "1", "--checkpoint-every", "128", *ATARI],
     "dqn": ["--total-steps", "256", "--learning-starts", "192", "--log-every", "64",
             "--checkpoint-every", "128", "--buffer-size", "2000", "--target-update", "200",
-            *ATARI],
+            "--n-step", "3", *ATARI],  # n-step: resuming drops the restarted games' pending steps
 }
 
 
@@ -227,7 +227,8 @@ def run(request, tmp_path_factory):
     else:  # the Python API mirrors the flags
         result = tdrl.train(algo, env="ALE/Breakout-v5", vec="envpool", total_steps=256,
                             learning_starts=192, log_every=64, checkpoint_every=128,
-                            buffer_size=2000, target_update=200, eval_episodes=1, threads=1,
+                            buffer_size=2000, target_update=200, n_step=3, eval_episodes=1,
+                            threads=1,
                             out=out, log=None)
         assert result.status == "finished"
     return algo, out
