@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e ".[train,dev,mujoco,export,ray,loggers,atari,minatar]"
+	$(BIN)/python -m pip install -q -e ".[train,dev,mujoco,export,ray,loggers,atari,minatar,envpool]"
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -44,7 +44,7 @@ def _defaults(algo: str, env_id: str) -> dict[str, Any]:
     return dict(recipe.defaults_for(env_id, probe_env(env_id).action_space))
 
 
-def run_tdrl(algo: str, env_id: str, steps: int) -> float:
+def run_tdrl(algo: str, env_id: str, steps: int, vec: str = "sync") -> float:
     """Env steps per second of ``tdrl train`` (the algorithm object, no run directory)."""
     from tdrl.recipes import get_recipe
     from tdrl.recipes.config import resolve_config
@@ -52,7 +52,7 @@ def run_tdrl(algo: str, env_id: str, steps: int) -> float:
 
     recipe = get_recipe(algo)
     env = probe_env(env_id)
-    explicit: dict[str, Any] = {"env": env_id, "total_steps": steps, "threads": 1}
+    explicit: dict[str, Any] = {"env": env_id, "total_steps": steps, "threads": 1, "vec": vec}
     if algo == "dqn":
         explicit.update(learning_starts=steps // 4, buffer_size=steps, log_every=steps // 8)
     cfg = resolve_config(recipe.config, explicit, recipe.defaults_for(env_id, env.action_space))
@@ -152,6 +152,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     p.add_argument("--algos", default="ppo,dqn")
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--scale", type=float, default=1.0, help="multiply every run's --steps")
+    p.add_argument("--vec", default="sync", help="tdrl's training vector env (envpool: Atari)")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     rows = []
@@ -161,7 +162,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             steps = int(STEPS[(algo, family)] * args.scale)
             ours, theirs = [], []
             for _ in range(args.repeats):
-                ours.append(run_tdrl(algo, env_id, steps))
+                ours.append(run_tdrl(algo, env_id, steps, args.vec))
                 theirs.append(run_sb3(algo, env_id, steps))
             row = {
                 "algo": algo, "env": env_id, "steps": steps,

@@ -186,6 +186,12 @@ class CommonConfig:
         100_000, "environment steps to train for (rounded up to a whole iteration)"
     )
     num_envs: int = option(8, "parallel environments (gymnasium SyncVectorEnv)")
+    vec: str = option(
+        "sync",
+        "vector env of the training envs: sync (gymnasium's SyncVectorEnv, every env) or "
+        "envpool (Atari ALE/<Game>-v5 only, the envpool extra; evaluation stays on gymnasium)",
+        choices=("sync", "envpool"),
+    )
     device: str = option("cpu", "torch device for the networks")
     threads: int = option(1, "torch CPU threads (small networks run fastest on 1)")
     eval_episodes: int = option(10, "episodes of the final deterministic evaluation")
@@ -215,6 +221,8 @@ class CommonConfig:
             raise TrainError(f"--seed must be in [0, {2**32 - 1}], got {self.seed}")
         check_positive(self, ["total_steps", "num_envs", "threads", "eval_episodes",
                               "checkpoint_every"])
+        if self.vec not in ("sync", "envpool"):
+            raise TrainError(f"invalid --vec {self.vec!r}; valid choices: sync, envpool")
         from tdrl.recipes.loggers import parse_loggers  # loggers.py imports this module
 
         self.logger = ",".join(parse_loggers(self.logger))

@@ -618,6 +618,8 @@ class DQN(OffPolicy):
         super().load_state_dict(state)
         if self.nstep is not None:
             self.nstep.pending = state["nstep_pending"]
+            if self.envs_restarted:  # --vec envpool: new games; the pending steps have no next
+                self.nstep.pending = [[] for _ in self.nstep.pending]
         if self.collector is not None:
             self.collector.update_policy_weights_()
 

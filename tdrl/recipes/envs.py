@@ -14,6 +14,7 @@ import difflib
 import functools
 import os
 from collections.abc import Callable, Sequence
+from types import SimpleNamespace
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -293,10 +294,14 @@ def check_network_size(cfg: Any, obs_space: Any, action_space: Any) -> None:
         )
 
 
-def make_vec_env(env_id: str, num_envs: int, train: bool = True, **make_kwargs: Any) -> Any:
+def make_vec_env(
+    env_id: str, num_envs: int, train: bool = True, *, vec: str = "sync", **make_kwargs: Any
+) -> Any:
     """A gymnasium ``SyncVectorEnv`` in same-step autoreset mode.
 
     ``train=False`` makes the evaluation variant of pixel envs (:func:`env_factory`).
+    ``vec="envpool"`` (``--vec envpool``, Atari training envs only): an
+    :class:`~tdrl.recipes.envpool_vec.EnvPoolVecEnv` with the same interface.
 
     When a sub-env ends, ``step`` returns the first observation of the next
     episode and puts the last one in ``info["final_obs"]`` (masked by
@@ -313,6 +318,14 @@ def make_vec_env(env_id: str, num_envs: int, train: bool = True, **make_kwargs: 
     """
     from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
+    if vec != "sync":
+        from tdrl.recipes.envpool_vec import EnvPoolVecEnv, check_vec
+
+        check_vec(SimpleNamespace(vec=vec, env=env_id))
+        if not train:
+            raise TrainError("--vec envpool makes training envs only; evaluation plays "
+                             "gymnasium envs (vec='sync')")
+        return EnvPoolVecEnv(env_id, num_envs, **make_kwargs)
     fns = [env_factory(env_id, train, **make_kwargs) for _ in range(num_envs)]
     return SyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)
 

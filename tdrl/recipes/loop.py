@@ -49,6 +49,7 @@ from tdrl.recipes.config import (
     resolve_config,
 )
 from tdrl.recipes.env_ids import PYTHON_PREFIX
+from tdrl.recipes.envpool_vec import check_vec
 from tdrl.recipes.envs import (
     EVAL_SEED_OFFSET,
     EnvInfo,
@@ -226,6 +227,7 @@ def _check_config(recipe: Recipe, cfg: Any, env: EnvInfo) -> None:
     check_loggers(cfg.logger)
     if recipe.prepare is not None:
         recipe.prepare(cfg, env)
+    check_vec(cfg)  # --vec envpool: an Atari id, no --workers, the extra installed
     if getattr(cfg, "workers", 0) and cfg.env.startswith(PYTHON_PREFIX):
         raise TrainError(
             f"--workers: env {cfg.env!r} is a Python object of this process, which Ray workers "

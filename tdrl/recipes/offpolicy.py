@@ -30,6 +30,7 @@ import torch
 
 from tdrl.recipes.blocks import Clock, EpisodeStats, obs_tensor
 from tdrl.recipes.config import TrainError, check_positive, check_range
+from tdrl.recipes.envpool_vec import restart_obs
 from tdrl.recipes.envs import check_env_reset, make_vec_env
 from tdrl.recipes.pixels import reports_game_score
 from tdrl.recipes.replay import ReplayBuffer
@@ -108,7 +109,8 @@ class OffPolicy:
 
     def open_envs(self) -> None:
         """Create the vector env and reset it with the run's seed."""
-        self.envs = make_vec_env(self.cfg.env, self.cfg.num_envs)
+        self.envs = make_vec_env(self.cfg.env, self.cfg.num_envs,
+                                 vec=getattr(self.cfg, "vec", "sync"))
         obs, _ = self.envs.reset(seed=self.cfg.seed)
         check_env_reset(obs)
         self.obs = self._obs_tensor(obs)
@@ -146,6 +148,10 @@ class OffPolicy:
             self.envs.close()
         self.envs = state["envs"]
         self.obs = state["obs"].to(self.device)
+        fresh = restart_obs(self.envs)
+        self.envs_restarted = fresh is not None
+        if fresh is not None:  # --vec envpool: new games (envpool cannot save its emulators)
+            self.obs = self._obs_tensor(fresh)
         self.stats.load_state_dict(state["stats"])
         self.global_step = int(state["global_step"])
         self.updates = int(state["updates"])

@@ -61,6 +61,7 @@ from tdrl.recipes.config import (
     check_range,
     option,
 )
+from tdrl.recipes.envpool_vec import restart_obs
 from tdrl.recipes.envs import (
     EnvInfo,
     check_env_reset,
@@ -309,7 +310,7 @@ class PPO:
         if self.collector is not None:
             self.batches = iter(self.collector)
             return
-        self.envs = make_vec_env(cfg.env, cfg.num_envs)
+        self.envs = make_vec_env(cfg.env, cfg.num_envs, vec=cfg.vec)
         obs, _ = self.envs.reset(seed=cfg.seed)
         check_env_reset(obs)
         self.envs.action_space.seed(cfg.seed)
@@ -537,6 +538,10 @@ class PPO:
         self.stats.load_state_dict(state["stats"])
         self.global_step = int(state["global_step"])
         self.memory.load_state_dict(state.get("memory", {}))
+        fresh = restart_obs(self.envs) if self.collector is None else None
+        if fresh is not None:  # --vec envpool: new games (envpool cannot save its emulators)
+            self.obs = self._obs_tensor(fresh)
+            self.memory.reset()
 
     def close(self) -> None:
         if self.collector is not None:
