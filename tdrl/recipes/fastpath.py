@@ -103,11 +103,8 @@ def _conv_net(net: ConvNet) -> Fn | None:
 
 def _image_step(m: nn.Module) -> Fn | None:
     """The image trunk's layers before the dense ones: ``ScaleFrames`` and ``ConvNet``."""
-    if type(m) is ScaleFrames:
-        scale, channels_last = m.scale, m.channels_last
-        if channels_last:
-            return lambda x: x.movedim(-1, -3).to(torch.float32) * scale
-        return lambda x: x.to(torch.float32) * scale
+    if type(m) is ScaleFrames:  # (no parameters: its own forward, one call)
+        return m.forward
     if type(m) is ConvNet:
         return _conv_net(m)
     return None
