@@ -148,8 +148,11 @@ class ScaleFrames(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.channels_last:
             x = x.movedim(-1, -3)
-        if self.nhwc_out and x.ndim == 4:
-            return x.to(torch.float32, memory_format=torch.channels_last).mul_(self.scale)
+        if self.nhwc_out and x.ndim == 4:  # (copy: never scale the caller's tensor in place)
+            x = x.to(torch.float32, memory_format=torch.channels_last, copy=True)
+            return x if self.scale == 1.0 else x.mul_(self.scale)
+        if self.scale == 1.0:  # MinAtar's 0/1 planes: the cast alone is the same values
+            return x.to(torch.float32, copy=True)
         return x.to(torch.float32) * self.scale
 
     def extra_repr(self) -> str:
