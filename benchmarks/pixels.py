@@ -215,6 +215,25 @@ def op_shares(run: Run, n: int) -> dict[str, float]:
     return {"conv": conv / total, "matmul": matmul / total}
 
 
+def env_seconds_per_step(env_id: str, n_envs: int, steps: int, clock: str) -> float:
+    """Seconds per env step of tdrl's bare vector env with random actions (the env's own cost)."""
+    import numpy as np
+
+    from tdrl.recipes.envs import make_vec_env
+
+    envs = make_vec_env(env_id, n_envs)
+    envs.reset(seed=0)
+    rng = np.random.default_rng(0)
+    n_actions = envs.single_action_space.n
+    now = clock_fn(clock)
+    t0 = now()
+    for _ in range(max(1, steps // n_envs)):
+        envs.step(rng.integers(0, n_actions, n_envs))
+    elapsed = now() - t0
+    envs.close()
+    return elapsed / (max(1, steps // n_envs) * n_envs)
+
+
 def top_frames(run: Run, n: int, k: int = 12) -> list[str]:
     """The costliest Python frames of a block by cumulative time (cProfile)."""
     prof = cProfile.Profile()
@@ -244,10 +263,17 @@ def time_row(algo: str, family: str, args: argparse.Namespace) -> dict[str, Any]
           f"-> {row['ratio']:.2f}x (blocks of {block} env steps, load {row['load']:.1f})",
           flush=True)
     if args.profile:
+        env_share = env_seconds_per_step(env_id, _defaults(algo, env_id)["num_envs"], block,
+                                         args.clock) * rates["tdrl"]
         for name, run in runs.items():
             s = op_shares(run, block)
             print(f"    {name} profile: convolutions {s['conv']:.0%}, dense matmuls "
                   f"{s['matmul']:.0%} of the block", flush=True)
+            if name == "tdrl":  # what tdrl could not shed: the network's ops and the env
+                floor = s["conv"] + s["matmul"] + env_share
+                print(f"    tdrl's floor: convolutions + matmuls + bare env steps ({env_share:.0%})"
+                      f" = {floor:.0%} of its time; tdrl / SB3 at most {row['ratio'] / floor:.2f}x"
+                      " with everything else free", flush=True)
         print("    tdrl Python frames by own time: " + "; ".join(top_frames(run_ours, block)),
               flush=True)
     ours.close()
