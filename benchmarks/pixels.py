@@ -1,90 +1,124 @@
-"""Pixels: tdrl vs Stable-Baselines3, env steps per second of PPO and DQN on image observations.
+"""Pixels: tdrl vs Stable-Baselines3, steady-state training throughput (env steps/s) of PPO and DQN.
 
-One invocation times short training runs of both libraries, interleaved
-(tdrl, SB3, tdrl, SB3...: a busy machine slows both alike), on
+Run: ``PYTHONPATH=. python benchmarks/pixels.py [--envs minatar,atari] [--algos ppo,dqn]
+[--rounds 3] [--scale 1] [--clock thread|wall] [--profile]`` (the ``bench`` extra: SB3 and
+``opencv-python-headless`` for its Atari wrappers).
 
-- ``MinAtar/Breakout-v1``: tdrl's channels-first ``uint8`` env for both; SB3's
-  policy gets a features extractor with tdrl's MinAtar convolutions (16@3x3/1,
-  then 128: SB3's NatureCNN needs >= 36x36 frames);
-- ``ALE/Breakout-v5``: tdrl's own wrappers vs SB3's ``make_atari_env``
-  (``AtariWrapper``: no-ops, skip 4 with max-pool, life loss, fire, 84x84
-  grayscale, clipped rewards) + ``VecFrameStack(4)`` and ``CnnPolicy``
-  (NatureCNN + 512). SB3's needs ``opencv-python``.
+For each (algo, env) row, in one process and on one torch thread:
 
-Both sides run tdrl's per-family defaults (``ENV_DEFAULTS["ALE/*"]`` /
-``["MinAtar/*"]``: CleanRL's / RL-Zoo's Atari PPO, RL-Zoo's Atari DQN) on one
-torch thread, for ``--steps`` env steps (DQN learning after a quarter of them).
-Prints one row per (algo, env): steps/s of each and the ratio tdrl / SB3.
+1. both libraries are built (not timed): tdrl's algorithm object (what ``tdrl train`` runs,
+   without a run directory) and SB3's model;
+2. each is warmed up: DQN collects ``--learning-starts`` (1,000) env steps with the same
+   ``learning_starts`` on both sides, then trains for half a block; PPO runs one whole
+   iteration (rollout + update);
+3. both then train for ``--rounds`` alternating blocks (tdrl, SB3, SB3, tdrl, ...) of the same
+   number of env steps: PPO in whole iterations (8 x 128 = 1,024 env steps, rollout + update),
+   DQN entirely after ``learning_starts`` so its gradient steps are in at the recipe's ratio.
+   Nothing else is timed (no evaluation, no run directory, no checkpoint). A block is timed in
+   CPU time of this thread (``--clock thread``, the default: the envs are stepped in this
+   thread on both sides, gymnasium's ``SyncVectorEnv`` / SB3's ``DummyVecEnv``, and other
+   processes on the shared machine disturb it less than wall time) or in wall time
+   (``--clock wall``, for a vector env stepping in other threads or processes). The rate of a
+   side is its median block; the ratio is tdrl's over SB3's.
 
-    PYTHONPATH=. python benchmarks/pixels.py [--envs minatar,atari] [--algos ppo,dqn] [--repeats 1]
+Settings (tdrl's per-family defaults, ``ENV_DEFAULTS["ALE/*"]`` / ``["MinAtar/*"]``, given to
+SB3 as the same hyperparameters):
+
+- PPO: 8 envs x 128 steps, 4 epochs x 4 minibatches of 256, lr 2.5e-4 and clip 0.1 annealed,
+  entropy 0.01, value 0.5, grad norm 0.5, gamma 0.99, lambda 0.95, Adam eps 1e-5, shared
+  trunk, linear policy and value heads (SB3: ``net_arch=[]``);
+- DQN: buffer 100k, batch 32, lr 1e-4, Huber loss, grad norm 10, vanilla one-step DQN, target
+  copied every 1,000 env steps, epsilon held at its final 0.01 on both sides (the schedule's
+  value for 90% of a run; SB3 skips the network when it explores, tdrl does not); MinAtar:
+  8 envs, 2 gradient steps per vector step of 8 env steps (SB3 ``train_freq=1``,
+  ``gradient_steps=2``); Atari: 1 env, 1 gradient step per 4 env steps;
+- networks: Atari, Nature CNN (32@8x8/4, 64@4x4/2, 64@3x3/1) + 512, SB3's ``CnnPolicy``
+  (``NatureCNN``) with its ``make_atari_env`` (no-ops, skip 4 with max-pool, life loss, fire,
+  84x84 grayscale, clipped rewards) + ``VecFrameStack(4)``, tdrl with its own wrappers (the
+  same steps, sticky actions 0.25 on both); MinAtar, 16@3x3/1 + 128 (SB3 gets it as its
+  features extractor: ``NatureCNN`` needs >= 36x36 frames) on tdrl's channels-first ``uint8``
+  MinAtar env for both.
+
+``--profile`` then runs one more block of each side under ``torch.profiler`` and prints the
+share of the time in convolutions (forward + backward) and in the dense layers' matmuls, and
+the costliest tdrl Python frames (cProfile).
+
+The last line is ``pixels: ppo-minatar X.XXx, dqn-minatar X.XXx, ppo-atari X.XXx,
+dqn-atari X.XXx`` (tdrl steps/s over SB3's).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import cProfile
+import os
+import pstats
 import statistics
 import time
+from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 ENV_IDS = {"minatar": "MinAtar/Breakout-v1", "atari": "ALE/Breakout-v5"}
-STEPS = {("ppo", "minatar"): 8192, ("dqn", "minatar"): 8000,
-         ("ppo", "atari"): 2048, ("dqn", "atari"): 2000}
+# env steps per timed block at --scale 1 (PPO: whole iterations of 1,024 env steps)
+BLOCK = {("ppo", "minatar"): 2048, ("dqn", "minatar"): 2000,
+         ("ppo", "atari"): 1024, ("dqn", "atari"): 600}
+FINAL_EPS = 0.01
+
+Run = Callable[[int], int]  # run(n): train for at least n more env steps, return the steps done
 
 
 def _defaults(algo: str, env_id: str) -> dict[str, Any]:
     from tdrl.recipes import get_recipe
     from tdrl.recipes.envs import probe_env
 
-    recipe = get_recipe(algo)
-    return dict(recipe.defaults_for(env_id, probe_env(env_id).action_space))
+    return dict(get_recipe(algo).defaults_for(env_id, probe_env(env_id).action_space))
 
 
-def run_tdrl(algo: str, env_id: str, steps: int, vec: str = "sync") -> float:
-    """Env steps per second of ``tdrl train`` (the algorithm object, no run directory)."""
+def build_tdrl(algo: str, env_id: str, block: int, learning_starts: int,
+               vec: str = "sync") -> tuple[Any, Run]:
+    """tdrl's algorithm object at the recipe's defaults (one thread, seed 0) and ``run(n)``."""
     from tdrl.recipes import get_recipe
     from tdrl.recipes.config import resolve_config
     from tdrl.recipes.envs import probe_env
+    from tdrl.recipes.rng import seed_everything
 
     recipe = get_recipe(algo)
     env = probe_env(env_id)
-    explicit: dict[str, Any] = {"env": env_id, "total_steps": steps, "threads": 1, "vec": vec}
-    if algo == "dqn":
-        explicit.update(learning_starts=steps // 4, buffer_size=steps, log_every=steps // 8)
+    explicit: dict[str, Any] = {"env": env_id, "threads": 1, "seed": 0, "vec": vec}
+    if algo == "dqn":  # log rows once a block; epsilon held at its final value
+        explicit.update(learning_starts=learning_starts, log_every=block, eps_init=FINAL_EPS,
+                        eps_end=FINAL_EPS)
     cfg = resolve_config(recipe.config, explicit, recipe.defaults_for(env_id, env.action_space))
     cfg.validate()
-    algo_obj = recipe.algorithm(cfg, env)
-    start = time.perf_counter()
-    while algo_obj.global_step < steps:
-        algo_obj.iterate()
-    elapsed = time.perf_counter() - start
-    done = algo_obj.global_step
-    algo_obj.close()
-    return done / elapsed
+    seed_everything(0)
+    obj = recipe.algorithm(cfg, env)
+
+    def run(n: int) -> int:
+        start = obj.global_step
+        while obj.global_step < start + n:
+            obj.iterate()
+        return obj.global_step - start
+
+    return obj, run
 
 
-class MinAtarCNN:  # built lazily: stable_baselines3 is imported inside run_sb3
+def minatar_extractor(base: type) -> type:
     """SB3 features extractor with tdrl's MinAtar trunk: 16@3x3/1 + ReLU, then 128 + ReLU."""
 
-    @staticmethod
-    def make(base: type) -> type:
-        class _Net(base):
-            def __init__(self, observation_space: Any, features_dim: int = 128) -> None:
-                super().__init__(observation_space, features_dim)
-                c, h, w = observation_space.shape
-                self.net = nn.Sequential(
-                    nn.Conv2d(c, 16, 3), nn.ReLU(), nn.Flatten(),
-                    nn.Linear(16 * (h - 2) * (w - 2), features_dim), nn.ReLU(),
-                )
+    class MinAtarCNN(base):
+        def __init__(self, observation_space: Any, features_dim: int = 128) -> None:
+            super().__init__(observation_space, features_dim)
+            c, h, w = observation_space.shape
+            self.cnn = nn.Sequential(nn.Conv2d(c, 16, 3), nn.ReLU(), nn.Flatten())
+            self.linear = nn.Sequential(nn.Linear(16 * (h - 2) * (w - 2), features_dim), nn.ReLU())
 
-            def forward(self, obs: torch.Tensor) -> torch.Tensor:
-                return self.net(obs)
+        def forward(self, obs: torch.Tensor) -> torch.Tensor:
+            return self.linear(self.cnn(obs))
 
-        return _Net
+    return MinAtarCNN
 
 
 def _sb3_envs(env_id: str, n: int, seed: int) -> Any:
@@ -103,20 +137,17 @@ def _sb3_envs(env_id: str, n: int, seed: int) -> Any:
     return make_vec_env(lambda: make_minatar_env(env_id), n_envs=n, seed=seed)
 
 
-def run_sb3(algo: str, env_id: str, steps: int) -> float:
-    """Env steps per second of SB3's PPO / DQN with the same settings."""
+def build_sb3(algo: str, env_id: str, learning_starts: int) -> tuple[Any, Run]:
+    """SB3's PPO / DQN with tdrl's settings for ``env_id`` and ``run(n)`` (``learn`` continued)."""
     from stable_baselines3 import DQN, PPO
     from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 
     d = _defaults(algo, env_id)
-    minatar = env_id.startswith("MinAtar/")
-    policy_kwargs: dict[str, Any] = {}
-    if minatar:
-        policy_kwargs = {"features_extractor_class": MinAtarCNN.make(BaseFeaturesExtractor),
-                         "features_extractor_kwargs": {"features_dim": d["hidden"][-1]},
-                         "normalize_images": False}
-        if algo == "dqn":
-            policy_kwargs["net_arch"] = []
+    policy_kwargs: dict[str, Any] = {"net_arch": []}  # linear heads on the shared features
+    if env_id.startswith("MinAtar/"):
+        policy_kwargs.update(features_extractor_class=minatar_extractor(BaseFeaturesExtractor),
+                             features_extractor_kwargs={"features_dim": d["hidden"][-1]},
+                             normalize_images=False)  # 0/1 planes, as tdrl's high of 1
     envs = _sb3_envs(env_id, d["num_envs"], seed=0)
     if algo == "ppo":
         model = PPO(
@@ -129,56 +160,160 @@ def run_sb3(algo: str, env_id: str, steps: int) -> float:
         )
     else:
         model = DQN(
-            "CnnPolicy", envs, buffer_size=steps, learning_rate=d["lr"],
-            batch_size=d["batch_size"], learning_starts=steps // 4,
-            train_freq=max(1, d["train_freq"] // d["num_envs"]),
+            "CnnPolicy", envs, buffer_size=d["buffer_size"], learning_rate=d["lr"],
+            batch_size=d["batch_size"], learning_starts=learning_starts,
+            train_freq=max(1, d["train_freq"] // d["num_envs"]),  # SB3 counts vector steps
             gradient_steps=d["gradient_steps"], target_update_interval=d["target_update"],
-            exploration_fraction=d["exploration_fraction"],
-            exploration_final_eps=d["eps_end"], gamma=d["gamma"],
-            max_grad_norm=d["max_grad_norm"], policy_kwargs=policy_kwargs,
+            exploration_initial_eps=FINAL_EPS, exploration_final_eps=FINAL_EPS,
+            gamma=d["gamma"], max_grad_norm=d["max_grad_norm"], policy_kwargs=policy_kwargs,
             optimize_memory_usage=False, device="cpu", seed=0,
         )
-    start = time.perf_counter()
-    model.learn(total_timesteps=steps)
-    elapsed = time.perf_counter() - start
-    done = model.num_timesteps
+
+    def run(n: int) -> int:
+        start = model.num_timesteps
+        model.learn(n, reset_num_timesteps=False)
+        return model.num_timesteps - start
+
+    return model, run
+
+
+def clock_fn(name: str) -> Callable[[], float]:
+    return time.thread_time if name == "thread" else time.perf_counter
+
+
+def alternate(runs: dict[str, Run], block: int, rounds: int, clock: str) -> dict[str, float]:
+    """Median env steps/s of each side over ``rounds`` alternating blocks of ``block`` steps."""
+    now = clock_fn(clock)
+    rates: dict[str, list[float]] = {name: [] for name in runs}
+    order = list(runs)
+    for r in range(rounds):
+        for name in order if r % 2 == 0 else order[::-1]:
+            t0 = now()
+            steps = runs[name](block)
+            rates[name].append(steps / (now() - t0))
+    return {name: statistics.median(v) for name, v in rates.items()}
+
+
+# -- profiles -------------------------------------------------------------------------------
+CONV = ("conv",)  # aten::mkldnn_convolution, aten::convolution_backward, ...
+MATMUL = ("aten::addmm", "aten::mm", "aten::bmm", "aten::matmul")
+
+
+def op_shares(run: Run, n: int) -> dict[str, float]:
+    """Shares of a block's profiled CPU time in convolution ops and in matmuls (self times)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        t0 = time.perf_counter()
+        run(n)
+        total = (time.perf_counter() - t0) * 1e6
+    conv = matmul = 0.0
+    for e in prof.key_averages():
+        if any(s in e.key for s in CONV):
+            conv += e.self_cpu_time_total
+        elif e.key in MATMUL:
+            matmul += e.self_cpu_time_total
+    return {"conv": conv / total, "matmul": matmul / total}
+
+
+def env_seconds_per_step(env_id: str, n_envs: int, steps: int, clock: str) -> float:
+    """Seconds per env step of tdrl's bare vector env with random actions (the env's own cost)."""
+    import numpy as np
+
+    from tdrl.recipes.envs import make_vec_env
+
+    envs = make_vec_env(env_id, n_envs)
+    envs.reset(seed=0)
+    rng = np.random.default_rng(0)
+    n_actions = envs.single_action_space.n
+    now = clock_fn(clock)
+    t0 = now()
+    for _ in range(max(1, steps // n_envs)):
+        envs.step(rng.integers(0, n_actions, n_envs))
+    elapsed = now() - t0
     envs.close()
-    return done / elapsed
+    return elapsed / (max(1, steps // n_envs) * n_envs)
+
+
+def top_frames(run: Run, n: int, k: int = 12) -> list[str]:
+    """The costliest Python frames of a block by cumulative time (cProfile)."""
+    prof = cProfile.Profile()
+    prof.enable()
+    run(n)
+    prof.disable()
+    stats = pstats.Stats(prof).stats
+    total = max(v[3] for v in stats.values())
+    rows = sorted(stats.items(), key=lambda kv: -kv[1][2])[:k]  # by own time
+    return [f"{f[2]} ({os.path.basename(f[0])}:{f[1]}) own {v[2] / total:.0%}" for f, v in rows]
+
+
+# -- main -----------------------------------------------------------------------------------
+def time_row(algo: str, family: str, args: argparse.Namespace) -> dict[str, Any]:
+    env_id = ENV_IDS[family]
+    block = max(1, int(BLOCK[(algo, family)] * args.scale))
+    ours, run_ours = build_tdrl(algo, env_id, block, args.learning_starts, args.vec)
+    theirs, run_theirs = build_sb3(algo, env_id, args.learning_starts)
+    runs = {"tdrl": run_ours, "sb3": run_theirs}
+    for run in runs.values():  # warm-up: past learning_starts (DQN), one whole iteration (PPO)
+        run(args.learning_starts + block // 2 if algo == "dqn" else 1)
+    rates = alternate(runs, block, args.rounds, args.clock)
+    row = {"algo": algo, "env": env_id, "block": block, "tdrl": rates["tdrl"],
+           "sb3": rates["sb3"], "ratio": rates["tdrl"] / rates["sb3"],
+           "load": os.getloadavg()[0]}
+    print(f"  {algo} {env_id}: tdrl {row['tdrl']:.1f} steps/s, SB3 {row['sb3']:.1f} steps/s "
+          f"-> {row['ratio']:.2f}x (blocks of {block} env steps, load {row['load']:.1f})",
+          flush=True)
+    if args.profile:
+        env_share = env_seconds_per_step(env_id, _defaults(algo, env_id)["num_envs"], block,
+                                         args.clock) * rates["tdrl"]
+        for name, run in runs.items():
+            s = op_shares(run, block)
+            print(f"    {name} profile: convolutions {s['conv']:.0%}, dense matmuls "
+                  f"{s['matmul']:.0%} of the block", flush=True)
+            if name == "tdrl":  # what tdrl could not shed: the network's ops and the env
+                floor = s["conv"] + s["matmul"] + env_share
+                print(f"    tdrl's floor: convolutions + matmuls + bare env steps ({env_share:.0%})"
+                      f" = {floor:.0%} of its time; tdrl / SB3 at most {row['ratio'] / floor:.2f}x"
+                      " with everything else free", flush=True)
+        print("    tdrl Python frames by own time: " + "; ".join(top_frames(run_ours, block)),
+              flush=True)
+    ours.close()
+    theirs.get_env().close()
+    return row
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--envs", default="minatar,atari")
-    p.add_argument("--algos", default="ppo,dqn")
-    p.add_argument("--repeats", type=int, default=1)
-    p.add_argument("--scale", type=float, default=1.0, help="multiply every run's --steps")
-    p.add_argument("--vec", default="sync", help="tdrl's training vector env (envpool: Atari)")
+    p.add_argument("--envs", default="minatar,atari", help="comma-separated: minatar, atari")
+    p.add_argument("--algos", default="ppo,dqn", help="comma-separated: ppo, dqn")
+    p.add_argument("--rounds", type=int, default=3, help="timed blocks per side")
+    p.add_argument("--scale", type=float, default=1.0, help="multiply every block's env steps")
+    p.add_argument("--learning-starts", type=int, default=1_000,
+                   help="DQN: env steps before learning, both sides (the timing starts after)")
+    p.add_argument("--clock", choices=["thread", "wall"], default="thread",
+                   help="thread CPU time (envs stepped in this thread) or wall time")
+    p.add_argument("--profile", action="store_true",
+                   help="profile one more block of each side (op shares, Python frames)")
+    p.add_argument("--vec", choices=["sync", "envpool"], default="sync",
+                   help="tdrl's training vector env (envpool: Atari ids; its emulators step in "
+                        "their own threads, so time it with --clock wall)")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
-    rows = []
-    for family in args.envs.split(","):
-        for algo in args.algos.split(","):
-            env_id = ENV_IDS[family]
-            steps = int(STEPS[(algo, family)] * args.scale)
-            ours, theirs = [], []
-            for _ in range(args.repeats):
-                ours.append(run_tdrl(algo, env_id, steps, args.vec))
-                theirs.append(run_sb3(algo, env_id, steps))
-            row = {
-                "algo": algo, "env": env_id, "steps": steps,
-                "tdrl_steps_per_s": round(statistics.median(ours), 1),
-                "sb3_steps_per_s": round(statistics.median(theirs), 1),
-            }
-            row["ratio"] = round(row["tdrl_steps_per_s"] / row["sb3_steps_per_s"], 2)
-            rows.append(row)
-            print(json.dumps(row), flush=True)
-    print(f"{'algo':5} {'env':22} {'tdrl steps/s':>13} {'SB3 steps/s':>12} {'tdrl/SB3':>9}")
+    print(f"torch {torch.__version__}, 1 thread, {os.cpu_count()} cores, load average "
+          f"{os.getloadavg()[0]:.1f}; {args.clock} time, median of {args.rounds} blocks per side",
+          flush=True)
+    rows = [time_row(algo, family, args)
+            for family in args.envs.split(",") for algo in args.algos.split(",")]
+    print(f"{'algo':5} {'env':22} {'block':>6} {'tdrl steps/s':>13} {'SB3 steps/s':>12} "
+          f"{'tdrl/SB3':>9} {'load':>5}")
     for r in rows:
-        print(f"{r['algo']:5} {r['env']:22} {r['tdrl_steps_per_s']:13.1f} "
-              f"{r['sb3_steps_per_s']:12.1f} {r['ratio']:9.2f}")
+        print(f"{r['algo']:5} {r['env']:22} {r['block']:6d} {r['tdrl']:13.1f} {r['sb3']:12.1f} "
+              f"{r['ratio']:9.2f} {r['load']:5.1f}")
+    print("pixels: " + ", ".join(
+        f"{r['algo']}-{next(k for k, v in ENV_IDS.items() if v == r['env'])} {r['ratio']:.2f}x"
+        for r in rows))
     return rows
 
 
 if __name__ == "__main__":
-    np.set_printoptions(precision=3)
     main()

@@ -71,7 +71,7 @@ from tdrl.recipes.blocks import (
 from tdrl.recipes.config import CommonConfig, TrainError, check_positive, check_range, option
 from tdrl.recipes.envs import EnvInfo, check_env_step, final_observations
 from tdrl.recipes.fastpath import plain_forward
-from tdrl.recipes.finite import check_finite, check_params
+from tdrl.recipes.finite import check_finite, check_params, float_tensors
 from tdrl.recipes.frame_replay import FrameReplay, stores_frames
 from tdrl.recipes.offpolicy import OffPolicy, check_offpolicy
 from tdrl.recipes.protocol import Recipe
@@ -392,6 +392,7 @@ class DQN(OffPolicy):
         self.fast_act = fast is not None
         self.n_actions = int(action_space.n)
         self.params = list(self.qnet.parameters())
+        self.checked = float_tensors(self.qnet)  # what check_phase checks, listed once
         self.target_params = list(self.target.parameters())
         # hard target update: every tensor of the state dict, copied in one multi-tensor call
         self.copy_pairs = (list(self.target.state_dict(keep_vars=True).values()),
@@ -487,19 +488,16 @@ class DQN(OffPolicy):
         """Add one vector step's transitions to the replay buffer (through n-step returns)."""
         n = obs.shape[0]
         if self.nstep is None:
+            device = self.device  # a plain mapping: no TensorDict built per env step
             self.buffer.add(
-                TensorDict(
-                    {
-                        "observation": obs,
-                        "action": action,
-                        "reward": torch.as_tensor(reward, dtype=torch.float32),
-                        "next_observation": self._obs_tensor(next_obs),
-                        "terminated": torch.as_tensor(terminated),
-                        "discount": torch.full((n,), self.cfg.gamma),
-                    },
-                    batch_size=[n],
-                    device=self.device,
-                )
+                {
+                    "observation": obs,
+                    "action": action,
+                    "reward": torch.as_tensor(reward, dtype=torch.float32, device=device),
+                    "next_observation": self._obs_tensor(next_obs),
+                    "terminated": torch.as_tensor(terminated, device=device),
+                    "discount": torch.full((n,), self.cfg.gamma, device=device),
+                }
             )
         else:
             ready = self.nstep.push(
@@ -593,7 +591,7 @@ class DQN(OffPolicy):
         norms, self.grad_norms = self.grad_norms, []
         check_finite(self.global_step, loss=torch.stack(losses),
                      **{"gradient (norm)": torch.stack(norms)})
-        check_params(self.qnet, self.global_step)
+        check_params(self.checked, self.global_step)
 
     # -- checkpointing (the rest is OffPolicy's) --------------------------------------------
     def checkpointed(self) -> dict[str, Any]:

@@ -1,11 +1,12 @@
 """The recipes' own networks as plain tensor functions, for the training hot paths.
 
 A recipe that built a network itself (not a user's ``--module``) knows it is a
-chain of ``nn.Linear`` layers and activations. :func:`plain_forward` turns such
-a chain into a function that calls ``F.linear`` and the activation functions on
-the very same parameter tensors: the same math, without one ``nn.Module`` call
-per layer. The modules, their parameters and ``state_dict`` are untouched (the
-optimizer steps and ``load_state_dict`` write into the same tensors), so the
+chain of ``nn.Linear`` layers and activations, after the image trunk's
+``ScaleFrames`` and ``ConvNet`` for pixel observations. :func:`plain_forward`
+turns such a chain into a function that calls ``F.conv2d``, ``F.linear`` and the
+activation functions on the very same parameter tensors: the same ops in the same
+order, without one ``nn.Module`` call per layer. The modules, their parameters and
+``state_dict`` are untouched (the optimizer steps and ``load_state_dict`` write into the same tensors), so the
 acting and learning hot paths can use the function while everything else
 (evaluation, export, checkpoints) goes through the modules. Forward hooks on
 these internal networks are not run on the fast path.
@@ -28,6 +29,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tdrl.modules import ConvNet
+from tdrl.modules.models.utils import SquashDims
+from tdrl.recipes.trunks import ScaleFrames
+
 __all__ = ["plain_forward"]
 
 Fn = Callable[[torch.Tensor], torch.Tensor]
@@ -46,6 +51,8 @@ def _activation(m: nn.Module) -> Fn | None:
 
 
 def _layers(net: nn.Module) -> list[nn.Module] | None:
+    if type(net) in (ScaleFrames, ConvNet):  # one step each (a ConvNet is a Sequential)
+        return [net] if _image_step(net) is not None else None
     if isinstance(net, nn.Sequential):
         if getattr(net, "_out_shape", None) is not None:  # an MLP reshaping its output
             return None
@@ -61,12 +68,57 @@ def _layers(net: nn.Module) -> list[nn.Module] | None:
     return None
 
 
+def _conv(m: nn.Conv2d) -> Fn | None:
+    """``nn.Conv2d.forward`` (zero padding) as a function of the same parameters."""
+    if m.padding_mode != "zeros" or isinstance(m.padding, str):
+        return None
+    w, b, stride, padding, dilation, groups = (m.weight, m.bias, m.stride, m.padding,
+                                               m.dilation, m.groups)
+    return lambda x: F.conv2d(x, w, b, stride, padding, dilation, groups)
+
+
+def _conv_net(net: ConvNet) -> Fn | None:
+    """``ConvNet.forward``: its Conv2d / activation / ``SquashDims`` layers on one batch dim."""
+    fns: list[Fn] = []
+    for m in net:
+        if type(m) is nn.Conv2d:
+            fn = _conv(m)
+        elif type(m) is SquashDims:
+            fn = (lambda n: lambda x: x.flatten(-n, -1))(m.ndims_in)
+        else:
+            fn = _activation(m)
+        if fn is None:
+            return None
+        fns.append(fn)
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        batch = x.shape[:-3]
+        y = x.flatten(0, len(batch) - 1) if len(batch) > 1 else x
+        for fn in fns:
+            y = fn(y)
+        return y.unflatten(0, batch) if len(batch) > 1 else y
+
+    return forward
+
+
+def _image_step(m: nn.Module) -> Fn | None:
+    """The image trunk's layers before the dense ones: ``ScaleFrames`` and ``ConvNet``."""
+    if type(m) is ScaleFrames:  # (no parameters: its own forward, one call)
+        return m.forward
+    if type(m) is ConvNet:
+        return _conv_net(m)
+    return None
+
+
 def plain_forward(net: nn.Module) -> Fn | None:
     """``x -> net(x)`` on the same parameters without module calls; None if ``net`` is not
-    (nested ``nn.Sequential`` s of) ``nn.Linear`` layers and ReLU / Tanh / ELU activations.
+    (nested ``nn.Sequential`` s of) ``nn.Linear`` layers and ReLU / Tanh / ELU activations,
+    optionally after an image trunk's ``ScaleFrames`` and ``ConvNet`` (zero-padded ``Conv2d``
+    layers, those activations, ``SquashDims``).
 
     ``tdrl.modules.MLP`` qualifies when built without dropout or normalization
-    layers, for a single input tensor.
+    layers, for a single input tensor; so does the recipes' image trunk
+    (:func:`tdrl.recipes.trunks.image_features` + an ``MLP``).
 
     Examples:
         >>> import torch
@@ -77,7 +129,12 @@ def plain_forward(net: nn.Module) -> Fn | None:
         True
     """
     layers = _layers(net)
-    if not layers or type(layers[0]) is not nn.Linear:
+    # the image trunk's steps first (uint8 frames -> conv features), then Linear layers
+    pre = []
+    while layers and _image_step(layers[0]) is not None:
+        pre.append(_image_step(layers.pop(0)))
+    if not layers or type(layers[0]) is not nn.Linear or any(
+            _image_step(m) is not None for m in layers):
         return None
     # (weight, bias or None, activation or None) per Linear; activations apply in order
     steps: list[tuple[torch.Tensor, torch.Tensor | None, list[Fn]]] = []
@@ -95,4 +152,12 @@ def plain_forward(net: nn.Module) -> Fn | None:
                 x = act(x)
         return x
 
-    return forward
+    if not pre:
+        return forward
+
+    def image_forward(x: torch.Tensor) -> torch.Tensor:
+        for step in pre:
+            x = step(x)
+        return forward(x)
+
+    return image_forward

@@ -80,7 +80,9 @@ class ChannelsFirst(gym.ObservationWrapper):
     @staticmethod
     def to_channels_first(frame: np.ndarray) -> np.ndarray:
         """``frame`` (H, W, C) as a contiguous ``uint8`` (C, H, W) array."""
-        return np.ascontiguousarray(np.moveaxis(frame, -1, 0), dtype=np.uint8)
+        # transpose, not np.moveaxis: the same view without moveaxis's axis normalisation
+        # (a few percent of a MinAtar PPO step)
+        return np.ascontiguousarray(frame.transpose(2, 0, 1), dtype=np.uint8)
 
     def observation(self, observation: np.ndarray) -> np.ndarray:
         """The frame, channels first, ``uint8``."""
