@@ -29,6 +29,7 @@ import itertools
 import math
 from typing import Any
 
+import numpy as np
 import torch
 from tensordict import TensorDictBase
 from tensordict.utils import NestedKey
@@ -45,6 +46,9 @@ from tdrl.modules.tensordict_module.core import (
 from tdrl.modules.tensordict_module.qvalue_module import QValueModule, mask_missing_error
 
 __all__ = ["EGreedyModule", "AdditiveGaussianModule", "OrnsteinUhlenbeckProcessModule"]
+
+# host scalar types that round like the factor's buffers (other dtypes take the tensor path)
+_HOST_FLOAT = {torch.float32: np.float32, torch.float64: np.float64}
 
 
 def _exploring() -> bool:
@@ -115,6 +119,16 @@ class _Annealed(TDRLModuleBase):
         """Moves the factor ``frames`` steps from its initial toward its final value."""
         f = self._factor
         init, end, value = (getattr(self, n) for n in (f"{f}_init", f"{f}_end", f))
+        host = _HOST_FLOAT.get(value.dtype)
+        if host is not None and init.dtype == end.dtype == value.dtype:
+            # the same arithmetic in host scalars of the buffers' dtype (a tensor times a
+            # Python float rounds the float to the tensor's dtype first): bit for bit the
+            # tensor ops below, in a few microseconds where those six ops take ~40 (this
+            # runs once per env step)
+            i, e, v = host(init.item()), host(end.item()), host(value.item())
+            new_v = v + (e - i) * host(frames / self.annealing_num_steps)
+            value.fill_(float(max(new_v, e) if e <= i else min(new_v, e)))
+            return
         delta = (end - init) * (frames / self.annealing_num_steps)
         new = value + delta
         new = torch.maximum(new, end) if bool(end <= init) else torch.minimum(new, end)
