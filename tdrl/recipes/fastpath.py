@@ -45,6 +45,11 @@ def _activation(m: nn.Module) -> Fn | None:
     return None
 
 
+# in place on a Linear's fresh output (nothing else holds it; the Linear's backward does not
+# read it): the same values and gradients without one allocation per layer
+_IN_PLACE = {torch.relu: torch.relu_, torch.tanh: torch.tanh_}
+
+
 def _layers(net: nn.Module) -> list[nn.Module] | None:
     if isinstance(net, nn.Sequential):
         if getattr(net, "_out_shape", None) is not None:  # an MLP reshaping its output
@@ -85,7 +90,9 @@ def plain_forward(net: nn.Module) -> Fn | None:
         if type(m) is nn.Linear:
             steps.append((m.weight, m.bias, []))
         else:
-            steps[-1][2].append(_activation(m))
+            act = _activation(m)
+            acts = steps[-1][2]
+            acts.append(_IN_PLACE.get(act, act) if not acts else act)
     frozen = tuple((w, b, tuple(acts)) for w, b, acts in steps)
 
     def forward(x: torch.Tensor) -> torch.Tensor:
