@@ -16,6 +16,7 @@ from torch import distributions as D
 from tdrl.modules.distributions import (
     Delta,
     IndependentNormal,
+    IndexCategorical,
     MaskedCategorical,
     MaskedOneHotCategorical,
     NormalParamExtractor,
@@ -213,6 +214,41 @@ def test_normal_param_extractor_biased_softplus():
 # =====================================================================================
 # Discrete
 # =====================================================================================
+class TestIndexCategorical:
+    @settings(max_examples=30, deadline=None)
+    @given(batch=st.integers(1, 6), n=st.integers(1, 7), seed=st.integers(0, 2**16))
+    def test_matches_torch_categorical(self, batch, n, seed):
+        logits = torch.randn(batch, n, generator=torch.Generator().manual_seed(seed)) * 5
+        d, ref = IndexCategorical(logits=logits), D.Categorical(logits=logits)
+        assert isinstance(d, D.Categorical) and d.batch_shape == (batch,) and d.event_shape == ()
+        torch.testing.assert_close(d.logits, ref.logits)  # log_softmax vs logits - logsumexp
+        assert torch.equal(d.logits, logits.log_softmax(-1))
+        x = torch.arange(batch) % n
+        torch.testing.assert_close(d.log_prob(x), ref.log_prob(x))
+        torch.testing.assert_close(d.entropy(), ref.entropy())
+        assert torch.equal(d.deterministic_sample, logits.argmax(-1))
+        torch.manual_seed(seed)
+        draw = d.sample((3,))
+        torch.manual_seed(seed)
+        assert torch.equal(draw, D.Categorical(probs=d.probs).sample((3,)))  # the same draws
+
+    def test_gradient_probs_expand_and_errors(self):
+        logits = torch.randn(2, 3, requires_grad=True)
+        d = IndexCategorical(logits=logits)
+        (g,) = torch.autograd.grad(d.log_prob(torch.tensor([0, 2])).sum(), logits)
+        (ref,) = torch.autograd.grad(
+            D.Categorical(logits=logits).log_prob(torch.tensor([0, 2])).sum(), logits)
+        torch.testing.assert_close(g, ref)
+        probs = torch.tensor([0.2, 0.8])
+        torch.testing.assert_close(IndexCategorical(probs=probs).log_prob(torch.tensor(1)),
+                                   torch.tensor(0.8).log())
+        assert IndexCategorical(logits=torch.zeros(3)).expand((4,)).batch_shape == (4,)
+        with pytest.raises(ValueError, match="IndexCategorical: Either `probs` or `logits`"):
+            IndexCategorical()
+        with pytest.raises(ValueError, match="need at least one dim"):
+            IndexCategorical(logits=torch.tensor(1.0))
+
+
 class TestOneHotCategorical:
     def test_mode_sample_log_prob(self):
         logits = torch.randn(4, 5)

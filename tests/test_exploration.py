@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import math
+import random
 
 import pytest
 import torch
@@ -141,6 +142,24 @@ def test_egreedy_annealing_and_state_dict():
     up = EGreedyModule(OneHot(3), eps_init=0.0, eps_end=0.5, annealing_num_steps=2)
     up.step(5)
     assert up.eps.item() == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16])
+def test_annealing_equals_the_tensor_arithmetic(dtype):
+    # step() computes on host scalars where it can: bit for bit the buffers' tensor arithmetic
+    # (rounding slips of a near miss, e.g. float64 host math, show up in ~1 step of 1,000)
+    rng = random.Random(0)
+    for _ in range(200):
+        init, end, steps = rng.random(), rng.random(), rng.randint(1, 100_000)
+        module = EGreedyModule(Categorical(3), eps_init=init, eps_end=end,
+                               annealing_num_steps=steps).to(dtype)
+        i, e, v = (module.eps_init.clone(), module.eps_end.clone(), module.eps.clone())
+        for _ in range(30):
+            frames = rng.randint(1, 64)
+            module.step(frames)
+            new = v + (e - i) * (frames / steps)
+            v = torch.maximum(new, e) if bool(e <= i) else torch.minimum(new, e)
+            assert module.eps.dtype == dtype and torch.equal(module.eps, v), (init, end, steps)
 
 
 def test_egreedy_errors():

@@ -47,6 +47,21 @@ def test_plain_forward_equals_the_module(cells, act, last, batch):
         assert torch.equal(a, b)
 
 
+@pytest.mark.parametrize("acts", [[nn.ReLU], [nn.Tanh], [nn.ELU], [nn.ReLU, nn.Tanh],
+                                  [nn.Tanh, nn.ReLU, nn.ELU]], ids=lambda a: "-".join(
+                                      c.__name__ for c in a))
+def test_plain_forward_in_place_activations_keep_values_and_gradients(acts):
+    # the first activation after a Linear runs in place; those after it must not
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 4), *[a() for a in acts], nn.Linear(4, 2), *[a() for a in acts])
+    x = torch.randn(5, 3, requires_grad=True)
+    out_fast, out_mod = plain_forward(net)(x), net(x)
+    assert torch.equal(out_fast, out_mod)
+    g_fast = torch.autograd.grad(out_fast.pow(2).sum(), [x, *net.parameters()])
+    g_mod = torch.autograd.grad(out_mod.pow(2).sum(), [x, *net.parameters()])
+    assert all(torch.equal(a, b) for a, b in zip(g_fast, g_mod))
+
+
 def test_plain_forward_follows_in_place_weight_updates():
     net = nn.Sequential(nn.Linear(2, 2), nn.ReLU(), nn.Linear(2, 1))
     fn = plain_forward(net)

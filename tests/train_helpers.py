@@ -10,7 +10,7 @@ from tdrl.recipes.runfiles import WALL_COLUMNS
 ROOT = Path(__file__).resolve().parent.parent
 QUIET = ["--no-progress"]
 # CI budgets (fixed seed): PPO with the RL-Zoo CartPole settings, schedule shortened.
-PPO_CI = ["--seed", "2", "--total-steps", "20000", *QUIET]
+PPO_CI = ["--seed", "4", "--total-steps", "20000", *QUIET]
 DQN_CI = ["--seed", "0", "--total-steps", "6000", *QUIET]
 SMALL_PPO = ["--total-steps", "4096", "--checkpoint-every", "1024", "--epochs", "4", *QUIET]
 SMALL_DQN = [

@@ -50,6 +50,11 @@ def _activation(m: nn.Module) -> Fn | None:
     return None
 
 
+# in place on a Linear's fresh output (nothing else holds it; the Linear's backward does not
+# read it): the same values and gradients without one allocation per layer
+_IN_PLACE = {torch.relu: torch.relu_, torch.tanh: torch.tanh_}
+
+
 def _layers(net: nn.Module) -> list[nn.Module] | None:
     if type(net) in (ScaleFrames, ConvNet):  # one step each (a ConvNet is a Sequential)
         return [net] if _image_step(net) is not None else None
@@ -142,7 +147,9 @@ def plain_forward(net: nn.Module) -> Fn | None:
         if type(m) is nn.Linear:
             steps.append((m.weight, m.bias, []))
         else:
-            steps[-1][2].append(_activation(m))
+            act = _activation(m)
+            acts = steps[-1][2]
+            acts.append(_IN_PLACE.get(act, act) if not acts else act)
     frozen = tuple((w, b, tuple(acts)) for w, b, acts in steps)
 
     def forward(x: torch.Tensor) -> torch.Tensor:

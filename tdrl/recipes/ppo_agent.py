@@ -35,6 +35,7 @@ from tdrl.modules import (
     SafeSequential,
     ValueOperator,
 )
+from tdrl.modules.distributions import IndexCategorical
 from tdrl.recipes.blocks import (
     box_to_env,
     load_policy_operator,
@@ -142,7 +143,7 @@ def build_agent(cfg: Any, obs_space: Any, action_space: Any) -> AgentParts:
             SafeModule(head, in_keys=["hidden"], out_keys=["logits"]),
             in_keys=["logits"],
             out_keys=["action"],
-            distribution_class=OneHotCategorical if onehot else torch.distributions.Categorical,
+            distribution_class=OneHotCategorical if onehot else IndexCategorical,
             distribution_kwargs={"validate_args": False},
             return_log_prob=True,
             spec=OneHot(n, dtype=torch.int64) if onehot else Categorical(n),

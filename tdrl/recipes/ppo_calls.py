@@ -15,9 +15,10 @@ way to get them:
 :mod:`tdrl.recipes.memory`). :class:`TensorCalls` serves the recipe's own
 feed-forward categorical agent: the trunk and heads run as plain ``F.linear``
 chains (:func:`tdrl.recipes.fastpath.plain_forward`) on the operator's own
-parameters, with the very ops of ``torch.distributions.Categorical`` (log-probabilities
-``logits - logsumexp`` + ``gather``, the draw ``multinomial`` on their softmax), so a
-seeded run is bit for bit the operator path's (``tests/test_fastpath.py``).
+parameters, with the very ops of the operator's
+:class:`~tdrl.modules.distributions.IndexCategorical` (log-probabilities ``log_softmax`` +
+``gather``, the draw ``multinomial`` on their softmax), so a seeded run is bit for bit the
+operator path's (``tests/test_fastpath.py``).
 
 Examples:
     >>> import gymnasium as gym
@@ -130,7 +131,7 @@ class TensorCalls:
         x = self._input(obs)
         hidden = self.trunk(x)
         logp = _normalized(self.logits(hidden))
-        action = torch.multinomial(torch.softmax(logp, -1), 1, True)  # Categorical.sample
+        action = torch.multinomial(torch.softmax(logp, -1), 1, True)  # IndexCategorical.sample
         return {self.obs_key: x, "action": action.squeeze(-1),
                 self.log_prob_key: logp.gather(-1, action).squeeze(-1),
                 "state_value": self.value_fn(hidden)}
@@ -147,9 +148,8 @@ class TensorCalls:
 
 
 def _normalized(logits: torch.Tensor) -> torch.Tensor:
-    """Log-probabilities from logits by ``Categorical``'s own ops (``logits - logsumexp``, not
-    ``log_softmax``: bit for bit the same rollouts and updates)."""
-    return logits - logits.logsumexp(dim=-1, keepdim=True)
+    """Log-probabilities from logits as ``IndexCategorical`` normalizes them (bit for bit)."""
+    return logits.log_softmax(-1)
 
 
 def _categorical_entropy(logp: torch.Tensor) -> torch.Tensor:

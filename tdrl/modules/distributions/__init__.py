@@ -3,7 +3,8 @@
 Continuous (:mod:`~tdrl.modules.distributions.continuous`): ``TanhNormal``,
 ``IndependentNormal``, ``TruncatedNormal``, ``Delta``, ``TanhDelta`` and
 tensordict's ``NormalParamExtractor``. Discrete
-(:mod:`~tdrl.modules.distributions.discrete`): ``OneHotCategorical``,
+(:mod:`~tdrl.modules.distributions.discrete`, ``IndexCategorical`` in
+:mod:`~tdrl.modules.distributions.categorical`): ``OneHotCategorical``,
 ``MaskedCategorical``, ``MaskedOneHotCategorical``; ordinal
 (:mod:`~tdrl.modules.distributions.ordinal`): ``Ordinal``, ``OneHotOrdinal``.
 
@@ -31,6 +32,7 @@ Examples:
     ...
     ValueError: TanhNormal: scale must be > 0 (and not NaN) everywhere, got 2 bad entries of 3: values [0.0, nan], first at index [1] (pass validate_args=False to skip this check)
 """
+from tdrl.modules.distributions.categorical import IndexCategorical
 from tdrl.modules.distributions.continuous import (
     Delta,
     IndependentNormal,
@@ -51,6 +53,7 @@ from tdrl.modules.distributions.removed import NormalParamWrapper
 __all__ = [
     "Delta",
     "IndependentNormal",
+    "IndexCategorical",
     "MaskedCategorical",
     "MaskedOneHotCategorical",
     "NormalParamExtractor",

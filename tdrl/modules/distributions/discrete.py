@@ -26,6 +26,7 @@ from torch import distributions as D
 from torch.distributions import constraints
 
 from tdrl.modules.distributions.bounds import _is_compiling
+from tdrl.modules.distributions.categorical import _check_params, _init_log_softmax
 
 __all__ = [
     "MaskedCategorical",
@@ -55,23 +56,14 @@ class ReparamGradientStrategy(Enum):
     RelaxedOneHot = 2
 
 
-def _check_params(logits: Tensor | None, probs: Tensor | None, cls: str) -> None:
-    if (logits is None) == (probs is None):
-        raise ValueError(
-            f"{cls}: Either `probs` or `logits` must be specified, but not both (got "
-            f"{'both' if logits is not None else 'neither'})"
-        )
-    t = logits if logits is not None else probs
-    if not isinstance(t, Tensor):
-        raise TypeError(f"{cls}: logits/probs must be a torch.Tensor, got {type(t).__name__}")
-    if t.ndim == 0:
-        raise ValueError(f"{cls}: logits/probs need at least one dim (the categories), got a scalar")
-
-
 class _CategoricalBase(D.Categorical):
     """Index-valued categorical with multinomial sampling and a gather-based ``log_prob``."""
 
     _validate_args = False
+
+    def __init__(self, probs: Tensor | None = None, logits: Tensor | None = None,
+                 validate_args: bool | None = None) -> None:
+        _init_log_softmax(self, probs, logits, validate_args)
 
     @property
     def num_samples(self) -> int:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import struct
 from typing import Any
 
 import torch
@@ -45,6 +46,17 @@ from tdrl.modules.tensordict_module.core import (
 from tdrl.modules.tensordict_module.qvalue_module import QValueModule, mask_missing_error
 
 __all__ = ["EGreedyModule", "AdditiveGaussianModule", "OrnsteinUhlenbeckProcessModule"]
+
+_F32 = struct.Struct("f")
+
+
+def _round_f32(x: float) -> float:
+    """``x`` rounded to the nearest float32 (a double op then this rounding is the float32 op)."""
+    return _F32.unpack(_F32.pack(x))[0]
+
+
+# how a Python float is rounded to the factor's buffers' dtype (others take the tensor path)
+_HOST_ROUND = {torch.float32: _round_f32, torch.float64: float}
 
 
 def _exploring() -> bool:
@@ -114,7 +126,16 @@ class _Annealed(TDRLModuleBase):
     def step(self, frames: int = 1) -> None:
         """Moves the factor ``frames`` steps from its initial toward its final value."""
         f = self._factor
-        init, end, value = (getattr(self, n) for n in (f"{f}_init", f"{f}_end", f))
+        init, end, value = getattr(self, f"{f}_init"), getattr(self, f"{f}_end"), getattr(self, f)
+        r = _HOST_ROUND.get(value.dtype)
+        if r is not None and init.dtype == end.dtype == value.dtype:
+            # the same arithmetic on Python floats, each result rounded to the buffers' dtype
+            # (as is the Python float a tensor is multiplied by): bit for bit the tensor ops
+            # below, in a few microseconds where those six ops take ~40 (once per env step)
+            i, e, v = init.item(), end.item(), value.item()
+            new_v = r(v + r(r(e - i) * r(frames / self.annealing_num_steps)))
+            value.fill_(max(new_v, e) if e <= i else min(new_v, e))
+            return
         delta = (end - init) * (frames / self.annealing_num_steps)
         new = value + delta
         new = torch.maximum(new, end) if bool(end <= init) else torch.minimum(new, end)
