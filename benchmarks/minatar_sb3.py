@@ -22,25 +22,15 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 ENV = "MinAtar/Breakout-v1"
 
 
 def _extractor() -> type:
+    from pixels import minatar_extractor  # benchmarks/ is on the path when run as a script
     from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 
-    class MinAtarTrunk(BaseFeaturesExtractor):
-        def __init__(self, observation_space: Any, features_dim: int = 128) -> None:
-            super().__init__(observation_space, features_dim)
-            c, h, w = observation_space.shape
-            self.net = nn.Sequential(nn.Conv2d(c, 16, 3), nn.ReLU(), nn.Flatten(),
-                                     nn.Linear(16 * (h - 2) * (w - 2), features_dim), nn.ReLU())
-
-        def forward(self, obs: torch.Tensor) -> torch.Tensor:
-            return self.net(obs)
-
-    return MinAtarTrunk
+    return minatar_extractor(BaseFeaturesExtractor)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
