@@ -8,7 +8,6 @@ module path from the same torch RNG state, and compares what they produce.
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -17,13 +16,18 @@ from torch import nn
 
 from tdrl.modules import MLP
 from tdrl.recipes.fastpath import plain_forward
-from tdrl.recipes.ppo_agent import AgentParts
-from tdrl.recipes.ppo_calls import OperatorCalls, TensorCalls
+from tdrl.recipes.ppo_calls import OperatorCalls
 
 pytest.importorskip("gymnasium")
 
-from tdrl.recipes.envs import probe_env  # noqa: E402
-from tdrl.recipes.rng import seed_everything  # noqa: E402
+from fastpath_helpers import (  # noqa: E402
+    build,
+    check_dqn_pair,
+    check_ppo_pair,
+    dqn_pair,
+    ppo_pair,
+    same,
+)
 
 
 @settings(max_examples=20, deadline=None)
@@ -84,66 +88,14 @@ def test_plain_forward_declines_other_networks(net):
     assert plain_forward(net) is None
 
 
-def _build(algo: str, env_id: str, **overrides):
-    from tdrl.recipes import get_recipe
-    from tdrl.recipes.config import resolve_config
-
-    env = probe_env(env_id)
-    recipe = get_recipe(algo)
-    explicit = {"env": env_id, "seed": 0, "threads": 1, **overrides}
-    cfg = resolve_config(recipe.config, explicit, recipe.defaults_for(env_id, env.action_space))
-    cfg.validate()
-    seed_everything(0)
-    return recipe.algorithm(cfg, env)
-
-
-def _same(a, b):
-    """Bit for bit: the fast paths run the very ops of the module paths (a seeded run of the
-    recipe reproduces exactly)."""
-    for x, y in zip(a, b, strict=True):
-        torch.testing.assert_close(x, y, rtol=0, atol=0)
-
-
-def _dqn_generic(algo):
-    algo.q_fn, algo.target_q_fn, algo.fast_act = algo.q_values, algo.target_q_values, False
-
-
 def test_dqn_fast_paths_equal_the_module_paths():
-    fast = _build("dqn", "CartPole-v1", total_steps=2_000, learning_starts=0, batch_size=16,
-                  buffer_size=500, hidden=(16, 16))
-    slow = _build("dqn", "CartPole-v1", total_steps=2_000, learning_starts=0, batch_size=16,
-                  buffer_size=500, hidden=(16, 16))
-    try:
-        assert fast.fast_act and fast.q_fn is not fast.q_values
-        _dqn_generic(slow)
-        slow.qnet.load_state_dict(fast.qnet.state_dict())
-        slow.target.load_state_dict(fast.target.state_dict())
-        with torch.no_grad():  # epsilon mid-way: both the greedy and the random branch run
-            fast.egreedy.eps.fill_(0.5)
-            slow.egreedy.eps.fill_(0.5)
-        for _ in range(40):
-            rng = torch.get_rng_state()
-            fast.env_step()
-            torch.set_rng_state(rng)
-            slow.env_step()
-        assert len(fast.buffer) == len(slow.buffer) > 0
-        for key in fast.buffer.storage.keys():
-            assert torch.equal(fast.buffer.storage[key], slow.buffer.storage[key]), key
-        for _ in range(3):
-            rng = torch.get_rng_state()
-            out_fast = fast.train_step()
-            torch.set_rng_state(rng)
-            out_slow = slow.train_step()
-            _same(out_fast, out_slow)
-        _same(list(fast.qnet.parameters()), list(slow.qnet.parameters()))
-        _same(fast.grad_norms, slow.grad_norms)
-    finally:
-        fast.close()
-        slow.close()
+    fast, slow = dqn_pair("CartPole-v1", total_steps=2_000, learning_starts=0, batch_size=16,
+                          buffer_size=500, hidden=(16, 16))
+    check_dqn_pair(fast, slow, env_steps=40, train_steps=3)
 
 
 def test_dqn_user_module_stays_on_the_module_path():
-    algo = _build("dqn", "CartPole-v1", total_steps=1_000, buffer_size=500,
+    algo = build("dqn", "CartPole-v1", total_steps=1_000, buffer_size=500,
                   module="user_nets:make_qnet")
     try:
         assert not algo.fast_act and algo.q_fn is algo.q_values
@@ -152,9 +104,9 @@ def test_dqn_user_module_stays_on_the_module_path():
 
 
 def test_sac_fast_update_equals_the_operator_update():
-    fast = _build("sac", "Pendulum-v1", total_steps=200, learning_starts=0, batch_size=8,
+    fast = build("sac", "Pendulum-v1", total_steps=200, learning_starts=0, batch_size=8,
                   hidden=(16, 16))
-    slow = _build("sac", "Pendulum-v1", total_steps=200, learning_starts=0, batch_size=8,
+    slow = build("sac", "Pendulum-v1", total_steps=200, learning_starts=0, batch_size=8,
                   hidden=(16, 16))
     try:
         assert fast.fast is not None
@@ -173,17 +125,17 @@ def test_sac_fast_update_equals_the_operator_update():
             out_fast = fast.update()
             torch.set_rng_state(rng)
             out_slow = slow.update()
-            _same([out_fast], [out_slow])
-        _same(list(fast.agent.parameters()), list(slow.agent.parameters()))
-        _same(list(fast.target_agent.parameters()), list(slow.target_agent.parameters()))
-        _same([fast.log_alpha], [slow.log_alpha])
+            same([out_fast], [out_slow])
+        same(list(fast.agent.parameters()), list(slow.agent.parameters()))
+        same(list(fast.target_agent.parameters()), list(slow.target_agent.parameters()))
+        same([fast.log_alpha], [slow.log_alpha])
     finally:
         fast.close()
         slow.close()
 
 
 def test_sac_shared_trunk_stays_on_the_operator_path():
-    algo = _build("sac", "Pendulum-v1", total_steps=200, hidden=(16, 16), shared_trunk=True)
+    algo = build("sac", "Pendulum-v1", total_steps=200, hidden=(16, 16), shared_trunk=True)
     try:
         assert algo.fast is None
     finally:
@@ -192,12 +144,7 @@ def test_sac_shared_trunk_stays_on_the_operator_path():
 
 def _ppo_pair(**overrides):
     kw = {"total_steps": 10_000, "num_envs": 2, "n_steps": 8, "hidden": (8, 8), **overrides}
-    fast, slow = _build("ppo", "CartPole-v1", **kw), _build("ppo", "CartPole-v1", **kw)
-    assert isinstance(fast.calls, TensorCalls)
-    parts = AgentParts(slow.agent, slow.common, slow.policy, slow.value, slow.trunk, slow.obs_norm)
-    slow.calls = OperatorCalls(parts, slow.memory)
-    slow.agent.load_state_dict(fast.agent.state_dict())
-    return fast, slow
+    return ppo_pair("CartPole-v1", **kw)
 
 
 @pytest.mark.parametrize("overrides", [
@@ -207,33 +154,7 @@ def _ppo_pair(**overrides):
     {"batch_size": 8, "epochs": 2, "normalize_obs": True},
 ], ids=["whole-rollout", "minibatches-entropy", "no-norm", "normalized-obs"])
 def test_ppo_fast_collect_and_update_equal_the_operator_path(overrides):
-    fast, slow = _ppo_pair(**overrides)
-    try:
-        for _ in range(2):
-            rng = torch.get_rng_state()
-            batch_fast = fast.collect()
-            torch.set_rng_state(rng)
-            batch_slow = slow.collect()
-            assert sorted(batch_fast.keys()) == sorted(batch_slow.keys())
-            assert batch_fast.batch_size == batch_slow.batch_size
-            for key in batch_slow.keys():
-                _same([batch_fast[key]], [batch_slow[key]])
-            assert torch.equal(fast.obs, slow.obs) and fast.global_step == slow.global_step
-            rng = torch.get_rng_state()
-            row_fast = fast.update(batch_fast)
-            torch.set_rng_state(rng)
-            row_slow = slow.update(batch_slow)
-            assert sorted(row_fast) == sorted(row_slow)
-            for key in row_slow:
-                assert row_fast[key] == row_slow[key], key
-            _same(list(fast.agent.parameters()), list(slow.agent.parameters()))
-        stats_fast, stats_slow = fast.stats.state_dict(), slow.stats.state_dict()
-        assert sorted(stats_fast) == sorted(stats_slow)
-        for key, value in stats_slow.items():
-            np.testing.assert_array_equal(np.asarray(stats_fast[key]), np.asarray(value))
-    finally:
-        fast.close()
-        slow.close()
+    check_ppo_pair(*_ppo_pair(**overrides))
 
 
 @pytest.mark.parametrize("overrides", [
@@ -242,7 +163,7 @@ def test_ppo_fast_collect_and_update_equal_the_operator_path(overrides):
     {"recurrent": "gru"},
 ], ids=["onehot", "user-module", "recurrent"])
 def test_ppo_other_agents_stay_on_the_operator_path(overrides):
-    algo = _build("ppo", "CartPole-v1", total_steps=10_000, num_envs=2, n_steps=8,
+    algo = build("ppo", "CartPole-v1", total_steps=10_000, num_envs=2, n_steps=8,
                   batch_size=16, **overrides)
     try:
         assert isinstance(algo.calls, OperatorCalls)

@@ -11,22 +11,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from fastpath_helpers import build, check_dqn_pair, check_ppo_pair, dqn_pair, ppo_pair, same
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
 from tdrl.modules import MLP, ConvNet
 from tdrl.recipes.fastpath import plain_forward
-from tdrl.recipes.ppo_agent import AgentParts
-from tdrl.recipes.ppo_calls import OperatorCalls, TensorCalls
 from tdrl.recipes.trunks import ScaleFrames, build_trunk, image_features
 
 gym = pytest.importorskip("gymnasium")
-
-
-def _same(a, b):
-    for x, y in zip(a, b, strict=True):
-        torch.testing.assert_close(x, y, rtol=0, atol=0)
 
 
 @settings(max_examples=15, deadline=None)
@@ -48,7 +42,7 @@ def test_image_trunk_plain_forward_equals_the_module(shape, hidden, batch, seed)
     assert out_fast.shape == (*batch, hidden[-1]) and out_fast.dtype == torch.float32
     assert torch.equal(out_fast, out_mod)
     params = list(body.net.parameters())
-    _same(torch.autograd.grad(out_fast.square().sum(), params),
+    same(torch.autograd.grad(out_fast.square().sum(), params),
           torch.autograd.grad(out_mod.square().sum(), params))
 
 
@@ -89,38 +83,6 @@ def test_plain_forward_on_image_layers(net, request):
         assert fn is None
 
 
-def _build(algo: str, env_id: str, **overrides):
-    from tdrl.recipes import get_recipe
-    from tdrl.recipes.config import resolve_config
-    from tdrl.recipes.envs import probe_env
-    from tdrl.recipes.rng import seed_everything
-
-    env = probe_env(env_id)
-    recipe = get_recipe(algo)
-    explicit = {"env": env_id, "seed": 0, "threads": 1, **overrides}
-    cfg = resolve_config(recipe.config, explicit, recipe.defaults_for(env_id, env.action_space))
-    cfg.validate()
-    seed_everything(0)
-    return recipe.algorithm(cfg, env)
-
-
-def _storage(buffer):
-    inner = getattr(buffer, "transitions", buffer)  # FrameReplay keeps frame ids + frames
-    out = dict(inner.storage.items())
-    if inner is not buffer:
-        out["frames"] = buffer.frames
-    return out
-
-
-def _dqn_pair(env_id: str, **kw):
-    fast, slow = _build("dqn", env_id, **kw), _build("dqn", env_id, **kw)
-    assert fast.fast_act and fast.q_fn is not fast.q_values
-    slow.q_fn, slow.target_q_fn, slow.fast_act = slow.q_values, slow.target_q_values, False
-    slow.qnet.load_state_dict(fast.qnet.state_dict())
-    slow.target.load_state_dict(fast.target.state_dict())
-    return fast, slow
-
-
 @pytest.mark.parametrize("env_id,extra", [("MinAtar/Breakout-v1", "minatar"),
                                           ("ALE/Breakout-v5", "ale_py")])
 def test_dqn_image_fast_paths_equal_the_module_paths(env_id, extra):
@@ -128,36 +90,12 @@ def test_dqn_image_fast_paths_equal_the_module_paths(env_id, extra):
     atari = env_id.startswith("ALE/")
     kw = {"total_steps": 2_000, "learning_starts": 0, "batch_size": 4 if atari else 16,
           "buffer_size": 300}
-    fast, slow = _dqn_pair(env_id, **kw)
-    try:
-        with torch.no_grad():  # epsilon mid-way: both the greedy and the random branch run
-            fast.egreedy.eps.fill_(0.5)
-            slow.egreedy.eps.fill_(0.5)
-        for _ in range(12 if atari else 6):
-            rng = torch.get_rng_state()
-            fast.env_step()
-            torch.set_rng_state(rng)
-            slow.env_step()
-        assert len(fast.buffer) == len(slow.buffer) > 0
-        stored_fast, stored_slow = _storage(fast.buffer), _storage(slow.buffer)
-        for key, value in stored_slow.items():
-            assert torch.equal(stored_fast[key], value), key
-        for _ in range(2):
-            rng = torch.get_rng_state()
-            out_fast = fast.train_step()
-            torch.set_rng_state(rng)
-            out_slow = slow.train_step()
-            _same(out_fast, out_slow)
-        _same(list(fast.qnet.parameters()), list(slow.qnet.parameters()))
-        _same(fast.grad_norms, slow.grad_norms)
-    finally:
-        fast.close()
-        slow.close()
+    check_dqn_pair(*dqn_pair(env_id, **kw), env_steps=12 if atari else 6, train_steps=2)
 
 
 def test_dqn_dueling_image_net_stays_on_the_module_path():
     pytest.importorskip("minatar")
-    algo = _build("dqn", "MinAtar/Breakout-v1", total_steps=1_000, buffer_size=100, dueling=True)
+    algo = build("dqn", "MinAtar/Breakout-v1", total_steps=1_000, buffer_size=100, dueling=True)
     try:
         assert not algo.fast_act and algo.q_fn is algo.q_values
     finally:
@@ -171,32 +109,9 @@ def test_dqn_dueling_image_net_stays_on_the_module_path():
 def test_ppo_image_fast_collect_and_update_equal_the_operator_path(overrides):
     pytest.importorskip("minatar")
     kw = {"total_steps": 10_000, "num_envs": 2, "n_steps": 8, "hidden": (16,), **overrides}
-    fast, slow = _build("ppo", "MinAtar/Breakout-v1", **kw), _build("ppo", "MinAtar/Breakout-v1",
-                                                                     **kw)
-    try:
-        assert isinstance(fast.calls, TensorCalls)
-        parts = AgentParts(slow.agent, slow.common, slow.policy, slow.value, slow.trunk,
-                           slow.obs_norm)
-        slow.calls = OperatorCalls(parts, slow.memory)
-        slow.agent.load_state_dict(fast.agent.state_dict())
-        for _ in range(2):
-            rng = torch.get_rng_state()
-            batch_fast = fast.collect()
-            torch.set_rng_state(rng)
-            batch_slow = slow.collect()
-            assert sorted(batch_fast.keys()) == sorted(batch_slow.keys())
-            assert batch_fast["observation"].dtype == torch.uint8  # frames stay uint8
-            for key in batch_slow.keys():
-                _same([batch_fast[key]], [batch_slow[key]])
-            rng = torch.get_rng_state()
-            row_fast = fast.update(batch_fast)
-            torch.set_rng_state(rng)
-            row_slow = slow.update(batch_slow)
-            assert row_fast == row_slow
-            _same(list(fast.agent.parameters()), list(slow.agent.parameters()))
-    finally:
-        fast.close()
-        slow.close()
+    fast, slow = ppo_pair("MinAtar/Breakout-v1", **kw)
+    assert fast.obs.dtype == torch.uint8  # frames stay uint8 through the rollout
+    check_ppo_pair(fast, slow)
 
 
 def test_mlp_after_image_trunk_declines_reshaped_output():
