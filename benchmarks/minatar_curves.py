@@ -5,7 +5,8 @@ run finished), writes one PNG per algorithm (mean game score of the last 10 trai
 episodes against env steps, one line per seed, random play and the bar of 5 drawn) and
 prints a table: steps reached, final evaluation (10 games), mean of the last 100 training
 episodes, whether both bars (>= 5) hold. SB3's PPO at the same settings
-(``benchmarks/minatar_sb3.py``), where its run directory exists, is drawn and listed beside them.
+(``benchmarks/minatar_sb3.py``; ``sb3-ppo-...``: tdrl's network, ``sb3heads-ppo-...``: SB3's
+default 64x64 MLP per head), where its run directory exists, is drawn and listed beside them.
 
     PYTHONPATH=. python benchmarks/minatar_curves.py [--runs /work/runs/pixels] [--out docs/pixels]
 """
@@ -55,16 +56,20 @@ def main(argv: list[str] | None = None) -> list[dict]:
                            wall_s=round(s["wall_s"]))
                 row["bars"] = row["final_eval"] >= BAR and row["train_last100"] >= BAR
             rows.append(row)
-        sb3 = Path(args.runs) / f"sb3-{algo}-minatar-breakout-s0"
-        if (sb3 / "episodes.csv").exists():  # benchmarks/minatar_sb3.py at the same settings
+        for name, label, color in (("sb3", "SB3, tdrl's network (linear heads)", "black"),
+                                   ("sb3heads", "SB3, its 64x64 MLP per head", "tab:purple")):
+            sb3 = Path(args.runs) / f"{name}-{algo}-minatar-breakout-s0"
+            if not (sb3 / "episodes.csv").exists():  # benchmarks/minatar_sb3.py
+                continue
             steps, scores = np.loadtxt(sb3 / "episodes.csv", delimiter=",", skiprows=1,
                                        ndmin=2).T
             # the same statistic as tdrl's return_mean: mean of the last 10 episodes
             means = np.convolve(scores, np.ones(10) / 10, mode="valid")
-            ax.plot(steps[9:], means, color="black", linewidth=0.8, label="SB3, seed 0")
+            ax.plot(steps[9:], means, color=color, linewidth=0.6, alpha=0.8,
+                    label=f"{label}, seed 0")
             if (sb3 / "summary.json").exists():
                 s = json.loads((sb3 / "summary.json").read_text())
-                rows.append({"algo": f"sb3-{algo}", "seed": 0, "steps": s["steps"],
+                rows.append({"algo": f"{name}-{algo}", "seed": 0, "steps": s["steps"],
                              "final_eval": s["final_eval_deterministic"],
                              "final_eval_sampled": s["final_eval_sampled"],
                              "train_last100": round(s["train_return_last100"], 2),
@@ -75,7 +80,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         ax.set_ylabel("game score, mean of the last 10 episodes")
         ax.set_title(f"tdrl train {algo} --env MinAtar/Breakout-v1 (defaults)")
         ax.grid(alpha=0.3)
-        ax.legend(loc="lower right")
+        ax.legend(loc="upper left", fontsize="small")
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=90)
         (out / f"minatar_breakout_{algo}.png").write_bytes(buf.getvalue())

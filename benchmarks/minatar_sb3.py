@@ -1,7 +1,8 @@
 """SB3's PPO on MinAtar Breakout at tdrl's MinAtar settings: the reference beside issue 20's bars.
 
 Trains Stable-Baselines3's ``PPO`` (``CnnPolicy`` with tdrl's MinAtar trunk as features
-extractor: 16@3x3/1 + ReLU, 128 + ReLU; orthogonal init as SB3 does) on ``MinAtar/Breakout-v1``
+extractor: 16@3x3/1 + ReLU, 128 + ReLU; orthogonal init as SB3 does; linear policy and value
+heads on it as tdrl's, ``--heads sb3`` for SB3's default of a 64x64 MLP per head) on ``MinAtar/Breakout-v1``
 with the hyperparameters ``tdrl train ppo`` takes for MinAtar ids (8 envs x 128 steps,
 4 epochs x 4 minibatches, lr 2.5e-4 and clip 0.1 both annealed, entropy 0.01, ...), then
 plays 10 games with the deterministic policy and 10 with sampled actions. Writes
@@ -48,6 +49,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--steps", type=int, default=1_000_000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="/work/runs/pixels/sb3-ppo-minatar-breakout-s0")
+    p.add_argument("--heads", choices=["linear", "sb3"], default="linear",
+                   help="linear: policy and value heads straight on the trunk, as tdrl's; sb3: "
+                        "SB3's default for a custom features extractor, a 64x64 MLP per head")
     args = p.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -62,7 +66,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         gamma=d["gamma"], gae_lambda=d["gae_lambda"], device="cpu", seed=args.seed,
         policy_kwargs={"features_extractor_class": _extractor(),
                        "features_extractor_kwargs": {"features_dim": d["hidden"][-1]},
-                       "normalize_images": False},
+                       "normalize_images": False,
+                       **({"net_arch": []} if args.heads == "linear" else {})},
     )
     episodes: list[tuple[int, float]] = []
 
@@ -88,7 +93,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         evals[name] = [float(s) for s in scores]
     summary = {
         "steps": int(model.num_timesteps), "seconds": round(seconds, 1), "seed": args.seed,
-        "episodes": len(episodes),
+        "episodes": len(episodes), "heads": args.heads,
         "train_return_last100": float(np.mean([r for _, r in episodes[-100:]])),
         "final_eval_deterministic": float(np.mean(evals["deterministic"])),
         "final_eval_sampled": float(np.mean(evals["sampled"])),
