@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from tensordict import TensorDict
-from train_helpers import metrics_rows
+from train_helpers import assert_eval_and_pt2_replay, metrics_rows
 from user_nets import make_agent, make_c51_qnet, make_qnet
 
 import tdrl
@@ -38,13 +38,7 @@ def test_ppo_trains_a_user_operator_and_every_command_rebuilds_it(tmp_path, monk
     widths = [m.out_features for m in policy.modules() if isinstance(m, torch.nn.Linear)]
     assert widths == [32, 2]  # the user's trunk and logits head (the recipe's is 64-64)
     assert policy(TensorDict({"observation": torch.zeros(5, 4)}, [5]))["action"].shape == (5,)
-    capsys.readouterr()
-    assert main(["eval", str(run), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["mean_return"] == result.summary["final_eval_return"]
-    assert main(["export", str(run), "--format", "pt2"]) == 0
-    capsys.readouterr()
-    assert main(["eval", str(run), "--policy", str(run / "policy.pt2"), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["mean_return"] == result.summary["final_eval_return"]
+    assert_eval_and_pt2_replay(run, result.summary["final_eval_return"], capsys)
     monkeypatch.setattr(user_module, "_TEMPLATES", {})
     resumed = tdrl.train("ppo", out=run, resume=True, total_steps=1024, log=None)
     assert resumed.summary["total_steps"] == 1024
@@ -155,13 +149,7 @@ def test_dqn_trains_a_user_distributional_actor_with_c51(tmp_path, monkeypatch, 
     monkeypatch.setattr(user_module, "_TEMPLATES", {})
     policy = tdrl.load(run)
     assert type(policy.module).__name__ == "DistributionalQValueActor"
-    capsys.readouterr()
-    assert main(["eval", str(run), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["mean_return"] == result.summary["final_eval_return"]
-    assert main(["export", str(run), "--format", "pt2"]) == 0
-    capsys.readouterr()
-    assert main(["eval", str(run), "--policy", str(run / "policy.pt2"), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["mean_return"] == result.summary["final_eval_return"]
+    assert_eval_and_pt2_replay(run, result.summary["final_eval_return"], capsys)
     # resume: the same rows as one uninterrupted run
     tdrl.train("dqn", module=qnet, out=tmp_path / "part", total_steps=512, **flags)
     monkeypatch.setattr(user_module, "_TEMPLATES", {})

@@ -1,14 +1,13 @@
 """tdrl.train("sac", module=...): a user's actor + Q(s, a) critic, checked before any step."""
 from __future__ import annotations
 
-import json
 import re
 
 import gymnasium as gym
 import pytest
 import torch
 from tensordict import TensorDict
-from train_helpers import metrics_rows
+from train_helpers import assert_eval_and_pt2_replay, metrics_rows
 from user_nets import make_agent, make_sac_pair
 
 import tdrl
@@ -43,13 +42,7 @@ def test_sac_trains_user_networks_and_every_command_rebuilds_them(tmp_path, monk
     policy = tdrl.load(run)
     out = policy(TensorDict({"observation": torch.zeros(5, 3)}, [5]))
     assert out["action"].shape == (5, 1) and bool(out["action"].abs().max() <= 2)
-    capsys.readouterr()
-    assert main(["eval", str(run), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["mean_return"] == result.summary["final_eval_return"]
-    assert main(["export", str(run), "--format", "pt2"]) == 0
-    capsys.readouterr()
-    assert main(["eval", str(run), "--policy", str(run / "policy.pt2"), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["mean_return"] == result.summary["final_eval_return"]
+    assert_eval_and_pt2_replay(run, result.summary["final_eval_return"], capsys)
 
 
 def test_resume_of_a_user_module_run_is_exact(tmp_path, monkeypatch):

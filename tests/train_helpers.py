@@ -41,3 +41,17 @@ def metrics_rows(path: Path, drop_wall: bool = True) -> list[dict[str, str]]:
 def summary(run: Path) -> dict:
     return json.loads((run / "summary.json").read_text())
 
+
+
+def assert_eval_and_pt2_replay(run: Path, expected: float, capsys) -> None:
+    """`tdrl eval RUN` and the `.pt2` export (`tdrl eval --policy`) both give ``expected``, the
+    run's final evaluation mean."""
+    from tdrl.cli import main
+
+    capsys.readouterr()
+    assert main(["eval", str(run), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["mean_return"] == expected
+    assert main(["export", str(run), "--format", "pt2"]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(run), "--policy", str(run / "policy.pt2"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["mean_return"] == expected
