@@ -1,8 +1,10 @@
 """SB3's PPO on MinAtar Breakout at tdrl's MinAtar settings: the reference beside issue 20's bars.
 
 Trains Stable-Baselines3's ``PPO`` (``CnnPolicy`` with tdrl's MinAtar trunk as features
-extractor: 16@3x3/1 + ReLU, 128 + ReLU; orthogonal init as SB3 does; linear policy and value
-heads on it as tdrl's, ``--heads sb3`` for SB3's default of a 64x64 MLP per head) on ``MinAtar/Breakout-v1``
+extractor: 16@3x3/1 + ReLU, 128 + ReLU; orthogonal init as SB3 does; ``--heads linear``:
+linear policy and value heads on it, tdrl's MinAtar network until the heads changed;
+``--heads sb3``: SB3's default of a 64x64 tanh MLP per head, tdrl's MinAtar default now) on
+``MinAtar/Breakout-v1``
 with the hyperparameters ``tdrl train ppo`` takes for MinAtar ids (8 envs x 128 steps,
 4 epochs x 4 minibatches, lr 2.5e-4 and clip 0.1 both annealed, entropy 0.01, ...), then
 plays 10 games with the deterministic policy and 10 with sampled actions. Writes
@@ -50,8 +52,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="/work/runs/pixels/sb3-ppo-minatar-breakout-s0")
     p.add_argument("--heads", choices=["linear", "sb3"], default="linear",
-                   help="linear: policy and value heads straight on the trunk, as tdrl's; sb3: "
-                        "SB3's default for a custom features extractor, a 64x64 MLP per head")
+                   help="linear: policy and value heads straight on the trunk (tdrl's earlier "
+                        "MinAtar network); sb3: SB3's default for a custom features extractor, "
+                        "a 64x64 tanh MLP per head (tdrl's MinAtar default)")
     args = p.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -26,7 +26,8 @@ SB3 as the same hyperparameters):
 
 - PPO: 8 envs x 128 steps, 4 epochs x 4 minibatches of 256, lr 2.5e-4 and clip 0.1 annealed,
   entropy 0.01, value 0.5, grad norm 0.5, gamma 0.99, lambda 0.95, Adam eps 1e-5, shared
-  trunk, linear policy and value heads (SB3: ``net_arch=[]``);
+  trunk; Atari: linear policy and value heads (SB3: ``net_arch=[]``), MinAtar: a 64x64 tanh
+  MLP per head (SB3: ``net_arch=dict(pi=[64, 64], vf=[64, 64])``, its default activation);
 - DQN: buffer 100k, batch 32, lr 1e-4, Huber loss, grad norm 10, vanilla one-step DQN, target
   copied every 1,000 env steps, epsilon held at its final 0.01 on both sides (the schedule's
   value for 90% of a run; SB3 skips the network when it explores, tdrl does not); MinAtar:
@@ -143,7 +144,12 @@ def build_sb3(algo: str, env_id: str, learning_starts: int) -> tuple[Any, Run]:
     from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 
     d = _defaults(algo, env_id)
-    policy_kwargs: dict[str, Any] = {"net_arch": []}  # linear heads on the shared features
+    # tdrl's heads on the shared features: linear (net_arch=[]), or an MLP per head (MinAtar PPO)
+    heads = list(d.get("head_hidden", ()))
+    policy_kwargs: dict[str, Any] = {"net_arch": {"pi": heads, "vf": heads} if heads else []}
+    if heads:
+        policy_kwargs["activation_fn"] = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}[
+            d.get("head_activation") or d["activation"]]
     if env_id.startswith("MinAtar/"):
         policy_kwargs.update(features_extractor_class=minatar_extractor(BaseFeaturesExtractor),
                              features_extractor_kwargs={"features_dim": d["hidden"][-1]},

@@ -204,6 +204,30 @@ def test_image_trunk_refusals():
         build_agent(PPOConfig(normalize_obs=True), small, gym.spaces.Discrete(3))
 
 
+def test_ppo_head_activation_defaults_to_the_trunks():
+    from tdrl.recipes.ppo import PPOConfig
+    from tdrl.recipes.ppo_agent import build_agent
+
+    space, actions = gym.spaces.Box(0, 1, (4, 10, 10), np.uint8), gym.spaces.Discrete(3)
+
+    def kinds(part: torch.nn.Module) -> list[str]:
+        return [type(m).__name__ for m in part.modules() if type(m) in (torch.nn.ReLU,
+                                                                         torch.nn.Tanh)]
+
+    for head_act, want in (("", "ReLU"), ("tanh", "Tanh")):
+        cfg = PPOConfig(hidden=(16,), activation="relu", head_hidden=(8, 8),
+                        head_activation=head_act)
+        parts = build_agent(cfg, space, actions)
+        assert kinds(parts.trunk) == ["ReLU", "ReLU"]  # conv + the 16 layer
+        assert kinds(parts.policy) == kinds(parts.value) == [want, want]
+        td = parts.agent(TensorDict(observation=torch.zeros(2, 4, 10, 10, dtype=torch.uint8),
+                                    batch_size=[2]))
+        assert td["logits"].shape == (2, 3) and td["state_value"].shape == (2, 1)
+    with pytest.raises(TrainError, match=r"invalid --head-activation 'sigmoid'; valid choices: "
+                                         r"'' \(none\), tanh, relu, elu"):
+        PPOConfig(head_activation="sigmoid").validate()
+
+
 @needs_minatar
 def test_family_defaults_apply_to_every_game():
     from tdrl.recipes.loop import plan_run
@@ -211,6 +235,9 @@ def test_family_defaults_apply_to_every_game():
     ppo = plan_run(get_recipe("ppo"), {"env": "MinAtar/Asterix-v1"}, out="/tmp/unused").cfg
     assert (ppo.num_envs, ppo.n_steps, ppo.epochs, ppo.clip, ppo.ent_coef, ppo.hidden) == (
         8, 128, 4, 0.1, 0.01, (128,))
+    assert (ppo.activation, ppo.head_hidden, ppo.head_activation) == ("relu", (64, 64), "tanh")
+    atari = plan_run(get_recipe("ppo"), {"env": "ALE/Pong-v5"}, out="/tmp/unused").cfg
+    assert (atari.hidden, atari.head_hidden, atari.head_activation) == ((512,), (), "")
     dqn = plan_run(get_recipe("dqn"), {"env": "MinAtar/Freeway-v1", "seed": 1},
                    out="/tmp/unused").cfg
     assert (dqn.learning_starts, dqn.buffer_size, dqn.batch_size, dqn.target_update) == (

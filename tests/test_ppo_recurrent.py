@@ -28,7 +28,7 @@ TINY = ["--env", "CartPoleNoVel-v1", "--total-steps", "2048", "--checkpoint-ever
 
 # ----------------------------------------------------------------------------- config
 @pytest.mark.parametrize("kwargs, message", [
-    ({"recurrent": "rnn"}, "--recurrent 'rnn': choose from lstm, gru"),
+    ({"recurrent": "rnn"}, "invalid --recurrent 'rnn'; valid choices: '' (none), lstm, gru"),
     ({"recurrent": "lstm", "rnn_hidden": 0}, "--rnn-hidden must be > 0, got 0"),
     ({"recurrent": "gru", "rnn_seq_len": -1}, "--rnn-seq-len must be >= 0"),
     ({"recurrent": "lstm", "rnn_seq_len": 5}, "--rnn-seq-len 5 must divide --n-steps 32"),

@@ -217,12 +217,14 @@ class CommonConfig:
             value = getattr(self, f.name)
             if isinstance(value, float) and not math.isfinite(value):
                 raise TrainError(f"{flag(f.name)} must be a finite number, got {value}")
+            choices = f.metadata.get("choices")
+            if choices is not None and value not in choices:
+                shown = ", ".join(c if c else "'' (none)" for c in choices)
+                raise TrainError(f"invalid {flag(f.name)} {value!r}; valid choices: {shown}")
         if not 0 <= self.seed < 2**32:
             raise TrainError(f"--seed must be in [0, {2**32 - 1}], got {self.seed}")
         check_positive(self, ["total_steps", "num_envs", "threads", "eval_episodes",
                               "checkpoint_every"])
-        if self.vec not in ("sync", "envpool"):
-            raise TrainError(f"invalid --vec {self.vec!r}; valid choices: sync, envpool")
         from tdrl.recipes.loggers import parse_loggers  # loggers.py imports this module
 
         self.logger = ",".join(parse_loggers(self.logger))

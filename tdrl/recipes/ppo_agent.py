@@ -111,7 +111,7 @@ def build_agent(cfg: Any, obs_space: Any, action_space: Any) -> AgentParts:
         return user_agent_parts(build_user_module(cfg.module, obs_space, action_space))
     body = build_trunk(obs_space, hidden=cfg.hidden, activation=cfg.activation,
                        cnn=getattr(cfg, "cnn", "auto"))
-    act = ACTIVATIONS[cfg.activation]
+    head_act = ACTIVATIONS[getattr(cfg, "head_activation", "") or cfg.activation]
     _orthogonal_init(body.net, math.sqrt(2))
     if cfg.normalize_obs and body.kind == "image":
         raise TrainError(
@@ -130,7 +130,7 @@ def build_agent(cfg: Any, obs_space: Any, action_space: Any) -> AgentParts:
             in_features=hidden[-1],
             out_features=out_features,
             num_cells=list(cfg.head_hidden),
-            activation_class=act,
+            activation_class=head_act,
         )
         _orthogonal_init(mlp, math.sqrt(2), last_gain)
         return mlp
