@@ -5,8 +5,10 @@ run finished), writes one PNG per algorithm (mean game score of the last 10 trai
 episodes against env steps, one line per seed, random play and the bar of 5 drawn) and
 prints a table: steps reached, final evaluation (10 games), mean of the last 100 training
 episodes, whether both bars (>= 5) hold. SB3's PPO at the same settings
-(``benchmarks/minatar_sb3.py``; ``sb3-ppo-...``: tdrl's network, ``sb3heads-ppo-...``: SB3's
-default 64x64 MLP per head), where its run directory exists, is drawn and listed beside them.
+(``benchmarks/minatar_sb3.py``; ``sb3-ppo-...``: linear heads, ``sb3heads-ppo-...``: SB3's
+default 64x64 MLP per head, as tdrl's MinAtar default now), where its run directory exists,
+is drawn and listed beside them, and so are tdrl's PPO runs at the earlier default (linear
+heads: ``ppo-linearheads-minatar-breakout-s<seed>``).
 
     PYTHONPATH=. python benchmarks/minatar_curves.py [--runs /work/runs/pixels] [--out docs/pixels]
 """
@@ -22,13 +24,33 @@ import numpy as np
 
 RANDOM_PLAY = 0.38  # MinAtar Breakout, uniform random actions (issue 20)
 BAR = 5.0
+# earlier defaults' runs, drawn thin beside the current ones: (run-name prefix, line style)
+EARLIER = {"ppo": (("ppo-linearheads", {"color": "tab:gray", "linewidth": 0.6, "alpha": 0.7,
+                                        "label": "earlier default (linear heads)"}),)}
+
+
+def _tdrl_run(ax, run: Path, name: str, seed: str, style: dict) -> dict | None:
+    """Draw one tdrl run's curve; its table row (bars when it finished), or None if absent."""
+    from tdrl.recipes.runfiles import read_metrics
+
+    if not (run / "metrics.csv").exists():
+        return None
+    m = read_metrics(run / "metrics.csv")
+    label = style.get("label", "")
+    line = {**style, "label": f"{label}, seed {seed}" if label else f"seed {seed}"}
+    ax.plot(m["step"], m["return_mean"], **line)
+    row: dict = {"algo": name, "seed": int(seed), "steps": int(m["step"][-1])}
+    if (run / "summary.json").exists():
+        s = json.loads((run / "summary.json").read_text())
+        row.update(final_eval=s["final_eval_return"],
+                   train_last100=round(s["train_return_last100"], 2), wall_s=round(s["wall_s"]))
+        row["bars"] = row["final_eval"] >= BAR and row["train_last100"] >= BAR
+    return row
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-
-    from tdrl.recipes.runfiles import read_metrics
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--runs", default="/work/runs/pixels")
@@ -42,21 +64,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
         fig = Figure(figsize=(7, 4), layout="constrained")
         FigureCanvasAgg(fig)
         ax = fig.subplots()
-        for seed in args.seeds.split(","):
-            run = Path(args.runs) / f"{algo}-minatar-breakout-s{seed}"
-            if not (run / "metrics.csv").exists():
-                continue
-            m = read_metrics(run / "metrics.csv")
-            ax.plot(m["step"], m["return_mean"], label=f"seed {seed}")
-            row = {"algo": algo, "seed": int(seed), "steps": int(m["step"][-1])}
-            if (run / "summary.json").exists():
-                s = json.loads((run / "summary.json").read_text())
-                row.update(final_eval=s["final_eval_return"],
-                           train_last100=round(s["train_return_last100"], 2),
-                           wall_s=round(s["wall_s"]))
-                row["bars"] = row["final_eval"] >= BAR and row["train_last100"] >= BAR
-            rows.append(row)
-        for name, label, color in (("sb3", "SB3, tdrl's network (linear heads)", "black"),
+        # the defaults' runs, then (PPO) the earlier linear-head default's runs as thin lines
+        for name, style in ((algo, {}), *EARLIER.get(algo, ())):
+            for seed in args.seeds.split(","):
+                row = _tdrl_run(ax, Path(args.runs) / f"{name}-minatar-breakout-s{seed}",
+                                name, seed, style)
+                if row is not None:
+                    rows.append(row)
+        for name, label, color in (("sb3", "SB3, linear heads", "black"),
                                    ("sb3heads", "SB3, its 64x64 MLP per head", "tab:purple")):
             sb3 = Path(args.runs) / f"{name}-{algo}-minatar-breakout-s0"
             if not (sb3 / "episodes.csv").exists():  # benchmarks/minatar_sb3.py
