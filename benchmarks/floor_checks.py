@@ -72,7 +72,7 @@ def _compare(name: str, tdrl: list[torch.Tensor], hand: list[torch.Tensor],
 
 def ppo_flat(batch: Any) -> dict[str, torch.Tensor]:
     """A ``PPO.collect`` batch as the flat tensor dict :meth:`HandPPO.update` takes."""
-    keys = ("observation", "action", "sample_log_prob", "advantage", "value_target")
+    keys = ("observation", "action", "sample_log_prob", "advantage", "value_target", "state_value")
     return {k: batch[k].reshape(batch.numel(), *batch[k].shape[2:]) for k in keys}
 
 

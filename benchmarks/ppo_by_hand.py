@@ -17,7 +17,7 @@ and times them side by side.
     >>> ppo = HandPPO(obs_dim=4, n_actions=2, hidden=(8, 8), epochs=2)
     >>> batch = {"observation": torch.randn(16, 4), "action": torch.randint(0, 2, (16,)),
     ...          "sample_log_prob": torch.full((16,), -0.69), "advantage": torch.randn(16),
-    ...          "value_target": torch.randn(16)}
+    ...          "value_target": torch.randn(16), "state_value": torch.randn(16)}
     >>> row = ppo.update(batch, progress=0.5)
     >>> sorted(row)[:3], row["lr"]
     (['approx_kl', 'clip_frac', 'entropy'], 0.0005)
@@ -109,6 +109,10 @@ class HandPPO:
             batch["value_target"]
         n = obs_all.shape[0]
         adv_full = (adv_all - adv_all.mean()) / (adv_all.std() + 1e-8)
+        var = target_all.var()  # the rollout's own values against the targets
+        values = batch["state_value"].reshape(target_all.shape)
+        explained = 1 - (target_all - values).var() / var if var > 0 else \
+            torch.tensor(0.0)
         logged = []
         for epoch in range(self.epochs):
             if self.batch_size >= n:
@@ -136,14 +140,11 @@ class HandPPO:
                     with torch.no_grad():
                         kl = ((ratio - 1) - log_ratio).mean()
                         clipped = ((ratio - 1).abs() > clip).float().mean()
-                        logged.append(torch.stack([policy_loss, value_loss, kl, clipped]))
-        with torch.no_grad():
-            logp, values = self.heads(self.trunk(obs_all))
-            entropy = -(logp.exp() * logp).sum(-1).mean()
-            var = target_all.var()
-            explained = 1 - (target_all - values).var() / var if var > 0 else torch.tensor(0.0)
-        policy_loss, value_loss, kl, clip_frac = torch.stack(logged).mean(0).tolist()
-        return {"policy_loss": policy_loss, "value_loss": value_loss, "entropy": float(entropy),
+                        entropy = -(logp.exp() * logp).sum(-1).mean()
+                        logged.append(torch.stack([policy_loss, value_loss, kl, clipped,
+                                                   entropy]))
+        policy_loss, value_loss, kl, clip_frac, entropy = torch.stack(logged).mean(0).tolist()
+        return {"policy_loss": policy_loss, "value_loss": value_loss, "entropy": entropy,
                 "approx_kl": kl, "clip_frac": clip_frac, "explained_var": float(explained),
                 "lr": lr}
 
@@ -191,5 +192,5 @@ class HandPPO:
             adv[t] = next_adv
             next_value = val_buf[t]
         batch = {"observation": obs_buf, "action": act_buf, "sample_log_prob": lp_buf,
-                 "advantage": adv, "value_target": adv + val_buf}
+                 "advantage": adv, "value_target": adv + val_buf, "state_value": val_buf}
         return {k: v.reshape(n_steps * n_envs, *v.shape[2:]) for k, v in batch.items()}, obs

@@ -63,6 +63,7 @@ def _batch(actions, ratios, advantages, targets) -> TensorDict:
             "sample_log_prob": torch.tensor(old),
             "advantage": torch.tensor(advantages, dtype=torch.float32),
             "value_target": torch.tensor(targets, dtype=torch.float32),
+            "state_value": torch.full((n,), VALUE),  # what the planted head gave the rollout
         },
         batch_size=[n],
     )
@@ -169,7 +170,13 @@ def test_entropy_bonus_gradient_and_step_raise_the_entropy():
     logp = _log_softmax(LOGITS)
     expected = [ent_coef * math.exp(lp) * (lp + before) for lp in logp]
     assert grad == pytest.approx(expected, abs=1e-6)
-    assert row["entropy"] > before + 1e-3
+    # the log holds the minibatch's entropy before its step; the step raised it
+    assert row["entropy"] == pytest.approx(before, abs=1e-6)
+    with torch.no_grad():
+        batch = _batch(ACTIONS, RATIOS, [0.0] * 6, TARGETS)
+        logits = algo.agent(batch.select("observation"))["logits"]
+        after = torch.distributions.Categorical(logits=logits).entropy()
+    assert after.min().item() > before + 1e-3
 
 
 def test_without_entropy_bonus_zero_advantages_leave_the_policy_unchanged():
@@ -180,6 +187,29 @@ def test_without_entropy_bonus_zero_advantages_leave_the_policy_unchanged():
     finally:
         algo.close()
     assert row["entropy"] == pytest.approx(_entropy(LOGITS), abs=1e-6)
+
+
+def test_explained_variance_is_the_rollouts_values_against_the_targets():
+    """1 - Var(target - V_rollout) / Var(target), on the values the rollout stored (unbiased
+    variances; a constant target logs 0)."""
+    targets = [1.0, 3.0, 0.5, 2.5, 4.0, -1.0]
+    values = [1.5, 2.0, 0.0, 2.0, 3.0, 0.0]
+    batch = _batch(ACTIONS, RATIOS, ADVANTAGES, targets)
+    batch["state_value"] = torch.tensor(values)
+    algo = _make()
+    try:
+        row = algo.update(batch)
+        flat = algo.update(_batch(ACTIONS, RATIOS, ADVANTAGES, [2.0] * 6))
+    finally:
+        algo.close()
+
+    def var(xs):
+        m = sum(xs) / len(xs)
+        return sum((x - m) ** 2 for x in xs) / (len(xs) - 1)
+
+    residual = [t - v for t, v in zip(targets, values)]
+    assert row["explained_var"] == pytest.approx(1 - var(residual) / var(targets), abs=1e-6)
+    assert flat["explained_var"] == 0.0
 
 
 def test_learning_rate_and_clip_range_anneal_linearly():

@@ -95,10 +95,6 @@ class NoMemory:
         perm = torch.randperm(n, device=device)
         return [perm[i : i + batch_size] for i in range(0, n, batch_size)]
 
-    def whole(self, n_steps: int, n_envs: int, device: Any) -> torch.Tensor | None:
-        """The index of the whole rollout as one batch (``None``: flat, as it is)."""
-        return None
-
     def replay(self, flat: TensorDictBase, idx: torch.Tensor | None, key: str,
                obs: torch.Tensor) -> TensorDict:
         """The trunk's input for the minibatch ``idx`` of ``flat`` (``obs`` = ``flat[key][idx]``)."""

@@ -455,6 +455,12 @@ class PPO:
             adv_full = adv_all
         # a rollout is [T, N] (time-major); a flat batch of steps counts as one env's
         n_steps, n_envs = batch.batch_size if batch.ndim == 2 else (n, 1)
+        # logged as SB3 and CleanRL do, without another pass over the rollout: the explained
+        # variance of the values the rollout was collected with, and (below) the entropy and
+        # losses of the last epoch's minibatches
+        var = target_all.var()
+        residual = target_all - flat["state_value"].reshape(target_all.shape)
+        explained = 1 - residual.var() / var if var > 0 else torch.tensor(0.0)
         logged: list[torch.Tensor] = []
         grad_norms: list[torch.Tensor] = []
         for epoch in range(cfg.epochs):
@@ -470,6 +476,12 @@ class PPO:
                     if cfg.norm_adv and adv.shape[0] > 1:
                         adv = (adv - adv.mean()) / (adv.std() + 1e-8)
                 log_prob, entropy, value = score(flat, idx, obs, action)
+                last_epoch = epoch == cfg.epochs - 1
+                if cfg.ent_coef > 0:
+                    ent = entropy()
+                elif last_epoch:  # for the log only
+                    with torch.no_grad():
+                        ent = entropy()
                 log_ratio = log_prob - old_lp
                 ratio = log_ratio.exp()
                 value = value.reshape(target.shape)
@@ -477,32 +489,25 @@ class PPO:
                 value_loss = (target - value).pow(2).mean()
                 loss = policy_loss + cfg.vf_coef * value_loss
                 if cfg.ent_coef > 0:
-                    loss = loss - cfg.ent_coef * entropy().mean()
+                    loss = loss - cfg.ent_coef * ent.mean()
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 grad_norms.append(clip_grad_norm_(params, cfg.max_grad_norm))
                 self.optimizer.step()
-                if epoch == cfg.epochs - 1:  # log the last epoch's minibatches
+                if last_epoch:  # log the last epoch's minibatches
                     with torch.no_grad():
                         kl = ((ratio - 1) - log_ratio).mean()
                         clipped = ((ratio - 1).abs() > clip).float().mean()
-                        logged.append(torch.stack([policy_loss, value_loss, kl, clipped]))
+                        logged.append(torch.stack([policy_loss, value_loss, kl, clipped,
+                                                   ent.mean()]))
         # once per update: one sync for the gradients' norms and one for the weights
         check_finite(self.global_step, **{"gradient (norm)": torch.stack(grad_norms)})
         check_params(self.agent, self.global_step)
-        with torch.no_grad():
-            idx = self.memory.whole(n_steps, n_envs, self.device)  # None: flat, as it is
-            obs, action, target = ((obs_all, act_all, target_all) if idx is None
-                                   else (obs_all[idx], act_all[idx], target_all[idx]))
-            _, entropy, values = score(flat, idx, obs, action)
-            entropy, values = entropy().mean(), values.reshape(target.shape)
-            var = target_all.var()
-            explained = 1 - (target - values).var() / var if var > 0 else torch.tensor(0.0)
-        policy_loss, value_loss, kl, clip_frac = torch.stack(logged).mean(0).tolist()
+        policy_loss, value_loss, kl, clip_frac, entropy = torch.stack(logged).mean(0).tolist()
         return {
             "policy_loss": policy_loss,
             "value_loss": value_loss,
-            "entropy": float(entropy),
+            "entropy": entropy,
             "approx_kl": kl,
             "clip_frac": clip_frac,
             "explained_var": float(explained),
