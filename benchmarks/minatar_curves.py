@@ -37,7 +37,9 @@ def _tdrl_run(ax, run: Path, name: str, seed: str, style: dict) -> dict | None:
         return None
     m = read_metrics(run / "metrics.csv")
     label = style.get("label", "")
-    line = {**style, "label": f"{label}, seed {seed}" if label else f"seed {seed}"}
+    # an earlier default's seeds share one legend entry
+    line = {**style, "label": f"seed {seed}" if not label else
+            (f"{label}, seeds 0-2" if seed == "0" else "_nolegend_")}
     ax.plot(m["step"], m["return_mean"], **line)
     row: dict = {"algo": name, "seed": int(seed), "steps": int(m["step"][-1])}
     if (run / "summary.json").exists():
