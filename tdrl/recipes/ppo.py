@@ -40,8 +40,6 @@ Examples:
 
 from __future__ import annotations
 
-import dataclasses
-import math
 from typing import Any
 
 import numpy as np
@@ -54,12 +52,7 @@ from tdrl.modules import set_recurrent_mode
 from tdrl.recipes.advantages import gae
 from tdrl.recipes.blocks import Clock, EpisodeStats, linear_schedule, make_adam, obs_tensor
 from tdrl.recipes.config import (
-    CommonConfig,
     NonFiniteError,
-    TrainError,
-    check_positive,
-    check_range,
-    option,
 )
 from tdrl.recipes.envpool_vec import restart_obs
 from tdrl.recipes.envs import (
@@ -74,8 +67,10 @@ from tdrl.recipes.envs import (
 from tdrl.recipes.finite import check_finite, check_params
 from tdrl.recipes.memory import PolicyAct, make_memory
 from tdrl.recipes.pixels import reports_game_score
-from tdrl.recipes.ppo_agent import (
+from tdrl.recipes.ppo_agent import (  # (PPOConfig, ENV_DEFAULTS: re-exported from here)
+    ENV_DEFAULTS,
     AgentParts,
+    PPOConfig,
     action_to_env,
     build_agent,
     make_act,
@@ -84,178 +79,10 @@ from tdrl.recipes.ppo_agent import (
 )
 from tdrl.recipes.ppo_calls import agent_calls
 from tdrl.recipes.protocol import Recipe
-from tdrl.recipes.remote import RemoteConfig, open_collector
+from tdrl.recipes.remote import open_collector
 
 __all__ = ["AgentParts", "ENV_DEFAULTS", "PPO", "PPOConfig", "RECIPE", "build_agent", "make_act",
            "make_policy"]
-
-
-@dataclasses.dataclass
-class PPOConfig(RemoteConfig, CommonConfig):
-    """PPO hyperparameters. Defaults are RL-Zoo's CartPole-v1 ones (see ``ENV_DEFAULTS``).
-
-    Examples:
-        >>> cfg = PPOConfig()
-        >>> cfg.num_envs * cfg.n_steps, cfg.batch_size, cfg.epochs
-        (256, 256, 20)
-        >>> PPOConfig(batch_size=300).validate()
-        Traceback (most recent call last):
-        ...
-        tdrl.recipes.config.TrainError: --batch-size 300 must be <= num_envs * n_steps = 256
-    """
-
-    n_steps: int = option(32, "rollout steps per env")
-    batch_size: int = option(256, "minibatch size")
-    epochs: int = option(20, "passes over each rollout")
-    lr: float = option(1e-3, "Adam learning rate")
-    anneal_lr: bool = option(True, "decay the learning rate linearly to 0")
-    gamma: float = option(0.98, "discount factor")
-    gae_lambda: float = option(0.8, "GAE lambda")
-    clip: float = option(0.2, "surrogate clip range")
-    anneal_clip: bool = option(True, "decay the clip range linearly to 0")
-    ent_coef: float = option(0.0, "entropy bonus weight")
-    vf_coef: float = option(0.5, "value loss weight")
-    max_grad_norm: float = option(0.5, "gradient norm clipping")
-    norm_adv: bool = option(True, "normalize advantages per minibatch")
-    reward_scale: float = option(
-        0.1,
-        "rewards are multiplied by this for learning, keeping the value loss (which shares the "
-        "trunk with the policy) small; episode stats use raw rewards",
-    )
-    hidden: tuple = option((64, 64), "shared trunk layer sizes")
-    head_hidden: tuple = option((), "hidden layers of each head after the trunk (none: linear)")
-    activation: str = option("tanh", "trunk activation", choices=["tanh", "relu", "elu"])
-    head_activation: str = option(
-        "", "activation of the heads' hidden layers (none: --activation)",
-        choices=["", "tanh", "relu", "elu"],
-    )
-    discrete_dist: str = option(
-        "categorical",
-        "discrete head: Categorical (index actions) or OneHotCategorical",
-        choices=["categorical", "onehot"],
-    )
-    state_dependent_std: bool = option(
-        True, "continuous head: scale from the network (else a learned parameter)"
-    )
-    log_std_init: float = option(0.0, "continuous head: initial log std (state-independent std)")
-    module: str = option(
-        "",
-        "train this network instead of the recipe's: package.module:factory, called as "
-        "factory(observation_space, action_space) -> ActorValueOperator (reads observation; "
-        "writes action, its log-prob and state_value); tdrl.train(module=...) also takes the "
-        "module itself",
-    )
-    normalize_obs: bool = option(
-        False,
-        "normalize observations by running mean/var (RunningObsNorm before the trunk, updated "
-        "from collected observations only; clip 10, eps 1e-8 as SB3's VecNormalize)",
-    )
-    recurrent: str = option(
-        "",
-        "memory layer at the end of the shared trunk: lstm or gru (trunk -> LSTM/GRU -> heads; "
-        "collection carries each env's state, the update replays whole env sequences from "
-        "their stored state)",
-        choices=["", "lstm", "gru"],
-    )
-    rnn_hidden: int = option(64, "--recurrent: units of the LSTM/GRU layer")
-    rnn_seq_len: int = option(
-        0, "--recurrent: length of the replayed sequences (truncated BPTT); 0 = n_steps"
-    )
-    cnn: str = option(
-        "auto",
-        "image observations: the trunk's convolutions before --hidden (nature: 32@8x8/4, "
-        "64@4x4/2, 64@3x3/1; minatar: 16@3x3/1; auto: nature from 36x36 frames up)",
-        choices=["auto", "nature", "minatar"],
-    )
-
-    def validate(self) -> None:
-        """Check the numbers before anything is created (raises ``TrainError``)."""
-        super().validate()
-        check_positive(
-            self, ["n_steps", "batch_size", "epochs", "lr", "max_grad_norm", "reward_scale"]
-        )
-        self.validate_remote()
-        self.validate_recurrent()
-        if self.module and self.normalize_obs:
-            raise TrainError(
-                "--normalize-obs applies to the recipe's own network only; with --module put a "
-                "RunningObsNorm (tdrl.modules) first in your trunk and pass --no-normalize-obs"
-            )
-        rollout = self.total_envs * self.n_steps
-        if self.batch_size > rollout:
-            raise TrainError(
-                f"--batch-size {self.batch_size} must be <= num_envs * n_steps"
-                f"{' * workers' if self.workers else ''} = {rollout}"
-            )
-        check_range(self, ["gamma", "gae_lambda", "clip", "lr"], 0.0, 1.0)
-        check_range(self, ["ent_coef", "vf_coef"], 0.0, math.inf)
-
-    def validate_recurrent(self) -> None:
-        """The ``--recurrent`` options: sequences that tile the rollout, no --module / --workers."""
-        if not self.recurrent:
-            return
-        check_positive(self, ["rnn_hidden"])
-        if self.rnn_seq_len < 0:
-            raise TrainError(f"--rnn-seq-len must be >= 0 (0 = n_steps), got {self.rnn_seq_len}")
-        if self.module:
-            raise TrainError("--recurrent builds the recipe's own network; with --module put the "
-                             "LSTMModule/GRUModule in your operator and drop --recurrent")
-        if self.workers:
-            raise TrainError("--recurrent does not run with --workers yet (the Ray workers do "
-                             "not carry recurrent state); drop --workers")
-        length = self.rnn_seq_len or self.n_steps
-        if self.n_steps % length:
-            raise TrainError(f"--rnn-seq-len {length} must divide --n-steps {self.n_steps} "
-                             "(the update replays each env's rollout in sequences of that length)")
-        if self.batch_size % length:
-            raise TrainError(f"--batch-size {self.batch_size} must be a multiple of the sequence "
-                             f"length {length} (--rnn-seq-len, 0 = n_steps): minibatches are "
-                             "whole sequences")
-
-
-# Per-env defaults on top of the dataclass defaults ("box" = any continuous env).
-ENV_DEFAULTS: dict[str, dict[str, Any]] = {
-    "CartPole-v1": {"total_steps": 100_000},
-    "box": {  # RL-Zoo's Pendulum-v1 PPO
-        "num_envs": 4, "n_steps": 1024, "batch_size": 64, "epochs": 10, "gamma": 0.9,
-        "gae_lambda": 0.95, "lr": 1e-3, "anneal_lr": False, "anneal_clip": False,
-        "total_steps": 100_000,
-    },
-    "Pendulum-v1": {},
-    # masked-velocity tasks (run with --recurrent): RL-Zoo's ppo_lstm entries normalize
-    # observations; CartPoleNoVel otherwise has CartPole's settings (8 envs x 32 steps, 20
-    # epochs, batch 256, gamma 0.98, lambda 0.8, lr and clip annealed from 1e-3 / 0.2)
-    "CartPoleNoVel-v1": {"total_steps": 100_000, "normalize_obs": True},
-    # Pendulum's settings; minibatches of 4 sequences of 64 steps
-    "PendulumNoVel-v1": {"normalize_obs": True, "batch_size": 256, "rnn_seq_len": 64},
-}
-# MuJoCo (the ``mujoco`` extra): SB3's PPO defaults on one env, observations normalized as in
-# RL-Zoo's MuJoCo entries (``normalize: true``); benchmarks/halfcheetah.py uses these settings.
-_MUJOCO = {
-    "num_envs": 1, "n_steps": 2048, "batch_size": 64, "epochs": 10, "lr": 3e-4,
-    "anneal_lr": False, "gamma": 0.99, "gae_lambda": 0.95, "clip": 0.2, "anneal_clip": False,
-    "reward_scale": 1.0, "state_dependent_std": False, "log_std_init": 0.0,
-    "normalize_obs": True, "total_steps": 1_000_000,
-}
-MUJOCO_ENVS = ("Ant", "HalfCheetah", "Hopper", "Humanoid", "HumanoidStandup",
-               "InvertedDoublePendulum", "InvertedPendulum", "Pusher", "Reacher", "Swimmer",
-               "Walker2d")
-ENV_DEFAULTS.update({f"{name}-v{v}": _MUJOCO for v in (5, 4) for name in MUJOCO_ENVS})
-# Pixels (the atari / minatar extras): CleanRL's / RL-Zoo's Atari PPO (8 envs x 128 steps,
-# 4 epochs of 4 minibatches, lr and clip annealed, Nature CNN + 512); MinAtar keeps them with
-# the MinAtar paper's small network (16@3x3 + 128), a 64x64 tanh MLP per head (SB3's default
-# heads on a custom extractor: linear heads plateau at ~5 on Breakout, for SB3 too) and a
-# 1M-step budget.
-_ATARI_PPO = {
-    "num_envs": 8, "n_steps": 128, "batch_size": 256, "epochs": 4, "lr": 2.5e-4,
-    "anneal_lr": True, "gamma": 0.99, "gae_lambda": 0.95, "clip": 0.1, "anneal_clip": True,
-    "ent_coef": 0.01, "vf_coef": 0.5, "max_grad_norm": 0.5, "reward_scale": 1.0,
-    "hidden": (512,), "activation": "relu", "total_steps": 10_000_000,
-    "checkpoint_every": 100_000,
-}
-ENV_DEFAULTS["ALE/*"] = _ATARI_PPO
-ENV_DEFAULTS["MinAtar/*"] = {**_ATARI_PPO, "hidden": (128,), "head_hidden": (64, 64),
-                             "head_activation": "tanh", "total_steps": 1_000_000}
 
 
 # ----------------------------------------------------------------------------- algorithm
