@@ -153,8 +153,8 @@ def run_training(
     run started and failed; the last good checkpoint is kept).
     """
     from tdrl.recipes import get_recipe
-    from tdrl.recipes.loop import plan_run
     from tdrl.recipes.loop import train as run_plan
+    from tdrl.recipes.plan import plan_run
 
     plan = plan_run(get_recipe(algo), explicit, out=out, resume=resume, force=force)
     status = run_plan(plan, progress=progress, log=log or (lambda _: None), callbacks=callbacks)

@@ -22,11 +22,13 @@ How to add a recipe
    :mod:`~tdrl.recipes.config` (flags, checks), :mod:`~tdrl.recipes.envs`
    (vector envs, evaluation), :mod:`~tdrl.recipes.blocks` (episode stats,
    Adam, schedules), :mod:`~tdrl.recipes.replay` (replay buffer),
+   :mod:`~tdrl.recipes.nstep` (n-step returns),
    :mod:`~tdrl.recipes.runfiles` (checkpoints, metrics),
    :mod:`~tdrl.recipes.report` (progress bar, plots, GIFs),
    :mod:`~tdrl.recipes.finite` (NaN/inf checks: call ``check_finite`` once per
-   batch on what the algorithm produces; the loop scans every checkpoint) and
-   :mod:`~tdrl.recipes.loop` (preparing and running a run).
+   batch on what the algorithm produces; the loop scans every checkpoint),
+   :mod:`~tdrl.recipes.plan` (checking a run before anything is written) and
+   :mod:`~tdrl.recipes.loop` (running it).
 
 Recipes import gymnasium when used, so they are loaded on demand.
 
