@@ -1,8 +1,8 @@
 """Recipe modules split by concept: the old import paths give the same objects; imports go down.
 
 ``loop.py`` re-exports what moved to ``plan.py``; ``dqn.py`` what moved to
-``dqn_agent.py`` and ``nstep.py`` (tests, benchmarks, docs and user code import
-them from the old modules).
+``dqn_agent.py`` and ``nstep.py``; ``ppo.py`` what moved to ``ppo_agent.py`` (tests,
+benchmarks, docs and user code import them from the old modules).
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ MOVED = [
     ("tdrl.recipes.dqn_agent", "tdrl.recipes.dqn",
      ["DQNConfig", "ENV_DEFAULTS", "build_qnet", "make_act", "make_policy", "prepare"]),
     ("tdrl.recipes.nstep", "tdrl.recipes.dqn", ["NStepReturns"]),
+    ("tdrl.recipes.ppo_agent", "tdrl.recipes.ppo",
+     ["PPOConfig", "ENV_DEFAULTS", "AgentParts", "build_agent", "make_act", "make_policy"]),
 ]
 
 
@@ -34,20 +36,21 @@ def test_the_old_path_gives_the_same_object_and_lists_it(home, old, name):
     assert name in old_mod.__all__
 
 
-def test_the_dqn_recipe_is_built_from_the_moved_objects():
-    from tdrl.recipes import dqn, dqn_agent
-
-    recipe = dqn.RECIPE
-    assert recipe.config is dqn_agent.DQNConfig
-    assert recipe.env_defaults is dqn_agent.ENV_DEFAULTS
+@pytest.mark.parametrize("algo", ["dqn", "ppo"])
+def test_the_recipe_is_built_from_the_moved_objects(algo):
+    recipe = importlib.import_module(f"tdrl.recipes.{algo}").RECIPE
+    agent = importlib.import_module(f"tdrl.recipes.{algo}_agent")
+    assert recipe.config is getattr(agent, f"{algo.upper()}Config")
+    assert recipe.env_defaults is agent.ENV_DEFAULTS
     assert (recipe.make_act, recipe.make_policy, recipe.prepare) == (
-        dqn_agent.make_act, dqn_agent.make_policy, dqn_agent.prepare)
+        agent.make_act, agent.make_policy, agent.prepare)
 
 
 def test_the_split_out_modules_do_not_import_the_modules_above_them():
     code = (
-        "import sys, tdrl.recipes.plan, tdrl.recipes.dqn_agent, tdrl.recipes.nstep; "
-        "print(sorted(m for m in ('tdrl.recipes.loop', 'tdrl.recipes.dqn') if m in sys.modules))"
+        "import sys, tdrl.recipes.plan, tdrl.recipes.dqn_agent, tdrl.recipes.nstep, "
+        "tdrl.recipes.ppo_agent; print(sorted(m for m in ('tdrl.recipes.loop', "
+        "'tdrl.recipes.dqn', 'tdrl.recipes.ppo') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                          check=True).stdout
