@@ -19,6 +19,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from tdrl.recipes import get_recipe, recipe_names
 from tdrl.recipes.config import (
     RESUME_OVERRIDABLE,
     TrainError,
@@ -91,8 +92,6 @@ def default_run_dir(recipe: Recipe, explicit: dict[str, Any]) -> Path:
 
 
 def _check_env(recipe: Recipe, env_id: str) -> EnvInfo:
-    from tdrl.recipes import get_recipe, recipe_names  # the registry imports this module
-
     env = probe_env(env_id)
     kind = action_kind(env.action_space)
     alternatives = []
