@@ -134,6 +134,30 @@ def test_two_invocations_racing_exactly_one_proceeds(tmp_path):
                 p.communicate(timeout=60)
 
 
+def test_a_rival_names_the_owner_even_between_its_lock_and_its_pid(tmp_path):
+    """The owner takes the lock, then writes its pid: a rival in between reads on until the
+    pid is there; a finished owner leaves the file empty (no stale pid to name)."""
+    import fcntl
+    import threading
+
+    with RunLock(tmp_path):
+        assert (tmp_path / ".lock").read_text() == f"{os.getpid()}\n"
+    assert (tmp_path / ".lock").read_text() == ""  # released: emptied
+    with open(tmp_path / ".lock", "r+") as owner:
+        fcntl.flock(owner, fcntl.LOCK_EX | fcntl.LOCK_NB)  # locked, pid not written yet
+
+        def write_pid() -> None:
+            time.sleep(0.2)
+            owner.write("4242\n")
+            owner.flush()
+
+        writer = threading.Thread(target=write_pid)
+        writer.start()
+        with pytest.raises(TrainError, match=r"is in use by another run \(pid 4242\)"):
+            RunLock.check(tmp_path)
+        writer.join()
+
+
 def test_a_refused_resume_leaves_no_lock_file_behind(tmp_path, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()

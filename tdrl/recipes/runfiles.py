@@ -21,6 +21,7 @@ import os
 import pickle
 import re
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -398,7 +399,8 @@ class RunLock:
     """Exclusive ownership of a run directory: an OS lock on ``RUN_DIR/.lock`` (``flock``).
 
     Held for the life of a run and released by the OS on any exit, kill -9
-    included; the file keeps the owner's pid for the error message. Where
+    included; the file holds the owner's pid for the error message (emptied when
+    the owner lets go). Where
     ``fcntl`` does not exist (Windows) the lock is a no-op.
 
     Examples:
@@ -443,8 +445,15 @@ class RunLock:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            f.seek(0)
-            owner = f.read().strip() or "unknown"
+            # the owner writes its pid just after taking the lock (and empties the file when it
+            # lets go): an empty file is an owner between the two, so read again for a moment
+            for _ in range(100):
+                f.seek(0)
+                owner = f.read().strip()
+                if owner:
+                    break
+                time.sleep(0.01)
+            owner = owner or "unknown"
             raise TrainError(
                 f"{run_dir} is in use by another run (pid {owner}); wait for it to finish, stop "
                 "it, or choose another --out (--force never overrides a live run)"
@@ -499,11 +508,14 @@ class RunLock:
     def release(self, remove: bool = False) -> None:
         """Release the lock; ``remove`` also deletes the lock file (while still holding it)."""
         if self._file is not None:
-            if remove:
-                try:
+            try:  # (still holding the lock) no stale pid for the next owner's rivals to read
+                if remove:
                     self.path.unlink()
-                except OSError:
-                    pass
+                else:
+                    self._file.seek(0)
+                    self._file.truncate()
+            except OSError:
+                pass
             self._file.close()  # closing the descriptor releases the lock
             self._file = None
 
