@@ -21,7 +21,7 @@ needs. No tdrl module, no TensorDict, no distribution object on the hot path:
   observation and next observation per transition), GAE in ``numpy``; no
   per-step Python objects, no logging or checks on the hot path beyond what the
   math needs (a run's finiteness is checked once, by the caller);
-- one fused Adam (where torch has it), the gradient clip as ``_foreach_norm`` +
+- Adam as one ``torch._fused_adam_`` call (:class:`FusedAdam`), the gradient clip as ``_foreach_norm`` +
   ``_foreach_mul_``.
 
 PPO (:class:`HandPixelPPO`) is tdrl's update (advantages normalized per
@@ -79,12 +79,43 @@ def _layer(shape: Sequence[int], gain: float | None) -> list[torch.Tensor]:
     return [w, _bias(w, gain is not None)]
 
 
-def adam(params: list[torch.Tensor], lr: float, eps: float) -> torch.optim.Adam:
-    """Adam with the fused kernel when torch has one (the same math)."""
-    try:
-        return torch.optim.Adam(params, lr=lr, eps=eps, fused=True)
-    except (RuntimeError, TypeError, ValueError):
-        return torch.optim.Adam(params, lr=lr, eps=eps)
+class FusedAdam:
+    """Adam as one ``torch._fused_adam_`` call on preallocated state: ``torch.optim.Adam``'s
+    fused step (the same kernel and numbers) without its Python wrapper (profiling hook, the
+    per-step regrouping of parameters and state). Falls back to ``torch.optim.Adam`` where
+    torch has no fused CPU kernel. ``lr`` may be changed between steps.
+
+        >>> w = torch.randn(3, 2, requires_grad=True)
+        >>> w2 = w.detach().clone().requires_grad_()
+        >>> ours, ref = FusedAdam([w], 1e-2, 1e-5), torch.optim.Adam([w2], 1e-2, eps=1e-5)
+        >>> for _ in range(3):
+        ...     for p, opt in ((w, ours), (w2, ref)):
+        ...         opt.zero_grad(); (p ** 3).sum().backward(); opt.step()
+        >>> torch.allclose(w, w2, atol=1e-6)
+        True
+    """
+
+    def __init__(self, params: list[torch.Tensor], lr: float, eps: float) -> None:
+        self.params, self.lr, self.eps = params, lr, eps
+        self.fallback = None if hasattr(torch, "_fused_adam_") else \
+            torch.optim.Adam(params, lr=lr, eps=eps)
+        self.m = [torch.zeros_like(p) for p in params]
+        self.v = [torch.zeros_like(p) for p in params]
+        self.steps = [torch.zeros((), dtype=torch.float32) for _ in params]
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    def step(self) -> None:
+        if self.fallback is not None:
+            self.fallback.param_groups[0]["lr"] = self.lr
+            self.fallback.step()
+            return
+        torch._foreach_add_(self.steps, 1)
+        torch._fused_adam_(self.params, [p.grad for p in self.params], self.m, self.v, [],
+                           self.steps, lr=self.lr, beta1=0.9, beta2=0.999, weight_decay=0.0,
+                           eps=self.eps, amsgrad=False, maximize=False)
 
 
 def clip_grads_(params: list[torch.Tensor], max_norm: float) -> None:
@@ -216,7 +247,7 @@ class HandPixelPPO:
         self.heads = Heads(net.width, n_actions, cfg["head_hidden"],
                            cfg.get("head_activation") or cfg["activation"])
         self.params = [p.requires_grad_() for p in net.params + self.heads.params]
-        self.optimizer = adam(self.params, cfg["lr"], eps=1e-5)
+        self.optimizer = FusedAdam(self.params, cfg["lr"], eps=1e-5)
         self.global_step, self.envs = 0, envs
         if envs is not None:
             t, n = cfg["n_steps"], cfg["num_envs"]
@@ -283,8 +314,7 @@ class HandPixelPPO:
         frac = max(0.0, 1.0 - self.global_step / cfg["total_steps"])
         lr = cfg["lr"] * (frac if cfg["anneal_lr"] else 1.0)
         clip = cfg["clip"] * (frac if cfg["anneal_clip"] else 1.0)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+        self.optimizer.lr = lr
         n, bs = obs_all.shape[0], cfg["batch_size"]
         ent_coef, vf_coef, max_norm = cfg["ent_coef"], cfg["vf_coef"], cfg["max_grad_norm"]
         for _ in range(cfg["epochs"]):
@@ -300,7 +330,7 @@ class HandPixelPPO:
                 value_loss = (target_all[idx] - value).pow(2).mean()
                 entropy = -(logp.exp() * logp).sum(-1).mean()
                 loss = policy_loss + vf_coef * value_loss - ent_coef * entropy
-                self.optimizer.zero_grad(set_to_none=True)
+                self.optimizer.zero_grad()
                 loss.backward()
                 clip_grads_(self.params, max_norm)
                 self.optimizer.step()
@@ -342,7 +372,7 @@ class HandPixelDQN:
         for p in self.params:
             p.requires_grad_()
         self.target = [p.detach().clone() for p in self.params]
-        self.optimizer = adam(self.params, cfg["lr"], eps=1e-8)
+        self.optimizer = FusedAdam(self.params, cfg["lr"], eps=1e-8)
         self.rng = np.random.default_rng(seed)
         self.capacity, self.pos, self.size = cfg["buffer_size"], 0, 0
         self.ring: dict[str, np.ndarray] | None = None
@@ -384,7 +414,7 @@ class HandPixelDQN:
                 next_q.mul_(torch.from_numpy(r["not_done"][idx])), alpha=cfg["gamma"])
         q = self.q(obs, self.params).gather(-1, torch.from_numpy(r["action"][idx])[:, None])
         loss = F.smooth_l1_loss(q.squeeze(-1), target)
-        self.optimizer.zero_grad(set_to_none=True)
+        self.optimizer.zero_grad()
         loss.backward()
         clip_grads_(self.params, cfg["max_grad_norm"])
         self.optimizer.step()
