@@ -1,51 +1,68 @@
-"""Pixels: tdrl vs Stable-Baselines3, steady-state training throughput (env steps/s) of PPO and DQN.
+"""Pixels: tdrl vs Stable-Baselines3 vs a hand-written floor, steady-state training throughput
+(env steps/s) of PPO and DQN.
 
 Run: ``PYTHONPATH=. python benchmarks/pixels.py [--envs minatar,atari] [--algos ppo,dqn]
-[--rounds 3] [--scale 1] [--clock thread|wall] [--profile]`` (the ``bench`` extra: SB3 and
-``opencv-python-headless`` for its Atari wrappers).
+[--sides tdrl,sb3,hand] [--rounds 3] [--scale 1] [--clock thread|wall] [--profile]`` (the
+``bench`` extra: SB3 and ``opencv-python-headless`` for its Atari wrappers).
+
+The three sides (``--sides`` picks some; all three by default):
+
+- ``tdrl``: tdrl's algorithm object (what ``tdrl train`` runs, without a run directory);
+- ``sb3``: SB3's model with the same hyperparameters and network, on SB3's own envs;
+- ``hand``: the floor, ``benchmarks/pixels_by_hand.py``: PPO and DQN written by hand in plain
+  torch (CleanRL's ``ppo_atari.py`` / ``dqn_atari.py`` with tdrl's network and settings, and
+  every cheap trick that keeps the math: NHWC convolutions, in-place activations, one matmul
+  for both heads' first layers, a bare fused Adam, ``numpy`` storage), on tdrl's own training
+  vector env (``make_vec_env``), so the env costs tdrl and it the same. Its network is checked
+  to have tdrl's parameter count before timing, and its last losses to be finite after the
+  warm-up (``tests/test_pixels_bench.py`` checks its outputs against tdrl's network).
 
 For each (algo, env) row, in one process and on one torch thread:
 
-1. both libraries are built (not timed): tdrl's algorithm object (what ``tdrl train`` runs,
-   without a run directory) and SB3's model;
+1. every side is built (not timed);
 2. each is warmed up: DQN collects ``--learning-starts`` (1,000) env steps with the same
-   ``learning_starts`` on both sides, then trains for half a block; PPO runs one whole
+   ``learning_starts`` on every side, then trains for half a block; PPO runs one whole
    iteration (rollout + update);
-3. both then train for ``--rounds`` alternating blocks (tdrl, SB3, SB3, tdrl, ...) of the same
-   number of env steps: PPO in whole iterations (8 x 128 = 1,024 env steps, rollout + update),
-   DQN entirely after ``learning_starts`` so its gradient steps are in at the recipe's ratio.
-   Nothing else is timed (no evaluation, no run directory, no checkpoint). A block is timed in
-   CPU time of this thread (``--clock thread``, the default: the envs are stepped in this
-   thread on both sides, gymnasium's ``SyncVectorEnv`` / SB3's ``DummyVecEnv``, and other
-   processes on the shared machine disturb it less than wall time) or in wall time
-   (``--clock wall``, for a vector env stepping in other threads or processes). The rate of a
-   side is its median block; the ratio is tdrl's over SB3's.
+3. they then train for ``--rounds`` alternating blocks (tdrl, SB3, hand, hand, SB3, tdrl, ...)
+   of the same number of env steps: PPO in whole iterations (8 x 128 = 1,024 env steps,
+   rollout + update), DQN entirely after ``learning_starts`` so its gradient steps are in at
+   the recipe's ratio. Nothing else is timed (no evaluation, no run directory, no checkpoint).
+   A block is timed in CPU time of this thread (``--clock thread``, the default: the envs are
+   stepped in this thread on every side, gymnasium's ``SyncVectorEnv`` / SB3's
+   ``DummyVecEnv``, and other processes on the shared machine disturb it less than wall time)
+   or in wall time (``--clock wall``, for a vector env stepping in other threads or
+   processes). The rate of a side is its median block; the ratios are tdrl / SB3, hand / SB3
+   (the most any implementation of this training on this network could gain on SB3, short
+   of doing less compute) and tdrl / hand (what tdrl loses to the floor).
 
-Settings (tdrl's per-family defaults, ``ENV_DEFAULTS["ALE/*"]`` / ``["MinAtar/*"]``, given to
-SB3 as the same hyperparameters):
+Settings (tdrl's per-family defaults, ``ENV_DEFAULTS["ALE/*"]`` / ``["MinAtar/*"]``, read at
+run time and given to SB3 and the hand side as the same hyperparameters):
 
 - PPO: 8 envs x 128 steps, 4 epochs x 4 minibatches of 256, lr 2.5e-4 and clip 0.1 annealed,
   entropy 0.01, value 0.5, grad norm 0.5, gamma 0.99, lambda 0.95, Adam eps 1e-5, shared
   trunk; Atari: linear policy and value heads (SB3: ``net_arch=[]``), MinAtar: a 64x64 tanh
   MLP per head (SB3: ``net_arch=dict(pi=[64, 64], vf=[64, 64])``, its default activation);
 - DQN: buffer 100k, batch 32, lr 1e-4, Huber loss, grad norm 10, vanilla one-step DQN, target
-  copied every 1,000 env steps, epsilon held at its final 0.01 on both sides (the schedule's
-  value for 90% of a run; SB3 skips the network when it explores, tdrl does not); MinAtar:
-  8 envs, 2 gradient steps per vector step of 8 env steps (SB3 ``train_freq=1``,
-  ``gradient_steps=2``); Atari: 1 env, 1 gradient step per 4 env steps;
+  copied every 1,000 env steps, epsilon held at its final 0.01 on every side (the schedule's
+  value for 90% of a run; SB3 and the hand side skip the network when every env explores,
+  tdrl does not); MinAtar: 8 envs, 2 gradient steps per vector step of 8 env steps (SB3
+  ``train_freq=1``, ``gradient_steps=2``); Atari: 1 env, 1 gradient step per 4 env steps;
 - networks: Atari, Nature CNN (32@8x8/4, 64@4x4/2, 64@3x3/1) + 512, SB3's ``CnnPolicy``
   (``NatureCNN``) with its ``make_atari_env`` (no-ops, skip 4 with max-pool, life loss, fire,
-  84x84 grayscale, clipped rewards) + ``VecFrameStack(4)``, tdrl with its own wrappers (the
-  same steps, sticky actions 0.25 on both); MinAtar, 16@3x3/1 + 128 (SB3 gets it as its
-  features extractor: ``NatureCNN`` needs >= 36x36 frames) on tdrl's channels-first ``uint8``
-  MinAtar env for both.
+  84x84 grayscale, clipped rewards) + ``VecFrameStack(4)``, tdrl and the hand side with
+  tdrl's wrappers (the same steps, sticky actions 0.25 on both); MinAtar, 16@3x3/1 + 128
+  (SB3 gets it as its features extractor: ``NatureCNN`` needs >= 36x36 frames) on tdrl's
+  channels-first ``uint8`` MinAtar env for all three.
 
 ``--profile`` then runs one more block of each side under ``torch.profiler`` and prints the
-share of the time in convolutions (forward + backward) and in the dense layers' matmuls, and
-the costliest tdrl Python frames (cProfile).
+share of the time in convolutions (forward + backward) and in the dense layers' matmuls (for
+tdrl and the hand side also that plus the bare env's steps: what no implementation sheds),
+and the costliest tdrl Python frames (cProfile).
 
 The last line is ``pixels: ppo-minatar X.XXx, dqn-minatar X.XXx, ppo-atari X.XXx,
-dqn-atari X.XXx`` (tdrl steps/s over SB3's).
+dqn-atari X.XXx`` (tdrl steps/s over SB3's; without one of them, the first other ratio, named);
+with the hand side, the line before it is ``pixels floor: ppo-minatar hand/SB3 X.XXx
+tdrl/hand X.XXx, ...``.
 """
 
 from __future__ import annotations

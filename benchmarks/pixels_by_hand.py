@@ -21,8 +21,8 @@ needs. No tdrl module, no TensorDict, no distribution object on the hot path:
   observation and next observation per transition), GAE in ``numpy``; no
   per-step Python objects, no logging or checks on the hot path beyond what the
   math needs (a run's finiteness is checked once, by the caller);
-- Adam as one ``torch._fused_adam_`` call (:class:`FusedAdam`), the gradient clip as ``_foreach_norm`` +
-  ``_foreach_mul_``.
+- Adam as one ``torch._fused_adam_`` call (:class:`FusedAdam`), the gradient
+  clip as ``_foreach_norm`` + ``_foreach_mul_``.
 
 PPO (:class:`HandPixelPPO`) is tdrl's update (advantages normalized per
 minibatch, clipped surrogate, value MSE, entropy bonus, lr and clip annealed on
@@ -267,7 +267,10 @@ class HandPixelPPO:
         return logits.log_softmax(-1), value
 
     def collect(self) -> tuple[torch.Tensor, ...]:
-        """One ``n_steps`` rollout (same-step autoreset envs); flat ``(obs, action, logp, adv, target)``."""
+        """One ``n_steps`` rollout (same-step autoreset envs).
+
+        Returns the flat ``(obs, action, log-prob, advantage, value target)``.
+        """
         cfg, envs = self.cfg, self.envs
         t_max, n = cfg["n_steps"], cfg["num_envs"]
         obs_buf, obs_np, gamma = self.obs_buf, self.obs_np, cfg["gamma"]
