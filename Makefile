@@ -44,7 +44,7 @@ MODULE_TESTS := tests/test_actor_critic.py tests/test_actor_critic_siblings.py t
 	tests/test_probabilistic.py tests/test_qvalue.py tests/test_qvalue_actor.py \
 	tests/test_qvalue_reliability.py tests/test_tanh_module.py \
 	tests/test_specs_composite.py tests/test_specs_construction.py tests/test_specs_properties.py \
-	tests/test_specs_shape.py tests/test_specs_stack.py tests/test_specs_values.py tests/test_compat.py \
+	tests/test_specs_shape.py tests/test_specs_stack.py tests/test_specs_values.py tests/test_compat.py tests/test_optim.py \
 	tests/test_specs_hostile.py tests/test_distribution_contracts.py \
 	tests/test_ordinal.py tests/test_multistep_actor.py tests/test_actor_extras.py tests/test_specs_extras.py \
 	tests/test_rnn_modules.py tests/test_rnn_cells.py tests/test_rnn_api.py tests/test_step_mdp.py \

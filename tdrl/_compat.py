@@ -21,6 +21,11 @@ wrong:
 - ``fused_rnn``: ATen's ``torch.lstm`` / ``torch.gru`` kernels called directly for
   an ``nn.LSTM`` / ``nn.GRU`` step (skipping ``forward``'s Python checks), else
   the module call.
+- ``fused_adam_step``: torch's fused Adam kernel (``_fused_adam_``) on lists the
+  caller holds, else False (the caller runs ``torch.optim.Adam.step``);
+  ``unhooked_step``: an optimizer class's ``step`` inside torch's step-hook wrapper
+  (``__wrapped__``), for a subclass whose own wrapped ``step`` already ran the hooks,
+  else the wrapped method (the hooks then run twice).
 
 Setting the environment variable ``TDRL_COMPAT_FALLBACK=1`` before ``import tdrl``
 selects every public fallback (CI runs the module tests once that way, so the
@@ -58,6 +63,8 @@ __all__ = [
     "is_compiled",
     "overwrite_error",
     "lerp_all_",
+    "fused_adam_step",
+    "unhooked_step",
     "copy_all_",
     "clip_grad_norm_",
     "is_compiling",
@@ -367,6 +374,51 @@ except ImportError:  # pragma: no cover - torch < 2.3
 
 
 # --- fused RNN kernels --------------------------------------------------------------------
+_FUSED_ADAM = None if FORCE_FALLBACK else getattr(torch, "_fused_adam_", None)
+
+
+def fused_adam_step(params: list[torch.Tensor], grads: list[torch.Tensor],
+                    exp_avgs: list[torch.Tensor], exp_avg_sqs: list[torch.Tensor],
+                    steps: list[torch.Tensor], *, lr: float, betas: tuple[float, float],
+                    eps: float, weight_decay: float, maximize: bool) -> bool:
+    """What ``torch.optim.Adam(fused=True).step()`` runs for one device and dtype (step
+    counts + 1, then the fused kernel), on lists the caller holds; False, doing nothing,
+    where the kernel is missing (or ``TDRL_COMPAT_FALLBACK=1``).
+
+    Examples:
+        >>> q = torch.ones(2, requires_grad=True)
+        >>> q.grad = torch.ones(2)
+        >>> torch.optim.Adam([q], lr=0.1, fused=True).step()
+        >>> p, state = torch.ones(2), [torch.zeros(2), torch.zeros(2), torch.zeros(())]
+        >>> done = fused_adam_step([p], [torch.ones(2)], [state[0]], [state[1]], [state[2]],
+        ...                        lr=0.1, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+        ...                        maximize=False)
+        >>> torch.equal(p, q.detach()) and state[2].item() == 1.0 if done else True
+        True
+    """
+    if _FUSED_ADAM is None:
+        return False
+    with torch.no_grad():  # (in place on leaf parameters, as the optimizer's step runs)
+        torch._foreach_add_(steps, 1)
+        _FUSED_ADAM(params, grads, exp_avgs, exp_avg_sqs, [], steps, amsgrad=False, lr=lr,
+                    beta1=betas[0], beta2=betas[1], weight_decay=weight_decay, eps=eps,
+                    maximize=maximize, grad_scale=None, found_inf=None)
+    return True
+
+
+def unhooked_step(cls: type) -> Callable[..., Any]:
+    """``cls.step`` without torch's optimizer-step hook wrapper (see the module docstring).
+
+    Examples:
+        >>> callable(unhooked_step(torch.optim.Adam))
+        True
+    """
+    step = cls.step
+    if FORCE_FALLBACK or not getattr(step, "hooked", False):
+        return step
+    return getattr(step, "__wrapped__", step)
+
+
 _FUSED_RNN = {} if FORCE_FALLBACK else {
     kind: fn for kind, fn in (("LSTM", getattr(torch, "lstm", None)),
                               ("GRU", getattr(torch, "gru", None))) if callable(fn)

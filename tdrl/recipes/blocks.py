@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -23,6 +23,7 @@ import torch
 from tdrl.data import Bounded
 from tdrl.modules import ProbabilisticActor, SafeModule, TanhNormal
 from tdrl.recipes.memory import PolicyAct
+from tdrl.recipes.optim import make_adam  # (re-exported: the recipes import it from here)
 
 __all__ = [
     "Clock",
@@ -174,23 +175,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.offset + (time.perf_counter() - self.start)
-
-
-def make_adam(
-    params: Iterable[torch.nn.Parameter], lr: float, eps: float = 1e-8
-) -> torch.optim.Adam:
-    """Adam with the fused kernel where torch has one for the device (same math, fewer ops).
-
-    Examples:
-        >>> opt = make_adam(torch.nn.Linear(2, 2).parameters(), 1e-3)
-        >>> opt.param_groups[0]["lr"]
-        0.001
-    """
-    params = list(params)
-    try:
-        return torch.optim.Adam(params, lr=lr, eps=eps, fused=True)
-    except (RuntimeError, TypeError, ValueError):  # no fused kernel for this device/dtype
-        return torch.optim.Adam(params, lr=lr, eps=eps)
 
 
 def linear_schedule(initial: float, step: int, total: int) -> float:
