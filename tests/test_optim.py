@@ -33,6 +33,15 @@ def _grads(net: nn.Module, x: torch.Tensor) -> None:
     net(x).pow(2).sum().backward()
 
 
+def _step_both(net, lean, twin, plain, x: torch.Tensor, steps: int) -> None:
+    """``steps`` steps of each optimizer on the same input's gradients."""
+    for _ in range(steps):
+        _grads(net, x)
+        _grads(twin, x)
+        lean.step()
+        plain.step()
+
+
 def _same(a: nn.Module, b: nn.Module) -> None:
     for x, y in zip(a.parameters(), b.parameters(), strict=True):
         torch.testing.assert_close(x, y, rtol=0, atol=0)
@@ -69,12 +78,7 @@ def test_the_short_path_is_taken_after_the_first_step(monkeypatch):
 
     monkeypatch.setattr(optim, "fused_adam_step", spy)
     net, lean, twin, plain = _pair()
-    x = torch.ones(2, 5)
-    for _ in range(3):
-        _grads(net, x)
-        _grads(twin, x)
-        lean.step()
-        plain.step()
+    _step_both(net, lean, twin, plain, torch.ones(2, 5), steps=3)
     assert calls == [4, 4]  # step 1 creates the state through torch's step; then the kernel
     # (under TDRL_COMPAT_FALLBACK the calls decline and torch's step runs)
     _same(net, twin)
@@ -106,11 +110,7 @@ def test_groups_closures_hooks_and_state_dicts_behave_as_torchs():
     lean.register_step_pre_hook(lambda opt, args, kwargs: seen.append("pre"))
     lean.register_step_post_hook(lambda opt, args, kwargs: seen.append("post"))
     x = torch.ones(2, 3)
-    for _ in range(2):
-        _grads(net, x)
-        _grads(twin, x)
-        lean.step()
-        plain.step()
+    _step_both(net, lean, twin, plain, x, steps=2)
     # once a step (under TDRL_COMPAT_FALLBACK torch's step runs inside LeanAdam's: twice)
     assert seen == ["pre", "pre", "post", "post"] * 2 if FORCE_FALLBACK else ["pre", "post"] * 2
     _same(net, twin)
