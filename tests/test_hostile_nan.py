@@ -259,8 +259,11 @@ def test_nan_weights_are_named(algo, tmp_path, capsys, monkeypatch):
             opt.param_groups[0]["params"][0].view(-1)[0] = float("nan")
         return result
 
-    # after the last step of PPO's 2nd update or DQN's 2nd phase, after SAC's 3rd update
-    _poison_step(monkeypatch, torch.optim.Adam, "step", 3 if algo == "sac" else 4, nan_weight)
+    # after the last step of PPO's 2nd update or DQN's 2nd phase, after SAC's 3rd update (the
+    # recipes' optimizer is a LeanAdam: its step() is the one every update calls)
+    from tdrl.recipes.optim import LeanAdam
+
+    _poison_step(monkeypatch, LeanAdam, "step", 3 if algo == "sac" else 4, nan_weight)
     out = tmp_path / "run"
     assert main(["train", algo, *FLAGS[algo], *COMMON, "--out", str(out)]) == 1
     err = capsys.readouterr().err
