@@ -17,7 +17,6 @@ import pytest
 
 import tdrl
 from tdrl.cli import main
-from tdrl.recipes import get_recipe
 from tdrl.recipes.config import TrainError
 from tdrl.recipes.runfiles import load_checkpoint
 
@@ -257,22 +256,11 @@ def test_eval_and_export_play_the_gymnasium_games(run, capsys):
 
 def test_resume_restarts_the_games(run, tmp_path, monkeypatch):
     """Up to the checkpoint the run is the uninterrupted one; resumed, it plays new games."""
-    from train_helpers import metrics_rows
+    from train_helpers import crash_run, metrics_rows
 
     algo, full = run
     crashed = tmp_path / "crashed"
-    cls = get_recipe(algo).algorithm
-    original = cls.iterate
-
-    def crash(self):
-        if self.global_step >= 128:
-            raise RuntimeError("simulated crash")
-        return original(self)
-
-    monkeypatch.setattr(cls, "iterate", crash)
-    with pytest.raises(RuntimeError, match="simulated crash"):
-        main(["train", algo, *TINY[algo], "--out", str(crashed)])
-    monkeypatch.setattr(cls, "iterate", original)
+    crash_run(monkeypatch, algo, [*TINY[algo], "--out", str(crashed)], at_step=128)
     before = metrics_rows(crashed / "metrics.csv")
     assert before and before == metrics_rows(full / "metrics.csv")[: len(before)]
     with pytest.warns(RuntimeWarning, match="envpool cannot save its emulators"):

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 from tensordict import TensorDict
-from train_helpers import metrics_rows
+from train_helpers import crash_run, metrics_rows
 
 from tdrl.cli import main
 from tdrl.recipes import get_recipe
@@ -76,18 +76,7 @@ def test_resume_is_exact(run, tmp_path, monkeypatch):
     algo, flags, full = run
     crash_at = CRASH_AT["atari" if "ALE/Breakout-v5" in flags else "minatar"]
     crashed = tmp_path / "crashed"
-    cls = get_recipe(algo).algorithm
-    original = cls.iterate
-
-    def crash(self):
-        if self.global_step >= crash_at:
-            raise RuntimeError("simulated crash")
-        return original(self)
-
-    monkeypatch.setattr(cls, "iterate", crash)
-    with pytest.raises(RuntimeError, match="simulated crash"):
-        main(["train", algo, *flags, "--out", str(crashed)])
-    monkeypatch.setattr(cls, "iterate", original)
+    crash_run(monkeypatch, algo, [*flags, "--out", str(crashed)], at_step=crash_at)
     assert not load_checkpoint(crashed / "checkpoint.pt")["finished"]
     assert main(["train", algo, "--out", str(crashed), "--resume", *QUIET]) == 0
     assert metrics_rows(crashed / "metrics.csv") == metrics_rows(full / "metrics.csv")

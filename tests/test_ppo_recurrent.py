@@ -8,7 +8,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from train_helpers import QUIET, metrics_rows, summary
+from train_helpers import QUIET, crash_run, metrics_rows, summary
 
 from tdrl.cli import main
 from tdrl.modules import set_recurrent_mode
@@ -168,17 +168,7 @@ def test_train_resume_eval_export_round_trip(kind, tmp_path, monkeypatch, capsys
     flags = [*TINY, "--recurrent", kind]
     full, crashed = tmp_path / "full", tmp_path / "crashed"
     assert main(["train", "ppo", *flags, "--out", str(full)]) == 0
-    original = PPO.iterate
-
-    def crash(self):
-        if self.global_step >= 1024:
-            raise RuntimeError("simulated crash")
-        return original(self)
-
-    monkeypatch.setattr(PPO, "iterate", crash)
-    with pytest.raises(RuntimeError, match="simulated crash"):
-        main(["train", "ppo", *flags, "--out", str(crashed)])
-    monkeypatch.setattr(PPO, "iterate", original)
+    crash_run(monkeypatch, "ppo", [*flags, "--out", str(crashed)], at_step=1024)
     saved = load_checkpoint(crashed / "checkpoint.pt")
     memory = saved["algo_state"]["memory"]
     assert memory["state"].batch_size == (4,) and memory["is_init"].shape == (4,)

@@ -16,6 +16,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from train_helpers import crash_run
 
 from tdrl.cli import main
 from tdrl.recipes import runfiles
@@ -243,22 +244,9 @@ def test_eval_gif_to_read_only_path_still_reports_the_evaluation(tmp_path, capsy
 
 # ----------------------------------------------------------------------------- 6. damaged files
 def test_resume_drops_torn_metrics_rows(tmp_path, capsys, monkeypatch):
-    from tdrl.recipes import ppo
-
     out = tmp_path / "run"
-    original = ppo.PPO.iterate
-
-    def crash(self):
-        if self.global_step >= 256:
-            raise RuntimeError("simulated crash")
-        return original(self)
-
-    monkeypatch.setattr(ppo.PPO, "iterate", crash)
-    argv = ["train", "ppo", *TINY, "--total-steps", "512", "--checkpoint-every", "128",
-            "--out", str(out)]
-    with pytest.raises(RuntimeError, match="simulated crash"):
-        main(argv)
-    monkeypatch.undo()
+    crash_run(monkeypatch, "ppo", [*TINY, "--total-steps", "512", "--checkpoint-every", "128",
+                                   "--out", str(out)], at_step=256)
     with open(out / "metrics.csv", "a") as f:
         f.write("128,0.5,1\n\x00\x00garbage,,\n")  # torn row, then garbage
     assert main(["train", "ppo", "--out", str(out), "--resume", "--no-progress"]) == 0

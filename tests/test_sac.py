@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from tensordict import TensorDict
+from train_helpers import crash_run
 
 from tdrl.cli import main
 from tdrl.modules import (
@@ -80,21 +81,9 @@ def test_sac_pendulum_improves_over_random(trunk, steps, tmp_path):
 
 # ----------------------------------------------------------------------------- resume
 def test_sac_crash_then_resume_matches_uninterrupted_run(tmp_path, monkeypatch, capsys):
-    from tdrl.recipes.sac import SAC
-
     full, crashed = tmp_path / "full", tmp_path / "crashed"
     assert main(["train", "sac", *SMALL_SAC, "--out", str(full)]) == 0
-    original = SAC.iterate
-
-    def crash_after_first_checkpoint(self):
-        if self.global_step >= 900:
-            raise RuntimeError("simulated crash")
-        return original(self)
-
-    monkeypatch.setattr(SAC, "iterate", crash_after_first_checkpoint)
-    with pytest.raises(RuntimeError, match="simulated crash"):
-        main(["train", "sac", *SMALL_SAC, "--out", str(crashed)])
-    monkeypatch.setattr(SAC, "iterate", original)
+    crash_run(monkeypatch, "sac", [*SMALL_SAC, "--out", str(crashed)], at_step=900)
     saved = load_checkpoint(crashed / "checkpoint.pt")
     assert saved["global_step"] == 600 and not saved["finished"]
     assert len(saved["algo_state"]["buffer"]["storage"]) == 600

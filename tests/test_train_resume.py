@@ -13,12 +13,13 @@ from train_helpers import (
     ROOT,
     SMALL_DQN,
     SMALL_PPO,
+    crash_run,
     metrics_rows,
     summary,
 )
 
 from tdrl.cli import main
-from tdrl.recipes import get_recipe, runfiles
+from tdrl.recipes import runfiles
 from tdrl.recipes.config import CheckpointError, WriteError
 from tdrl.recipes.runfiles import (
     load_checkpoint,
@@ -36,19 +37,7 @@ def test_crash_then_resume_matches_uninterrupted_run(algo, flags, tmp_path, monk
     """Same seed -> same metrics.csv; a run killed after its first checkpoint resumes exactly."""
     full, crashed = tmp_path / "full", tmp_path / "crashed"
     assert main(["train", algo, *flags, "--out", str(full)]) == 0
-
-    cls = get_recipe(algo).algorithm
-    original = cls.iterate
-
-    def crash_after_first_checkpoint(self):
-        if self.global_step >= 1500:
-            raise RuntimeError("simulated crash")
-        return original(self)
-
-    monkeypatch.setattr(cls, "iterate", crash_after_first_checkpoint)
-    with pytest.raises(RuntimeError, match="simulated crash"):
-        main(["train", algo, *flags, "--out", str(crashed)])
-    monkeypatch.setattr(cls, "iterate", original)
+    crash_run(monkeypatch, algo, [*flags, "--out", str(crashed)], at_step=1500)
     saved = load_checkpoint(crashed / "checkpoint.pt")
     assert saved["global_step"] in (1000, 1024) and not saved["finished"]
     assert len(metrics_rows(crashed / "metrics.csv")) > 0

@@ -1,9 +1,11 @@
-"""Shared by the training tests: CI budgets, metrics.csv and summary.json readers."""
+"""Shared by the training tests: CI budgets, metrics.csv and summary.json readers, a crash."""
 from __future__ import annotations
 
 import csv
 import json
 from pathlib import Path
+
+import pytest
 
 from tdrl.recipes.runfiles import WALL_COLUMNS
 
@@ -55,3 +57,24 @@ def assert_eval_and_pt2_replay(run: Path, expected: float, capsys) -> None:
     capsys.readouterr()
     assert main(["eval", str(run), "--policy", str(run / "policy.pt2"), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["mean_return"] == expected
+
+
+def crash_run(monkeypatch, algo: str, argv: list[str], at_step: int) -> None:
+    """``tdrl train algo *argv`` stopped by a "simulated crash" raised from the algorithm's
+    ``iterate`` once ``global_step`` reaches ``at_step`` (the run's checkpoints before it
+    stay); ``iterate`` is restored afterwards."""
+    from tdrl.cli import main
+    from tdrl.recipes import get_recipe
+
+    cls = get_recipe(algo).algorithm
+    original = cls.iterate
+
+    def crash(self):
+        if self.global_step >= at_step:
+            raise RuntimeError("simulated crash")
+        return original(self)
+
+    monkeypatch.setattr(cls, "iterate", crash)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        main(["train", algo, *argv])
+    monkeypatch.setattr(cls, "iterate", original)
