@@ -36,6 +36,7 @@ from tdrl.recipes.trunks import ScaleFrames
 __all__ = ["plain_forward"]
 
 Fn = Callable[[torch.Tensor], torch.Tensor]
+_IMAGE_STEPS = (ScaleFrames, ConvNet)  # the image trunk's layers before the dense ones
 
 
 def _activation(m: nn.Module) -> Fn | None:
@@ -56,7 +57,7 @@ _IN_PLACE = {torch.relu: torch.relu_, torch.tanh: torch.tanh_}
 
 
 def _layers(net: nn.Module) -> list[nn.Module] | None:
-    if type(net) in (ScaleFrames, ConvNet):  # one step each (a ConvNet is a Sequential)
+    if type(net) in _IMAGE_STEPS:  # one step each (a ConvNet is a Sequential)
         return [net] if _image_step(net) is not None else None
     if isinstance(net, nn.Sequential):
         if getattr(net, "_out_shape", None) is not None:  # an MLP reshaping its output
@@ -135,11 +136,11 @@ def plain_forward(net: nn.Module) -> Fn | None:
     """
     layers = _layers(net)
     # the image trunk's steps first (uint8 frames -> conv features), then Linear layers
-    pre = []
-    while layers and _image_step(layers[0]) is not None:
+    pre = []  # (_layers kept only image steps _image_step takes)
+    while layers and type(layers[0]) in _IMAGE_STEPS:
         pre.append(_image_step(layers.pop(0)))
     if not layers or type(layers[0]) is not nn.Linear or any(
-            _image_step(m) is not None for m in layers):
+            type(m) in _IMAGE_STEPS for m in layers):
         return None
     # (weight, bias or None, activation or None) per Linear; activations apply in order
     steps: list[tuple[torch.Tensor, torch.Tensor | None, list[Fn]]] = []
